@@ -1,0 +1,49 @@
+# cnnspec: `make demo` sets everything up and runs the main job; `make test` runs the suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   ?= specs/lenet5.cnn
+OUT    ?= build/demo
+
+.PHONY: demo test install lint graphviz clean bench
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+# Debian's graphviz gives `dot` (needed for SVG/PNG diagrams; .dot output works without it).
+graphviz:
+	@if command -v dot >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's graphviz (for the dot binary)"; \
+		(apt-get install -y -qq graphviz >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq graphviz >/dev/null)) \
+		|| echo "warning: could not install graphviz; diagrams will be .dot only"; \
+	else \
+		echo "note: Graphviz's dot is not installed; run 'sudo apt-get install graphviz'" \
+		     "for SVG/PNG diagrams (.dot output works without it)"; \
+	fi
+
+demo: install graphviz
+	@mkdir -p $(OUT)
+	$(BIN)/cnnspec check specs/*.cnn specs/examples/*.cnn
+	$(BIN)/cnnspec summary $(DEMO)
+	$(BIN)/cnnspec summary specs/resnet50.cnn --depth 1
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install graphviz lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,259 @@
+"""The ``cnnspec`` command. The only module (with :func:`cnnspec.load`) that does I/O.
+
+Every failure a user can cause ends in rendered diagnostics and exit code 1; a usage
+mistake exits 2; a bug in cnnspec prints an ``internal`` diagnostic (exit 3), never a
+traceback. ``check`` and ``summary`` do not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from cnnspec import __version__
+from cnnspec.diagnostics import (
+    NO_SPAN,
+    Diagnostic,
+    DiagnosticError,
+    error,
+    render_human,
+    render_json,
+    summary_line,
+)
+
+if TYPE_CHECKING:
+    from cnnspec.model import Model
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------- options
+
+
+def parse_sets(items: Sequence[str]) -> dict[str, Any]:
+    """``--set k=v``: each value is a cnnspec expression (``10``, ``true``, ``(3, 5)``)."""
+    from cnnspec.evaluate import EvalError, InShape, Unknown, evaluate
+    from cnnspec.parser import parse_expr
+
+    values: dict[str, Any] = {}
+    problems: list[Diagnostic] = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
+        try:
+            values[key] = evaluate(parse_expr(text, f"--set {key}"), {}, InShape(None))
+        except DiagnosticError as exc:
+            problems.extend(_as_override(d, item) for d in exc.diagnostics)
+        except EvalError as exc:
+            problems.append(_as_override(exc.diagnostic, item))
+        except Unknown:
+            problems.append(error("bad-override", NO_SPAN, f"--set {item}: not a constant"))
+    if problems:
+        raise DiagnosticError(problems)
+    return values
+
+
+def _as_override(d: Diagnostic, item: str) -> Diagnostic:
+    return error("bad-override", NO_SPAN, f"--set {item}: {d.message}", hints=d.hints)
+
+
+def parse_inputs(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """``--input image=3x32x32``."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        dims = text.lower().replace("×", "x").replace(" ", "").split("x")
+        if not sep or not key.isidentifier() or not all(d.isdigit() for d in dims):
+            raise UsageError(f"--input expects NAME=CxHxW (e.g. image=3x224x224), got {item!r}")
+        shapes[key] = tuple(int(d) for d in dims)
+    return shapes
+
+
+# -------------------------------------------------------------------- commands
+
+
+def _use_color(stream: TextIO) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _report(diags: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> None:
+    if not diags:
+        return
+    if fmt == "json":
+        return
+    sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr)))
+
+
+def _load(args: argparse.Namespace, source: str) -> Model:
+    from cnnspec.model import check_program, load_program_from
+
+    overrides, inputs = parse_sets(args.set), parse_inputs(args.input)
+    return check_program(load_program_from(source), args.network, overrides, inputs)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    everything: list[Diagnostic] = []
+    sources: dict[str, str] = {}
+    failed = False
+    for source in args.files:
+        try:
+            model = _load(args, source)
+            everything.extend(model.warnings)
+            sources.update(model.sources)
+        except DiagnosticError as exc:
+            failed = True
+            everything.extend(exc.diagnostics)
+            sources.update(exc.sources)
+    if args.format == "json":
+        print(render_json(everything))
+    else:
+        _report(everything, sources, args.format)
+        verdict = "failed" if failed else "ok"
+        print(
+            f"{verdict}: {len(args.files)} file{'s' * (len(args.files) != 1)} checked, "
+            f"{summary_line(everything)}",
+            file=sys.stderr,
+        )
+    return EXIT_ERRORS if failed else EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from cnnspec import summary
+
+    model = _load(args, args.file)
+    render: Callable[..., str] = {
+        "table": summary.render_table,
+        "markdown": summary.render_markdown,
+        "json": summary.render_json,
+    }[args.format]
+    if args.format != "json":
+        _report(model.warnings, model.sources, args.format)
+    sys.stdout.write(render(model, args.depth, args.batch))
+    return EXIT_OK
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    from cnnspec.ops import LAYERS, REGISTRY, show_value
+
+    for name in sorted(LAYERS):
+        op = REGISTRY[name]
+        params = ", ".join(
+            a.name if a.required else f"{a.name}={show_value(a.default)}" for a in op.args
+        )
+        doc = f"  # {op.doc}" if op.doc else ""
+        print(f"{name}({params}){doc}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a network parameter (repeatable)",
+    )
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=CxHxW",
+        help="override an input's shape (repeatable)",
+    )
+    p.add_argument("--network", default=None, help="which network of the file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cnnspec", description="Check, summarize and compile CNN specs (.cnn files)."
+    )
+    parser.add_argument("--version", action="version", version=f"cnnspec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("check", help="check specs; exit 1 on errors")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".cnn files or zoo names")
+    p.add_argument("--format", choices=["human", "json"], default="human")
+    _common(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("summary", help="per-layer shapes, params, MACs, receptive field")
+    p.add_argument("file", metavar="FILE", help="a .cnn file or a zoo name (resnet50)")
+    p.add_argument("--batch", type=_positive, default=1, help="batch size for memory")
+    p.add_argument(
+        "--depth",
+        type=_positive,
+        default=None,
+        help="collapse scopes deeper than N levels into one row",
+    )
+    p.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+    _common(p)
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("layers", help="list the layer types and their arguments")
+    p.set_defaults(func=cmd_layers)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    fmt = getattr(args, "format", "human")
+    try:
+        code: int = args.func(args)
+        return code
+    except UsageError as exc:
+        parser.error(str(exc))
+    except DiagnosticError as exc:
+        _fail(exc.diagnostics, exc.sources, fmt)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # a bug: report it as a diagnostic, never a traceback
+        bug = error(
+            "internal",
+            NO_SPAN,
+            f"cnnspec failed unexpectedly: {type(exc).__name__}: {exc}",
+            hints=[
+                "this is a bug in cnnspec; please report it with the spec",
+                "set CNNSPEC_DEBUG=1 to see the traceback",
+            ],
+        )
+        if os.environ.get("CNNSPEC_DEBUG"):
+            raise
+        _fail([bug], {}, fmt)
+        return EXIT_INTERNAL
+    return EXIT_ERRORS
+
+
+def _fail(diags: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(json.loads(render_json(diags)), indent=2))
+    else:
+        sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr)))
+        print(f"failed: {summary_line(diags)}", file=sys.stderr)

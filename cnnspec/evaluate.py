@@ -1,0 +1,223 @@
+"""Evaluate spec expressions to Python values (int, float, bool, str, tuples).
+
+Values are bounded: an integer over 2**256 or a power with a huge exponent is refused
+at once instead of hanging the checker on ``2 ** 10 ** 9``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cnnspec import ast
+from cnnspec.diagnostics import Diagnostic, error, suggestion
+from cnnspec.ops import Shape, format_shape, show_value
+
+Value = Any
+MAX_BITS = 256
+
+
+class EvalError(Exception):
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+class Unknown(Exception):
+    """The value depends on a shape that an earlier error left unknown (no new error)."""
+
+
+class InShape:
+    """What ``in.<attr>`` sees: the incoming tensor's shape, or why there is none."""
+
+    ATTRS = ("channels", "height", "width", "features", "size", "rank")
+
+    def __init__(self, shape: Shape | None, known: bool = True) -> None:
+        self.shape = shape
+        self.known = known
+
+    def attr(self, name: str, node: ast.InAttr) -> int:
+        if not self.known:
+            raise Unknown()
+        shape = self.shape
+        if shape is None:
+            raise EvalError(
+                error(
+                    "bad-expression",
+                    node.span,
+                    f"`in.{name}` is used before any input",
+                    "no incoming tensor here",
+                    ["declare an input first: `input image: 3 x 224 x 224`"],
+                )
+            )
+        values: dict[str, int] = {"size": math.prod(shape), "rank": len(shape)}
+        if len(shape) == 3:
+            values.update(channels=shape[0], height=shape[1], width=shape[2])
+        else:
+            values.update(features=shape[0], channels=shape[0])
+        if name in values:
+            return values[name]
+        hints = suggestion(name, self.ATTRS) or [
+            f"the incoming tensor is {format_shape(shape)}; it has "
+            + ", ".join(f"in.{a}" for a in self.ATTRS if a in values)
+        ]
+        raise EvalError(
+            error(
+                "bad-expression",
+                node.span,
+                f"the incoming tensor has no `{name}`",
+                "unknown attribute",
+                hints,
+            )
+        )
+
+
+def _fn_int(x: Value) -> Value:
+    return int(x)
+
+
+FUNCTIONS: dict[str, Callable[..., Value]] = {
+    "min": min,
+    "max": max,
+    "abs": abs,
+    "int": _fn_int,
+    "float": float,
+    "round": round,
+    "floor": math.floor,
+    "ceil": math.ceil,
+}
+
+CONSTANTS: dict[str, Value] = {"same": "same", "valid": "valid"}
+
+
+def evaluate(expr: ast.Expr, env: Mapping[str, Value], inp: InShape) -> Value:
+    """Evaluate ``expr``; raises :class:`EvalError` or :class:`Unknown`."""
+    if isinstance(expr, ast.Literal):
+        return expr.value
+    if isinstance(expr, ast.NameRef):
+        if expr.name in env:
+            return env[expr.name]
+        if expr.name in CONSTANTS:
+            return CONSTANTS[expr.name]
+        raise EvalError(
+            error(
+                "undefined-name",
+                expr.span,
+                f"`{expr.name}` is not defined",
+                "unknown name",
+                suggestion(expr.name, [*env, *CONSTANTS])
+                or ["names here are the parameters and loop variables in scope"],
+            )
+        )
+    if isinstance(expr, ast.InAttr):
+        return inp.attr(expr.attr, expr)
+    if isinstance(expr, ast.TupleExpr):
+        return tuple(evaluate(item, env, inp) for item in expr.items)
+    if isinstance(expr, ast.Ternary):
+        cond = evaluate(expr.cond, env, inp)
+        return evaluate(expr.then if cond else expr.otherwise, env, inp)
+    if isinstance(expr, ast.Unary):
+        value = evaluate(expr.operand, env, inp)
+        if expr.op == "not":
+            return not value
+        _need_number(value, expr.operand)
+        return -value if expr.op == "-" else +value
+    if isinstance(expr, ast.Binary):
+        return _binary(expr, env, inp)
+    if isinstance(expr, ast.FuncCall):
+        return _call(expr, env, inp)
+    raise AssertionError(expr)
+
+
+def _binary(expr: ast.Binary, env: Mapping[str, Value], inp: InShape) -> Value:
+    left = evaluate(expr.left, env, inp)
+    if expr.op == "and":
+        return left and evaluate(expr.right, env, inp)
+    if expr.op == "or":
+        return left or evaluate(expr.right, env, inp)
+    right = evaluate(expr.right, env, inp)
+    op = expr.op
+    if op in ("==", "!="):
+        return (left == right) == (op == "==")
+    _need_number(left, expr.left)
+    _need_number(right, expr.right)
+    if op in ("/", "//", "%") and right == 0:
+        raise EvalError(error("bad-expression", expr.span, "division by zero", "divides by 0"))
+    if op == "**":
+        _check_power(left, right, expr)
+    result = _ARITH[op](left, right)
+    if isinstance(result, int) and result.bit_length() > MAX_BITS:
+        raise _too_big(expr)
+    if isinstance(result, float) and not math.isfinite(result):
+        raise _too_big(expr)
+    return result
+
+
+_ARITH: dict[str, Callable[[Value, Value], Value]] = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "//": lambda a, b: a // b,
+    "%": lambda a, b: a % b,
+    "**": lambda a, b: a**b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _check_power(base: Value, exponent: Value, expr: ast.Binary) -> None:
+    if abs(base) <= 1:
+        return
+    if exponent * math.log2(abs(base)) > MAX_BITS:
+        raise _too_big(expr)
+    if base == 0 and exponent < 0:
+        raise EvalError(error("bad-expression", expr.span, "0 to a negative power"))
+
+
+def _too_big(expr: ast.Expr) -> EvalError:
+    return EvalError(
+        error(
+            "too-large",
+            expr.span,
+            "this number is too large",
+            f"over 2**{MAX_BITS}",
+            ["sizes and counts must stay realistic"],
+        )
+    )
+
+
+def _need_number(value: Value, node: ast.Expr) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise EvalError(
+            error(
+                "bad-expression",
+                node.span,
+                f"expected a number, got {show_value(value)}",
+                "not a number",
+            )
+        )
+
+
+def _call(expr: ast.FuncCall, env: Mapping[str, Value], inp: InShape) -> Value:
+    fn = FUNCTIONS.get(expr.name)
+    if fn is None:
+        raise EvalError(
+            error(
+                "undefined-name",
+                expr.span,
+                f"`{expr.name}` is not a function",
+                "unknown function",
+                suggestion(expr.name, FUNCTIONS) or ["functions: " + ", ".join(sorted(FUNCTIONS))],
+            )
+        )
+    args = [evaluate(a, env, inp) for a in expr.args]
+    for value, node in zip(args, expr.args, strict=True):
+        _need_number(value, node)
+    try:
+        return fn(*args)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise EvalError(error("bad-expression", expr.span, f"`{expr.name}`: {exc}")) from None

@@ -1,0 +1,140 @@
+"""Gather a spec and the files it ``use``s into a :class:`Program`.
+
+File access is injected (``read``), so this stays a pure function of what ``read``
+returns; the CLI and :func:`cnnspec.load` pass a reader over the file system.
+A ``use`` path is relative to the file that says it; when no such file exists, the
+model zoo shipped with cnnspec is searched (``use "resnet_blocks.cnn"`` works anywhere).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cnnspec import ast
+from cnnspec.diagnostics import Collector, DiagnosticError, Note, error, sort_diagnostics
+from cnnspec.parser import parse
+
+Reader = Callable[[str], "str | None"]  # path -> text, or None when there is no such file
+
+
+@dataclass
+class Program:
+    entry: str
+    modules: dict[str, ast.Module] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def blocks(self) -> dict[str, ast.BlockDef]:
+        out: dict[str, ast.BlockDef] = {}
+        for module in self.modules.values():
+            for block in module.blocks:
+                out.setdefault(block.name, block)
+        return out
+
+
+def load_program(
+    entry: str, text: str, read: Reader, fallback: Callable[[str], str | None] = lambda name: None
+) -> Program:
+    """Parse ``entry`` (whose text is given) and every file it uses, transitively.
+
+    ``fallback`` maps a ``use`` name to a zoo path when the relative file is missing.
+    Raises :class:`DiagnosticError` with syntax errors of every file, missing files and
+    ``use`` cycles, all at once.
+    """
+    program = Program(entry)
+    program.sources[entry] = text
+    diags = Collector()
+    _visit(entry, text, read, fallback, program, diags, [])
+    _check_duplicate_blocks(program, diags)
+    if diags.has_errors:
+        raise DiagnosticError(sort_diagnostics(diags.items), program.sources)
+    return program
+
+
+def _visit(
+    path: str,
+    text: str,
+    read: Reader,
+    fallback: Callable[[str], str | None],
+    program: Program,
+    diags: Collector,
+    stack: list[tuple[str, ast.Use | None]],
+) -> None:
+    try:
+        module = parse(text, path)
+    except DiagnosticError as exc:
+        diags.extend(exc.diagnostics)
+        module = ast.Module(path, (), (), ())
+    program.modules[path] = module
+    stack = [*stack, (path, None)]
+    for use in module.uses:
+        target = _resolve(path, use.path, read, fallback)
+        if target is None:
+            diags.add(
+                error(
+                    "missing-file",
+                    use.span,
+                    f"cannot find `{use.path}`",
+                    "no such file",
+                    [f"paths are relative to {posixpath.dirname(path) or '.'}/"],
+                )
+            )
+            continue
+        target_path, target_text = target
+        on_stack = [p for p, _ in stack]
+        if target_path in on_stack:
+            cycle = [*on_stack[on_stack.index(target_path) :], target_path]
+            diags.add(
+                error(
+                    "use-cycle",
+                    use.span,
+                    "files use each other in a cycle",
+                    " -> ".join(posixpath.basename(p) for p in cycle),
+                    ["move the shared blocks into a file both can use"],
+                )
+            )
+            continue
+        if target_path in program.modules:
+            continue
+        program.sources[target_path] = target_text
+        _visit(target_path, target_text, read, fallback, program, diags, stack)
+
+
+def _resolve(
+    importer: str,
+    name: str,
+    read: Reader,
+    fallback: Callable[[str], str | None],
+) -> tuple[str, str] | None:
+    local = posixpath.normpath(posixpath.join(posixpath.dirname(importer), name))
+    text = read(local)
+    if text is not None:
+        return local, text
+    zoo = fallback(name)
+    if zoo is not None:
+        text = read(zoo)
+        if text is not None:
+            return zoo, text
+    return None
+
+
+def _check_duplicate_blocks(program: Program, diags: Collector) -> None:
+    first: dict[str, ast.BlockDef] = {}
+    for module in program.modules.values():
+        for block in module.blocks:
+            if block.name in first:
+                other = first[block.name]
+                diags.add(
+                    error(
+                        "duplicate-name",
+                        block.name_span,
+                        f"block `{block.name}` is defined twice",
+                        "defined again here",
+                        ["rename one of them"],
+                        [Note(other.name_span, "first defined here")],
+                    )
+                )
+            else:
+                first[block.name] = block

@@ -1,0 +1,142 @@
+"""The facade: run the pipeline on a spec and hold the checked result.
+
+``check_program`` is pure (program in, model out); :func:`load` reads files, so it is
+the one place besides the CLI that touches the file system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cnnspec.diagnostics import NO_SPAN, Diagnostic, DiagnosticError, error, sort_diagnostics
+from cnnspec.elaborate import elaborate
+from cnnspec.graph import Graph, lint
+from cnnspec.infer import Totals, infer, totals
+from cnnspec.loader import Program, load_program
+from cnnspec.ops import Shape
+from cnnspec.resources import zoo_spec
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+@dataclass
+class Model:
+    """A checked network: its graph (shapes, costs), warnings and sources."""
+
+    graph: Graph
+    program: Program
+    warnings: list[Diagnostic] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def path(self) -> str:
+        return self.program.entry
+
+    @property
+    def sources(self) -> dict[str, str]:
+        return self.program.sources
+
+    @cached_property
+    def totals(self) -> Totals:
+        return totals(self.graph)
+
+    @property
+    def total_params(self) -> int:
+        return self.totals.params
+
+    @property
+    def total_macs(self) -> int:
+        return self.totals.macs
+
+    def to_networkx(self) -> nx.DiGraph:
+        return self.graph.to_networkx()
+
+    def summary(self, depth: int | None = None, batch: int = 1) -> dict[str, Any]:
+        from cnnspec.summary import to_dict
+
+        return to_dict(self, depth, batch)
+
+
+def check_program(
+    program: Program,
+    network: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Shape] | None = None,
+) -> Model:
+    """Elaborate, infer and lint; raises :class:`DiagnosticError` on any error."""
+    try:
+        graph, warnings = elaborate(program, network, overrides, inputs)
+        warnings = [*warnings, *infer(graph)]
+        problems = lint(graph)
+        if problems:
+            raise DiagnosticError([error("graph-invariant", graph.span, p) for p in problems])
+    except DiagnosticError as exc:
+        raise DiagnosticError(exc.diagnostics, program.sources) from None
+    return Model(graph, program, sort_diagnostics(warnings), dict(overrides or {}))
+
+
+def read_file(path: str) -> str | None:
+    """The file reader the CLI and :func:`load` give the loader."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _zoo_fallback(name: str) -> str | None:
+    found = zoo_spec(name)
+    return str(found) if found else None
+
+
+def load_source(source: str | Path) -> tuple[str, str]:
+    """``(path, text)`` for a file path, a zoo name (``resnet50``) or spec text itself."""
+    if isinstance(source, Path) or ("{" not in source and "\n" not in source):
+        path = str(source)
+        text = read_file(path)
+        if text is None and not Path(path).exists():
+            zoo = zoo_spec(path)
+            if zoo is not None:
+                path, text = str(zoo), read_file(str(zoo))
+        if text is None:
+            raise DiagnosticError(
+                [
+                    error(
+                        "missing-file",
+                        NO_SPAN,
+                        f"cannot read `{path}`",
+                        "",
+                        ["give a .cnn file or a zoo name such as resnet50"],
+                    )
+                ]
+            )
+        return path, text
+    return "<spec>", source
+
+
+def load_program_from(source: str | Path) -> Program:
+    path, text = load_source(source)
+    return load_program(path, text, read_file, _zoo_fallback)
+
+
+def load(
+    source: str | Path,
+    network: str | None = None,
+    inputs: Mapping[str, Shape] | None = None,
+    **overrides: Any,
+) -> Model:
+    """Check a spec (a path, a zoo name or the spec's text) and return the model.
+
+    >>> m = load("resnet18", classes=10)
+    >>> m.total_params
+    11181642
+    """
+    return check_program(load_program_from(source), network, overrides, inputs)

@@ -1,0 +1,451 @@
+"""Stage 1: text -> :class:`cnnspec.ast.Module`, with syntax errors as diagnostics.
+
+The Lark parser is built once per process (and its tables cached on disk by Lark).
+Raw Lark exceptions never leave this module: they become ``syntax`` diagnostics that
+name the common mistakes.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+import re
+from functools import lru_cache
+from typing import Any
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+
+from cnnspec import ast
+from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
+from cnnspec.resources import grammar_path
+
+KEYWORDS = frozenset(
+    "use block network input output if else aux from residual shortcut concat branch "
+    "repeat in as and or not true false".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"),
+        parser="lalr",
+        start=["start", "expr_start"],
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def parse(text: str, path: str = "<spec>") -> ast.Module:
+    """Parse one file. Raises :class:`DiagnosticError` with a ``syntax`` diagnostic."""
+    tree = _parse_tree(text, path, "start")
+    return _build(_Builder(path), tree)
+
+
+def parse_expr(text: str, path: str = "<command line>") -> ast.Expr:
+    """Parse one expression (a ``--set`` value)."""
+    tree = _parse_tree(text, path, "expr_start")
+    expr: ast.Expr = _build(_Builder(path), tree)
+    return expr
+
+
+def _build(builder: _Builder, tree: Tree[Token]) -> Any:
+    try:
+        return builder.transform(tree)
+    except VisitError as exc:
+        if isinstance(exc.orig_exc, DiagnosticError):
+            raise exc.orig_exc from None
+        raise
+
+
+def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
+    parser = _lark().parse_interactive(text, start=start)
+    seen: list[Token] = []  # the last two tokens: iter_parse yields one before feeding it
+    try:
+        for token in parser.iter_parse():
+            seen = [*seen[-1:], token]
+        return parser.feed_eof(seen[-1] if seen else None)
+    except UnexpectedInput as exc:
+        failed = getattr(exc, "token", None)
+        fed = [t for t in seen if failed is None or t.start_pos != failed.start_pos]
+        previous = fed[-1] if fed else None
+        raise DiagnosticError([_syntax_diagnostic(exc, text, path, previous)]) from None
+    except RecursionError:
+        span = Span(path, 1, 1, 1, 2)
+        raise DiagnosticError(
+            [error("syntax", span, "the spec is nested too deeply to parse")]
+        ) from None
+
+
+# ------------------------------------------------------------- syntax errors
+
+_FRIENDLY = {
+    "RBRACE": "`}`",
+    "LBRACE": "`{`",
+    "RPAR": "`)`",
+    "LPAR": "`(`",
+    "COMMA": "`,`",
+    "COLON": "`:`",
+    "EQUAL": "`=`",
+    "NAME": "a name",
+    "INT": "a number",
+    "FLOAT": "a number",
+    "STRING": "a string",
+    "SHAPE": "a shape like `3 x 224 x 224`",
+    "__ANON_0": "`->`",
+    "$END": "the end of the file",
+}
+
+
+def _describe(token_type: str) -> str:
+    if token_type in _FRIENDLY:
+        return _FRIENDLY[token_type]
+    pattern = _lark().get_terminal(token_type).pattern if _has_terminal(token_type) else None
+    if pattern is not None and pattern.type == "str":
+        return f"`{pattern.value}`"
+    return token_type.lower()
+
+
+def _has_terminal(name: str) -> bool:
+    try:
+        _lark().get_terminal(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _syntax_diagnostic(
+    exc: UnexpectedInput, text: str, path: str, previous: Token | None
+) -> Diagnostic:
+    line, col = max(exc.line, 1), max(exc.column, 1)
+    if isinstance(exc, UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        span = Span(path, line, col, line, col + 1)
+        return error(
+            "syntax", span, f"unexpected character `{char}`", "not valid here", _char_hints(char)
+        )
+    assert isinstance(exc, UnexpectedToken)
+    token = exc.token
+    expected = sorted(exc.expected)
+    if token.type == "$END":
+        return _unexpected_end(text, path, expected)
+    width = max(1, len(token.value)) if token.end_column is None else token.end_column - col
+    span = Span(path, line, col, line, col + max(width, 1))
+    hints = _token_hints(token, previous, expected)
+    return error("syntax", span, f"unexpected `{token.value}`", "not expected here", hints)
+
+
+def _char_hints(char: str) -> list[str]:
+    if char == "[":
+        return ["pairs are written in parentheses: `kernel = (3, 5)`"]
+    if char in "'":
+        return ['strings use double quotes: `"same"`']
+    if char == "=":
+        return ["chain layers with `->`"]
+    return []
+
+
+def _token_hints(token: Token, previous: Token | None, expected: list[str]) -> list[str]:
+    value, prev = token.value, previous.value if previous is not None else ""
+    prev_type = _kind(previous) if previous is not None else ""
+    want = ", ".join(_describe(t) for t in expected[:8])
+    hints: list[str] = []
+    if value == ":" and "LBRACE" in expected:
+        hints.append("blocks and networks use braces: `block name(args) { ... }`")
+    elif value == "=" and "COLON" in expected:
+        hints.append("an input's shape follows a colon: `input image: 3 x 224 x 224`")
+    elif value in {">", "=>", "=", "|"} and prev_type not in {"LPAR", "COMMA"}:
+        hints.append("chain layers with `->`: `conv(6, 5) -> tanh`")
+    elif _kind(token) in {"INT", "FLOAT"} and prev_type == "NAME":
+        hints.append(f"arguments go in parentheses: `{prev}({value}, ...)`")
+    elif "COMMA" in expected and "RPAR" in expected:
+        hints.append("separate arguments with `,`")
+    elif token.type.isupper() and value in KEYWORDS and "NAME" in expected:
+        hints.append(f"`{value}` is a reserved word and cannot be used as a name")
+    elif value == "}" and prev == "->":
+        hints.append("a chain cannot end with `->`")
+    elif value in {"def", "class", "return", "import"}:
+        hints.append("cnnspec is not Python: see docs/language.md")
+    if not hints and want:
+        hints.append(f"expected {want}")
+    return hints
+
+
+def _kind(token: Token) -> str:
+    """The token's type; a bare number or name that the fallback lexer took for a SHAPE."""
+    if token.type == "SHAPE":
+        return "INT" if token.value.isdigit() else "NAME" if token.value.isidentifier() else "SHAPE"
+    return token.type
+
+
+def _unexpected_end(text: str, path: str, expected: list[str]) -> Diagnostic:
+    lines = text.splitlines() or [""]
+    open_at = _unclosed_brace(text)
+    if open_at is not None:
+        line, col = open_at
+        span = Span(path, line, col, line, col + 1)
+        return error(
+            "syntax",
+            span,
+            "unexpected end of file: a `{` is never closed",
+            "opened here",
+            ["add the matching `}`"],
+        )
+    line = len(lines)
+    col = len(lines[-1]) + 1
+    span = Span(path, line, col, line, col + 1)
+    want = ", ".join(_describe(t) for t in expected[:8])
+    return error(
+        "syntax",
+        span,
+        "unexpected end of file",
+        "the spec stops here",
+        [f"expected {want}"] if want else [],
+    )
+
+
+_STRIP = re.compile(r'#[^\n]*|"([^"\\\n]|\\.)*"')
+
+
+def _unclosed_brace(text: str) -> tuple[int, int] | None:
+    stack: list[tuple[int, int]] = []
+    blanked = _STRIP.sub(lambda m: " " * len(m.group(0)), text)
+    for lineno, line in enumerate(blanked.splitlines(), 1):
+        for col, char in enumerate(line, 1):
+            if char == "{":
+                stack.append((lineno, col))
+            elif char == "}" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
+
+
+# ------------------------------------------------------------------- the tree
+
+_DIM = re.compile(r"\d+|[^\W\d]\w*|\([^()\n]*\)")
+_DIM_SEP = re.compile(r"[ \t]*[x×][ \t]*")
+
+
+@v_args(meta=True, inline=True)
+class _Builder(Transformer[Token, Any]):
+    """Lark tree -> AST. One small method per grammar rule."""
+
+    def __init__(self, path: str, line_offset: int = 0, col_offset: int = 0) -> None:
+        super().__init__()
+        self.path = path
+        self.line_offset = line_offset
+        self.col_offset = col_offset
+
+    # -- spans
+    def _span(self, meta: Any) -> Span:
+        if getattr(meta, "empty", True):
+            return Span(self.path, 0, 0, 0, 0)
+        return self._at(meta.line, meta.column, meta.end_line, meta.end_column)
+
+    def _tok(self, tok: Token) -> Span:
+        return self._at(tok.line or 0, tok.column or 0, tok.end_line or 0, tok.end_column or 0)
+
+    def _at(self, line: int, col: int, end_line: int, end_col: int) -> Span:
+        shift = self.col_offset if line == 1 else 0
+        end_shift = self.col_offset if end_line == 1 else 0
+        return Span(
+            self.path,
+            line + self.line_offset,
+            col + shift,
+            end_line + self.line_offset,
+            end_col + end_shift,
+        )
+
+    # -- declarations
+    def start(self, meta: Any, *items: Any) -> ast.Module:
+        return ast.Module(
+            path=self.path,
+            uses=tuple(i for i in items if isinstance(i, ast.Use)),
+            blocks=tuple(i for i in items if isinstance(i, ast.BlockDef)),
+            networks=tuple(i for i in items if isinstance(i, ast.NetworkDef)),
+        )
+
+    def expr_start(self, meta: Any, expr: ast.Expr) -> ast.Expr:
+        return expr
+
+    def use_decl(self, meta: Any, path: Token) -> ast.Use:
+        return ast.Use(_string(path), self._span(meta))
+
+    def block_def(self, meta: Any, name: Token, *rest: Any) -> ast.BlockDef:
+        params = rest[0] if len(rest) == 2 else ()
+        return ast.BlockDef(str(name), params, rest[-1], self._span(meta), self._tok(name))
+
+    def network_def(self, meta: Any, name: Token, *rest: Any) -> ast.NetworkDef:
+        params = rest[0] if len(rest) == 2 else ()
+        return ast.NetworkDef(str(name), params, rest[-1], self._span(meta), self._tok(name))
+
+    def params(self, meta: Any, *params: ast.Param) -> tuple[ast.Param, ...]:
+        return params
+
+    def param(self, meta: Any, name: Token, default: ast.Expr | None = None) -> ast.Param:
+        return ast.Param(str(name), default, self._span(meta))
+
+    def body(self, meta: Any, *stmts: ast.Stmt) -> ast.Body:
+        return ast.Body(stmts, self._span(meta))
+
+    # -- statements
+    def input_decl(self, meta: Any, name: Token, shape: Token) -> ast.InputDecl:
+        text, dims, pos = str(shape), [], 0
+        while (match := _DIM.match(text, pos)) is not None:
+            dims.append(self._dim(shape, match))
+            sep = _DIM_SEP.match(text, match.end())
+            if sep is None:
+                break
+            pos = sep.end()
+        return ast.InputDecl(str(name), tuple(dims), self._span(meta), self._tok(name))
+
+    def _dim(self, shape: Token, match: re.Match[str]) -> ast.Expr:
+        text = match.group(0)
+        line = (shape.line or 1) + str(shape)[: match.start()].count("\n")
+        col = (shape.column or 1) + match.start()
+        span = self._at(line, col, line, col + len(text))
+        if text.isdigit():
+            return ast.Literal(int(text), span)
+        if not text.startswith("("):
+            return ast.NameRef(text, span)
+        tree = _parse_tree(text, self.path, "expr_start")
+        sub = _Builder(self.path, span.line - 1, span.col - 1)
+        expr: ast.Expr = _build(sub, tree)
+        return expr
+
+    def output_decl(self, meta: Any, *names: Token) -> ast.OutputDecl:
+        refs = tuple(ast.NameRef(str(n), self._tok(n)) for n in names)
+        return ast.OutputDecl(refs, self._span(meta))
+
+    def assign(self, meta: Any, name: Token, chain: ast.Chain) -> ast.Assign:
+        return ast.Assign(str(name), chain, self._span(meta), self._tok(name))
+
+    def if_stmt(self, meta: Any, cond: ast.Expr, then: ast.Body, *rest: Any) -> ast.If:
+        otherwise = rest[0] if rest else None
+        if isinstance(otherwise, ast.If):
+            otherwise = ast.Body((otherwise,), otherwise.span)
+        return ast.If(cond, then, otherwise, self._span(meta))
+
+    def aux_decl(self, meta: Any, name: Token, *rest: Any) -> ast.Aux:
+        args: tuple[ast.Arg, ...] = ()
+        source = None
+        for part in rest[:-1]:
+            if isinstance(part, Token):
+                source = ast.NameRef(str(part), self._tok(part))
+            else:
+                args = part
+        return ast.Aux(str(name), args, source, rest[-1], self._span(meta))
+
+    def chain(self, meta: Any, *items: ast.Item) -> ast.Chain:
+        return ast.Chain(items, self._span(meta))
+
+    def item(self, meta: Any, primary: ast.Primary, *rest: Any) -> ast.Item:
+        times: ast.Expr | None = None
+        alias: Token | None = None
+        parts = list(rest)
+        while parts:
+            part = parts.pop(0)
+            if isinstance(part, Token) and part.type == "STAR":
+                times = parts.pop(0)
+            elif isinstance(part, Token):
+                alias = part
+        return ast.Item(
+            primary,
+            times,
+            str(alias) if alias else None,
+            self._span(meta),
+            self._tok(alias) if alias else None,
+        )
+
+    def call(self, meta: Any, name: Token, args: Any = None) -> ast.Call:
+        return ast.Call(str(name), args or (), self._span(meta), self._tok(name), args is not None)
+
+    def merge_call(self, meta: Any, name: Token, args: Any) -> ast.Call:
+        return self.call(meta, name, args)
+
+    def arguments(self, meta: Any, *args: Any) -> tuple[ast.Arg, ...]:
+        return tuple(a if isinstance(a, ast.Arg) else ast.Arg(None, a, a.span) for a in args)
+
+    def kwarg(self, meta: Any, name: Token, value: ast.Expr) -> ast.Arg:
+        return ast.Arg(str(name), value, self._span(meta))
+
+    def residual(self, meta: Any, body: ast.Body, shortcut: Any = None) -> ast.Residual:
+        return ast.Residual(body, shortcut, self._span(meta))
+
+    def shortcut(self, meta: Any, *parts: Any) -> ast.Shortcut:
+        alias = next((str(p) for p in parts if isinstance(p, Token)), None)
+        conds = [p for p in parts[:-1] if not isinstance(p, Token)]
+        return ast.Shortcut(alias, conds[0] if conds else None, parts[-1], self._span(meta))
+
+    def concat_block(self, meta: Any, _kw: Token, *branches: ast.Branch) -> ast.ConcatBlock:
+        return ast.ConcatBlock(branches, self._span(meta))
+
+    def branch(self, meta: Any, *parts: Any) -> ast.Branch:
+        name = str(parts[0]) if len(parts) == 2 else None
+        return ast.Branch(name, parts[-1], self._span(meta))
+
+    def repeat(self, meta: Any, *parts: Any) -> ast.Repeat:
+        var = str(parts[0]) if isinstance(parts[0], Token) else None
+        exprs = [p for p in parts[:-1] if not isinstance(p, Token)]
+        start, stop = (exprs[0], exprs[1]) if len(exprs) == 2 else (None, exprs[0])
+        return ast.Repeat(var, start, stop, parts[-1], self._span(meta))
+
+    # -- expressions
+    def ternary(self, meta: Any, then: ast.Expr, cond: ast.Expr, other: ast.Expr) -> ast.Expr:
+        return ast.Ternary(then, cond, other, self._span(meta))
+
+    def or_op(self, meta: Any, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.Binary("or", left, right, self._span(meta))
+
+    def and_op(self, meta: Any, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.Binary("and", left, right, self._span(meta))
+
+    def not_op(self, meta: Any, operand: ast.Expr) -> ast.Expr:
+        return ast.Unary("not", operand, self._span(meta))
+
+    def compare(self, meta: Any, left: ast.Expr, op: Token, right: ast.Expr) -> ast.Expr:
+        return ast.Binary(str(op), left, right, self._span(meta))
+
+    def binop(self, meta: Any, left: ast.Expr, op: Token, right: ast.Expr) -> ast.Expr:
+        return ast.Binary(str(op), left, right, self._span(meta))
+
+    def pow_op(self, meta: Any, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.Binary("**", left, right, self._span(meta))
+
+    def unop(self, meta: Any, op: Token, operand: ast.Expr) -> ast.Expr:
+        return ast.Unary(str(op), operand, self._span(meta))
+
+    def int_lit(self, meta: Any, tok: Token) -> ast.Expr:
+        return ast.Literal(int(str(tok).replace("_", "")), self._tok(tok))
+
+    def float_lit(self, meta: Any, tok: Token) -> ast.Expr:
+        return ast.Literal(float(str(tok).replace("_", "")), self._tok(tok))
+
+    def str_lit(self, meta: Any, tok: Token) -> ast.Expr:
+        return ast.Literal(_string(tok), self._tok(tok))
+
+    def true_lit(self, meta: Any, tok: Token) -> ast.Expr:
+        return ast.Literal(True, self._tok(tok))
+
+    def false_lit(self, meta: Any, tok: Token) -> ast.Expr:
+        return ast.Literal(False, self._tok(tok))
+
+    def name_ref(self, meta: Any, tok: Token) -> ast.Expr:
+        return ast.NameRef(str(tok), self._tok(tok))
+
+    def in_attr(self, meta: Any, tok: Token) -> ast.Expr:
+        return ast.InAttr(str(tok), self._span(meta))
+
+    def func_call(self, meta: Any, name: Token, *args: ast.Expr) -> ast.Expr:
+        return ast.FuncCall(str(name), args, self._span(meta))
+
+    def tuple_lit(self, meta: Any, *items: ast.Expr) -> ast.Expr:
+        return ast.TupleExpr(items, self._span(meta))
+
+
+def _string(tok: Token) -> str:
+    try:
+        value = pyast.literal_eval(str(tok))
+    except (ValueError, SyntaxError):
+        value = str(tok)[1:-1]
+    return str(value)
