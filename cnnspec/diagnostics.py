@@ -6,7 +6,6 @@ once with all of them; the CLI renders them once. Nothing here does I/O.
 
 from __future__ import annotations
 
-import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,6 +178,8 @@ def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> list[str]:
     """Close matches for a misspelt name, best first (empty when nothing is close)."""
+    import difflib  # only on the error path: it costs 15 ms to import
+
     pool = sorted(set(candidates))
     close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
     lower = {c.lower(): c for c in pool}

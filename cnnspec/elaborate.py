@@ -28,6 +28,7 @@ from cnnspec.diagnostics import (
     DiagnosticError,
     Note,
     Span,
+    did_you_mean,
     error,
     suggestion,
     warning,
@@ -40,6 +41,7 @@ from cnnspec.ops import (
     ArgError,
     ArgSpec,
     ArgType,
+    Family,
     Op,
     Shape,
     ShapeError,
@@ -99,7 +101,7 @@ class Elaborator:
     blocks: dict[str, ast.BlockDef] = field(default_factory=dict)
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     bindings: list[tuple[str, Binding]] = field(default_factory=list)
-    input_overrides: Mapping[str, Shape] = field(default_factory=dict)
+    input_overrides: Mapping[str, Shape | None] = field(default_factory=dict)  # None: refused
 
     # ------------------------------------------------------------- diagnostics
     def report(self, diagnostic: Diagnostic, frame: Frame | None = None) -> None:
@@ -449,7 +451,8 @@ class Elaborator:
                 error(
                     "bad-repeat",
                     expr.span,
-                    f"a repeat count must be a positive integer, got {count}",
+                    f"a repeat count must be a positive integer, got {count}"
+                    + (f" (the range {start} .. {value})" if start else ""),
                     f"repeats {count} times",
                     ["a block that may be absent belongs in `if cond { ... }`"],
                 ),
@@ -476,6 +479,20 @@ class Elaborator:
         name = self.join(frame.scope, self.auto_name(frame.scope, "error"))
         inputs = [frame.current] if frame.current else []
         frame.current = self.add_node(frame, name, "identity", {}, inputs, span, None)
+
+    def no_input(self, span: Span, what: str, frame: Frame) -> None:
+        """A layer with nothing flowing in: report it once, then go on with no shape."""
+        self.report(
+            error(
+                "no-input",
+                span,
+                f"{what} has no input",
+                "nothing flows in",
+                ["declare an input first: `input image: 3 x 224 x 224`"],
+            ),
+            frame,
+        )
+        self.poison(frame, span)
 
     def primary(
         self,
@@ -524,7 +541,25 @@ class Elaborator:
                 ),
                 frame,
             )
+            self.recover(call, frame)
+
+    def recover(self, call: ast.Call, frame: Frame) -> None:
+        """Go on after an unknown layer without inventing follow-up errors.
+
+        When the closest known layer keeps the shape (a misspelt `rleu`, `batchnrom`),
+        checking continues as if it were that layer; otherwise the shape is unknown.
+        """
+        close = did_you_mean(call.name, LAYERS)
+        op = lookup(close[0]) if close else None
+        shape = self.shape_of(frame.current)
+        if op is None or op.family not in _SHAPE_KEEPING or frame.current is None or (
+            shape is None or len(shape) not in op.ranks
+        ):
             self.poison(frame, call.span)
+            return
+        name = self.join(frame.scope, self.auto_name(frame.scope, "error"))
+        frame.current = self.add_node(frame, name, "identity", {}, [frame.current], call.span,
+                                      shape)
 
     def bind_args(
         self, call: ast.Call, names: list[str], required: set[str], frame: Frame, what: str
@@ -532,7 +567,8 @@ class Elaborator:
         """Match positional and keyword arguments to ``names``; report every mismatch."""
         bound: dict[str, ast.Arg] = {}
         ok = True
-        keyword_seen = False
+        keyword_seen = misplaced = False
+        extra: list[ast.Arg] = []  # positional arguments beyond the last parameter
         for index, a in enumerate(call.args):
             if a.name is None:
                 if keyword_seen:
@@ -547,19 +583,10 @@ class Elaborator:
                         frame,
                     )
                     ok = False
+                    misplaced = True  # it was meant for some parameter: none is "missing"
                     continue
                 if index >= len(names):
-                    self.report(
-                        error(
-                            "unknown-argument",
-                            a.span,
-                            f"{what} takes at most {len(names)} positional "
-                            f"argument{'s' * (len(names) != 1)}",
-                            "one too many",
-                            [f"its arguments: {', '.join(names) or 'none'}"],
-                        ),
-                        frame,
-                    )
+                    extra.append(a)
                     ok = False
                     continue
                 key = names[index]
@@ -590,8 +617,21 @@ class Elaborator:
                 ok = False
                 continue
             bound[key] = a
+        if extra:
+            first, last = extra[0].span, extra[-1].span
+            self.report(
+                error(
+                    "unknown-argument",
+                    Span(first.file, first.line, first.col, last.end_line, last.end_col),
+                    f"{what} takes at most {len(names)} positional "
+                    f"argument{'s' * (len(names) != 1)}, got {len(names) + len(extra)}",
+                    "one too many" if len(extra) == 1 else f"{len(extra)} too many",
+                    [f"its arguments: {', '.join(names) or 'none'}"],
+                ),
+                frame,
+            )
         missing = [n for n in names if n in required and n not in bound]
-        if missing:
+        if missing and not misplaced:
             listed = ", ".join(f"`{m}`" for m in missing)
             self.report(
                 error(
@@ -600,7 +640,7 @@ class Elaborator:
                     f"{what} needs {listed}",
                     "missing " + listed,
                     [
-                        f"write e.g. `{call.name}({', '.join(missing)}= ...)`"
+                        f"write e.g. `{call.name}(..., {missing[0]} = ...)`"
                         if len(missing) == 1 and call.args
                         else f"its arguments in order: {', '.join(names)}"
                     ],
@@ -617,17 +657,7 @@ class Elaborator:
         required = {a.name for a in op.args if a.required}
         bound = self.bind_args(call, names, required, frame, f"`{op.name}`")
         if frame.current is None:
-            self.report(
-                error(
-                    "no-input",
-                    call.span,
-                    f"`{op.name}` has no input",
-                    "nothing flows in",
-                    ["declare an input first: `input image: 3 x 224 x 224`"],
-                ),
-                frame,
-            )
-            return
+            return self.no_input(call.span, f"`{op.name}`", frame)
         args = self.layer_args(op, bound, frame) if bound is not None else None
         inp = self.shape_of(frame.current)
         shape: Shape | None = None
@@ -735,10 +765,8 @@ class Elaborator:
     ) -> None:
         start = frame.current
         if start is None:
-            self.report(
-                error("no-input", res.span, "`residual` has no input", "nothing flows in"), frame
-            )
-            return
+            return self.no_input(res.span, "`residual`", frame)
+        frame.solo = False  # a compound item: its parts never take the enclosing scope's name
         body = frame.child(frame.scope)
         self.body(res.body, body)
         shortcut_out = start
@@ -784,10 +812,8 @@ class Elaborator:
     ) -> None:
         start = frame.current
         if start is None:
-            self.report(
-                error("no-input", block.span, "`concat` has no input", "nothing flows in"), frame
-            )
-            return
+            return self.no_input(block.span, "`concat`", frame)
+        frame.solo = False  # a compound item: its parts never take the enclosing scope's name
         outputs: list[str] = []
         labels: list[str] = []
         for branch in block.branches:
@@ -875,11 +901,7 @@ class Elaborator:
             )
             return self.poison(frame, call.span)
         if frame.current is None:
-            self.report(
-                error("no-input", call.span, f"`{block.name}` has no input", "nothing flows in"),
-                frame,
-            )
-            return
+            return self.no_input(call.span, f"`{block.name}`", frame)
         names = [p.name for p in block.params]
         required = {p.name for p in block.params if p.default is None}
         bound = self.bind_args(call, names, required, frame, f"block `{block.name}`")
@@ -919,6 +941,21 @@ class Elaborator:
 
 
 _WEIGHT = ArgSpec("weight", ArgType.FLOAT, 1.0, doc="loss weight of an aux head")
+
+
+_SHAPE_KEEPING = frozenset({Family.ACTIVATION, Family.NORM, Family.DROPOUT})
+
+
+def _declares_input(body: ast.Body) -> bool:
+    """Whether a network body declares an input (at its top level or inside an `if`)."""
+    for stmt in body.stmts:
+        if isinstance(stmt, ast.InputDecl):
+            return True
+        if isinstance(stmt, ast.If) and any(
+            b is not None and _declares_input(b) for b in (stmt.then, stmt.otherwise)
+        ):
+            return True
+    return False
 
 
 def _depth(frame: Frame) -> int:
@@ -1038,15 +1075,9 @@ def elaborate(
     if net is not None:
         env = _network_params(net, overrides or {}, diags)
         graph.params = dict(env)
-        _check_input_overrides(net, inputs or {}, diags)
+        el.input_overrides = _check_input_overrides(net, inputs or {}, diags)
         frame = Frame("", env, {}, None)
-        try:
-            el.body(net.body, frame)
-        except _Abort:
-            pass
-        except RecursionError:
-            diags.add(error("too-large", net.span, "the spec is nested too deeply to check"))
-        if not any(isinstance(s, ast.InputDecl) for s in net.body.stmts):
+        if not _declares_input(net.body):
             diags.add(
                 error(
                     "no-input",
@@ -1056,6 +1087,13 @@ def elaborate(
                     ["add `input image: 3 x 224 x 224`"],
                 )
             )
+            el.poison(frame, net.name_span)  # check the layers, but with no shapes
+        try:
+            el.body(net.body, frame)
+        except _Abort:
+            pass
+        except RecursionError:
+            diags.add(error("too-large", net.span, "the spec is nested too deeply to check"))
         if not graph.outputs and frame.current is not None:
             graph.outputs.append(frame.current)
         _final_checks(el)
@@ -1176,9 +1214,12 @@ def _network_params(
 
 def _check_input_overrides(
     net: ast.NetworkDef, inputs: Mapping[str, Shape], diags: Collector
-) -> None:
+) -> dict[str, Shape | None]:
+    """The ``--input`` shapes to use; a refused one leaves its input's shape unknown."""
     declared = [s.name for s in net.body.stmts if isinstance(s, ast.InputDecl)]
+    usable: dict[str, Shape | None] = {}
     for key, shape in inputs.items():
+        usable[key] = shape
         if key not in declared:
             diags.add(
                 error(
@@ -1194,6 +1235,11 @@ def _check_input_overrides(
                 error(
                     "bad-override",
                     net.name_span,
-                    f"--input {key}: a shape is C x H x W of positive sizes",
+                    f"--input {key}: a shape is C x H x W (or a feature count) of positive sizes, "
+                    f"got {format_shape(shape)}",
+                    "--input",
+                    [f"e.g. --input {key}=3x224x224"],
                 )
             )
+            usable[key] = None  # checking goes on without a shape for this input
+    return usable

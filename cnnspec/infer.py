@@ -32,18 +32,19 @@ def _annotate(graph: Graph, node: Node) -> None:
     ins = [graph[name] for name in node.inputs]
     in_shape = ins[0].shape if len(ins) == 1 else None
     op, out = node.spec, node.shape
-    counted = in_shape is not None and out is not None  # an error leaves a shape unknown
-    meta["params"] = op.params(node.args, in_shape, out) if counted else 0
-    meta["buffers"] = op.buffers(node.args, in_shape, out) if counted else 0
-    meta["macs"] = op.macs(node.args, in_shape, out) if counted else 0
+    meta["params"] = meta["buffers"] = meta["macs"] = 0
     meta["elements"] = math.prod(out) if out is not None else 0
+    window = None
+    if in_shape is not None and out is not None:  # an error leaves a shape unknown
+        meta["params"] = op.params(node.args, in_shape, out)
+        meta["buffers"] = op.buffers(node.args, in_shape, out)
+        meta["macs"] = op.macs(node.args, in_shape, out)
+        window = op.window(node.args, in_shape) if len(in_shape) == 3 else None
     if not ins:
         meta["rf"], meta["jump"] = (1, 1), (1, 1)
         return
-    rf = tuple(max(i.meta["rf"][d] for i in ins) for d in (0, 1))
-    jump = tuple(max(i.meta["jump"][d] for i in ins) for d in (0, 1))
-    spatial = counted and in_shape is not None and len(in_shape) == 3
-    window = op.window(node.args, in_shape) if spatial else None
+    rf = (max(i.meta["rf"][0] for i in ins), max(i.meta["rf"][1] for i in ins))
+    jump = (max(i.meta["jump"][0] for i in ins), max(i.meta["jump"][1] for i in ins))
     if window is not None:
         kh, kw, sh, sw = window
         rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])

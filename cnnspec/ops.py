@@ -301,13 +301,14 @@ def _conv_shape(args: Args, inp: Shape) -> Shape:
 
 def _conv_params(args: Args, inp: Shape, out: Shape) -> int:
     kh, kw = args["kernel"]
-    weight = out[0] * (inp[0] // args["groups"]) * kh * kw
+    weight: int = out[0] * (inp[0] // args["groups"]) * kh * kw
     return weight + (out[0] if args["bias"] else 0)
 
 
 def _conv_macs(args: Args, inp: Shape, out: Shape) -> int:
     kh, kw = args["kernel"]
-    return math.prod(out) * (inp[0] // args["groups"]) * kh * kw
+    macs: int = math.prod(out) * (inp[0] // args["groups"]) * kh * kw
+    return macs
 
 
 def _conv_window(args: Args, inp: Shape) -> Window:

@@ -40,7 +40,8 @@ def _lark() -> Lark:
 def parse(text: str, path: str = "<spec>") -> ast.Module:
     """Parse one file. Raises :class:`DiagnosticError` with a ``syntax`` diagnostic."""
     tree = _parse_tree(text, path, "start")
-    return _build(_Builder(path), tree)
+    module: ast.Module = _build(_Builder(path), tree)
+    return module
 
 
 def parse_expr(text: str, path: str = "<command line>") -> ast.Expr:
@@ -51,12 +52,25 @@ def parse_expr(text: str, path: str = "<command line>") -> ast.Expr:
 
 
 def _build(builder: _Builder, tree: Tree[Token]) -> Any:
+    """Transform, then raise every problem the builder found (reserved words as names)."""
     try:
-        return builder.transform(tree)
+        result = builder.transform(tree)
     except VisitError as exc:
         if isinstance(exc.orig_exc, DiagnosticError):
             raise exc.orig_exc from None
+        if isinstance(exc.orig_exc, RecursionError):
+            raise _too_deep(builder.path) from None
         raise
+    except RecursionError:
+        raise _too_deep(builder.path) from None
+    if builder.problems:
+        raise DiagnosticError(builder.problems)
+    return result
+
+
+def _too_deep(path: str) -> DiagnosticError:
+    span = Span(path, 1, 1, 1, 2)
+    return DiagnosticError([error("syntax", span, "the spec is nested too deeply to parse")])
 
 
 def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
@@ -72,10 +86,7 @@ def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
         previous = fed[-1] if fed else None
         raise DiagnosticError([_syntax_diagnostic(exc, text, path, previous)]) from None
     except RecursionError:
-        span = Span(path, 1, 1, 1, 2)
-        raise DiagnosticError(
-            [error("syntax", span, "the spec is nested too deeply to parse")]
-        ) from None
+        raise _too_deep(path) from None
 
 
 # ------------------------------------------------------------- syntax errors
@@ -131,15 +142,19 @@ def _syntax_diagnostic(
     if token.type == "$END":
         return _unexpected_end(text, path, expected)
     width = max(1, len(token.value)) if token.end_column is None else token.end_column - col
+    shown = token.value
+    end = token.end_pos
+    if shown == "=" and end is not None and text[end : end + 1] == ">":
+        shown, width = "=>", 2  # the lexer reads `=>` as `=` then `>`
     span = Span(path, line, col, line, col + max(width, 1))
     hints = _token_hints(token, previous, expected)
-    return error("syntax", span, f"unexpected `{token.value}`", "not expected here", hints)
+    return error("syntax", span, f"unexpected `{shown}`", "not expected here", hints)
 
 
 def _char_hints(char: str) -> list[str]:
     if char == "[":
         return ["pairs are written in parentheses: `kernel = (3, 5)`"]
-    if char in "'":
+    if char == "'":
         return ['strings use double quotes: `"same"`']
     if char == "=":
         return ["chain layers with `->`"]
@@ -150,15 +165,22 @@ def _token_hints(token: Token, previous: Token | None, expected: list[str]) -> l
     value, prev = token.value, previous.value if previous is not None else ""
     prev_type = _kind(previous) if previous is not None else ""
     want = ", ".join(_describe(t) for t in expected[:8])
+    after_keyword = previous is not None and previous.type not in _NAMES and prev in KEYWORDS
     hints: list[str] = []
     if value == ":" and "LBRACE" in expected:
         hints.append("blocks and networks use braces: `block name(args) { ... }`")
     elif value == "=" and "COLON" in expected:
         hints.append("an input's shape follows a colon: `input image: 3 x 224 x 224`")
+    elif after_keyword and (value == "=" or value.startswith("(") and "LPAR" not in expected):
+        hints.append(f"`{prev}` is a reserved word and cannot be used as a name")
+    elif after_keyword and prev == "in" and "DOT" in expected:
+        hints.append("`in` is a reserved word: `in.channels` reads the incoming tensor")
     elif value in {">", "=>", "=", "|"} and prev_type not in {"LPAR", "COMMA"}:
         hints.append("chain layers with `->`: `conv(6, 5) -> tanh`")
     elif _kind(token) in {"INT", "FLOAT"} and prev_type == "NAME":
         hints.append(f"arguments go in parentheses: `{prev}({value}, ...)`")
+    elif "COMMA" in expected and "RPAR" in expected and value in _CLOSERS:
+        hints.append("a `(` is not closed: expected `,` or `)`")
     elif "COMMA" in expected and "RPAR" in expected:
         hints.append("separate arguments with `,`")
     elif token.type.isupper() and value in KEYWORDS and "NAME" in expected:
@@ -170,6 +192,10 @@ def _token_hints(token: Token, previous: Token | None, expected: list[str]) -> l
     if not hints and want:
         hints.append(f"expected {want}")
     return hints
+
+
+_NAMES = frozenset({"NAME", "SHAPE"})
+_CLOSERS = frozenset({"}", "{", "->", ";", ":"})
 
 
 def _kind(token: Token) -> str:
@@ -235,6 +261,26 @@ class _Builder(Transformer[Token, Any]):
         self.path = path
         self.line_offset = line_offset
         self.col_offset = col_offset
+        self.problems: list[Diagnostic] = []
+
+    def _name(self, tok: Token) -> str:
+        """A name the spec defines (block, parameter, tensor, alias): never a keyword.
+
+        The contextual lexer reads a keyword as a NAME where only a name can follow
+        (`block residual`, `relu as in`); such a name could never be referred to.
+        """
+        name = str(tok)
+        if name in KEYWORDS:
+            self.problems.append(
+                error(
+                    "syntax",
+                    self._tok(tok),
+                    f"`{name}` is a reserved word and cannot be used as a name",
+                    "reserved word",
+                    [f"choose another name, e.g. `{name}_`"],
+                )
+            )
+        return name
 
     # -- spans
     def _span(self, meta: Any) -> Span:
@@ -273,17 +319,19 @@ class _Builder(Transformer[Token, Any]):
 
     def block_def(self, meta: Any, name: Token, *rest: Any) -> ast.BlockDef:
         params = rest[0] if len(rest) == 2 else ()
-        return ast.BlockDef(str(name), params, rest[-1], self._span(meta), self._tok(name))
+        return ast.BlockDef(self._name(name), params, rest[-1], self._span(meta), self._tok(name))
 
     def network_def(self, meta: Any, name: Token, *rest: Any) -> ast.NetworkDef:
         params = rest[0] if len(rest) == 2 else ()
-        return ast.NetworkDef(str(name), params, rest[-1], self._span(meta), self._tok(name))
+        return ast.NetworkDef(
+            self._name(name), params, rest[-1], self._span(meta), self._tok(name)
+        )
 
     def params(self, meta: Any, *params: ast.Param) -> tuple[ast.Param, ...]:
         return params
 
     def param(self, meta: Any, name: Token, default: ast.Expr | None = None) -> ast.Param:
-        return ast.Param(str(name), default, self._span(meta))
+        return ast.Param(self._name(name), default, self._span(meta))
 
     def body(self, meta: Any, *stmts: ast.Stmt) -> ast.Body:
         return ast.Body(stmts, self._span(meta))
@@ -297,7 +345,7 @@ class _Builder(Transformer[Token, Any]):
             if sep is None:
                 break
             pos = sep.end()
-        return ast.InputDecl(str(name), tuple(dims), self._span(meta), self._tok(name))
+        return ast.InputDecl(self._name(name), tuple(dims), self._span(meta), self._tok(name))
 
     def _dim(self, shape: Token, match: re.Match[str]) -> ast.Expr:
         text = match.group(0)
@@ -318,7 +366,7 @@ class _Builder(Transformer[Token, Any]):
         return ast.OutputDecl(refs, self._span(meta))
 
     def assign(self, meta: Any, name: Token, chain: ast.Chain) -> ast.Assign:
-        return ast.Assign(str(name), chain, self._span(meta), self._tok(name))
+        return ast.Assign(self._name(name), chain, self._span(meta), self._tok(name))
 
     def if_stmt(self, meta: Any, cond: ast.Expr, then: ast.Body, *rest: Any) -> ast.If:
         otherwise = rest[0] if rest else None
@@ -334,7 +382,7 @@ class _Builder(Transformer[Token, Any]):
                 source = ast.NameRef(str(part), self._tok(part))
             else:
                 args = part
-        return ast.Aux(str(name), args, source, rest[-1], self._span(meta))
+        return ast.Aux(self._name(name), args, source, rest[-1], self._span(meta))
 
     def chain(self, meta: Any, *items: ast.Item) -> ast.Chain:
         return ast.Chain(items, self._span(meta))
@@ -352,7 +400,7 @@ class _Builder(Transformer[Token, Any]):
         return ast.Item(
             primary,
             times,
-            str(alias) if alias else None,
+            self._name(alias) if alias else None,
             self._span(meta),
             self._tok(alias) if alias else None,
         )
@@ -373,7 +421,7 @@ class _Builder(Transformer[Token, Any]):
         return ast.Residual(body, shortcut, self._span(meta))
 
     def shortcut(self, meta: Any, *parts: Any) -> ast.Shortcut:
-        alias = next((str(p) for p in parts if isinstance(p, Token)), None)
+        alias = next((self._name(p) for p in parts if isinstance(p, Token)), None)
         conds = [p for p in parts[:-1] if not isinstance(p, Token)]
         return ast.Shortcut(alias, conds[0] if conds else None, parts[-1], self._span(meta))
 
@@ -381,11 +429,11 @@ class _Builder(Transformer[Token, Any]):
         return ast.ConcatBlock(branches, self._span(meta))
 
     def branch(self, meta: Any, *parts: Any) -> ast.Branch:
-        name = str(parts[0]) if len(parts) == 2 else None
+        name = self._name(parts[0]) if len(parts) == 2 else None
         return ast.Branch(name, parts[-1], self._span(meta))
 
     def repeat(self, meta: Any, *parts: Any) -> ast.Repeat:
-        var = str(parts[0]) if isinstance(parts[0], Token) else None
+        var = self._name(parts[0]) if isinstance(parts[0], Token) else None
         exprs = [p for p in parts[:-1] if not isinstance(p, Token)]
         start, stop = (exprs[0], exprs[1]) if len(exprs) == 2 else (None, exprs[0])
         return ast.Repeat(var, start, stop, parts[-1], self._span(meta))

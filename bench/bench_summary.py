@@ -1,0 +1,187 @@
+"""Wall time of `cnnspec summary` / `cnnspec check` on ResNet-152, next to torchinfo.
+
+Every run is a fresh process, timed from the outside (start-up and imports included),
+because that is what a user waits for. One warm-up run first fills the OS file cache
+and Lark's grammar cache. torchinfo runs are optional (skipped when torchinfo or
+torchvision is missing) and fewer, because each one imports torch.
+
+    .venv/bin/python bench/bench_summary.py            # 15 runs, 3 torchinfo runs
+    .venv/bin/python bench/bench_summary.py --runs 5 --torchinfo-runs 0
+
+Prints one Markdown section on stdout (bench/run_all.py collects it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPEC = ROOT / "specs" / "resnet152.cnn"
+BUDGET_S = 0.25  # the budget of `cnnspec summary` on a ResNet-152 spec
+
+# Runs in a fresh interpreter: imports, builds the model, runs torchinfo.summary and
+# prints its phase times and totals as one JSON line on stdout.
+TORCHINFO_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch, torchvision
+from torchinfo import summary
+t1 = time.perf_counter()
+model = torchvision.models.resnet152(weights=None)
+t2 = time.perf_counter()
+stats = summary(model, (1, 3, 224, 224), verbose=0)
+t3 = time.perf_counter()
+print(str(stats), file=sys.stderr)
+print(json.dumps({
+    "import_s": t1 - t0, "build_s": t2 - t1, "summary_s": t3 - t2,
+    "params": stats.total_params, "macs": stats.total_mult_adds,
+}))
+"""
+
+
+@dataclass(frozen=True)
+class Timing:
+    label: str
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    def row(self, command: str) -> str:
+        s = self.samples
+        return (
+            f"| {self.label} | `{command}` | {len(s)} | **{self.median:.3f}** | "
+            f"{min(s):.3f} | {max(s):.3f} |"
+        )
+
+
+def cnnspec_bin() -> Path:
+    """The venv's `cnnspec` entry point (next to the running interpreter)."""
+    candidate = Path(sys.executable).parent / "cnnspec"
+    if not candidate.exists():
+        sys.exit(f"no cnnspec entry point next to {sys.executable}; run `make install`")
+    return candidate
+
+
+def run_once(argv: Sequence[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"`{' '.join(argv)}` failed ({proc.returncode}):\n{proc.stderr}")
+    return elapsed, proc
+
+
+def time_command(label: str, argv: Sequence[str], runs: int) -> Timing:
+    run_once(argv)  # warm-up: file cache, Lark's grammar cache, .pyc files
+    return Timing(label, tuple(run_once(argv)[0] for _ in range(runs)))
+
+
+def torchinfo_available() -> bool:
+    return all(importlib.util.find_spec(m) for m in ("torch", "torchvision", "torchinfo"))
+
+
+def time_torchinfo(runs: int) -> tuple[Timing, list[dict[str, float]]]:
+    argv = [sys.executable, "-c", TORCHINFO_SCRIPT]
+    samples, phases = [], []
+    for _ in range(runs):
+        elapsed, proc = run_once(argv)
+        samples.append(elapsed)
+        phases.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return Timing("torchinfo", tuple(samples)), phases
+
+
+def compare_totals(totals: dict[str, Any], params: int, macs: int) -> str:
+    """One line comparing torchinfo's totals with cnnspec's, explaining the MACs gap."""
+    ours_p, ours_m = totals["total_params"], totals["total_macs"]
+    same = "equal" if params == ours_p else f"differ by {params - ours_p:+,}"
+    line = (
+        f"- Params: torchinfo {params:,}, cnnspec {ours_p:,} ({same}). "
+        f"Mult-adds: torchinfo {macs:,}, cnnspec {ours_m:,}"
+    )
+    rows = totals["layers"]
+    bn = sum(r["params"] for r in rows if r["op"] == "batchnorm")
+    bias = sum(r["output_shape"][0] for r in rows if r["op"] == "linear")
+    if macs - ours_m == bn + bias:
+        return (
+            f"{line}: the {macs - ours_m:,} more are exactly batchnorm's {bn:,} affine "
+            f"parameters plus the {bias:,} linear biases, which torchinfo counts as "
+            "mult-adds and torchvision's convention (cnnspec's) does not."
+        )
+    return f"{line} (difference {macs - ours_m:+,})."
+
+
+def shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", type=Path, default=DEFAULT_SPEC, help="spec to summarize")
+    parser.add_argument("--runs", type=int, default=15, help="fresh processes per command")
+    parser.add_argument("--torchinfo-runs", type=int, default=3, help="0 skips torchinfo")
+    args = parser.parse_args(argv)
+    spec = args.spec.resolve()
+    if not spec.is_file():
+        sys.exit(f"no spec at {spec}")
+    exe = str(cnnspec_bin())
+    name = shown(spec)
+
+    summary = time_command("cnnspec summary", [exe, "summary", str(spec)], args.runs)
+    check = time_command("cnnspec check", [exe, "check", str(spec)], args.runs)
+    _, proc = run_once([exe, "summary", str(spec), "--format", "json"])
+    totals = json.loads(proc.stdout)
+    layers = len(totals["layers"])
+
+    lines = [
+        "## `cnnspec summary` on ResNet-152",
+        "",
+        f"Spec: `{name}` ({layers} nodes, {totals['total_params']:,} params, "
+        f"{totals['total_macs']:,} MACs). Wall time of a fresh process, in seconds "
+        "(start-up and imports included), after one warm-up run.",
+        "",
+        "| What | Command | Runs | Median | Min | Max |",
+        "|---|---|---:|---:|---:|---:|",
+        summary.row(f"cnnspec summary {name}"),
+        check.row(f"cnnspec check {name}"),
+    ]
+    notes = []
+    if args.torchinfo_runs > 0 and torchinfo_available():
+        info, phases = time_torchinfo(args.torchinfo_runs)
+        lines.append(info.row("torchinfo.summary(resnet152(weights=None), (1, 3, 224, 224))"))
+        med = {k: statistics.median(p[k] for p in phases) for k in phases[0]}
+        ratio = info.median / summary.median
+        notes += [
+            f"- torchinfo takes **{ratio:.1f}x** the time of `cnnspec summary` (medians); "
+            f"its process spends {med['import_s']:.2f} s importing torch, torchvision and "
+            f"torchinfo, {med['build_s']:.2f} s building the model and "
+            f"{med['summary_s']:.2f} s in `summary()` itself (medians).",
+            compare_totals(totals, int(med["params"]), int(med["macs"])),
+        ]
+    else:
+        notes.append("- torchinfo: skipped (not installed, or `--torchinfo-runs 0`).")
+    verdict = "within" if summary.median <= BUDGET_S else "over"
+    notes.append(
+        f"- Budget: `cnnspec summary` should take at most {BUDGET_S:.2f} s; "
+        f"the median is {summary.median:.3f} s ({verdict} budget)."
+    )
+    print("\n".join([*lines, "", *notes]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
