@@ -33,6 +33,12 @@ demo: install graphviz
 	$(BIN)/cnnspec check specs/*.cnn specs/examples/*.cnn
 	$(BIN)/cnnspec summary $(DEMO)
 	$(BIN)/cnnspec summary specs/resnet50.cnn --depth 1
+	$(BIN)/cnnspec draw $(DEMO) -o $(OUT)/$(basename $(notdir $(DEMO))).dot
+	@if command -v dot >/dev/null 2>&1; then \
+		$(BIN)/cnnspec draw $(DEMO) -o $(OUT)/$(basename $(notdir $(DEMO))).svg; \
+	else \
+		echo "note: no Graphviz dot, so no SVG; run 'sudo apt-get install graphviz'"; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .

@@ -5,7 +5,8 @@ Generates plain stacks of `conv(8, 3, padding = 1)` and `relu` on an 8 x 16 x 16
 not counting the input) written out one per line, and the same networks written with
 `repeat`. Each is checked in a fresh process (median of --runs); a least-squares fit
 ``t = a + b * layers`` gives the fixed cost (start-up, imports) and the cost per layer,
-and the log-log slope of ``t - a`` tells whether growth is linear (slope 1).
+and the log-log slope of the time beyond the smallest spec's tells whether growth is
+linear (slope 1).
 
     .venv/bin/python bench/bench_check_scaling.py
     .venv/bin/python bench/bench_check_scaling.py --runs 3 --sizes 100 1000
@@ -26,7 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import bench_env, cnnspec_bin
+
 SIZES = (100, 300, 1_000, 3_000, 10_000)
 TARGET_LAYERS, TARGET_S = 10_000, 2.0
 
@@ -64,19 +66,12 @@ class Point:
         return statistics.median(self.samples)
 
 
-def cnnspec_bin() -> Path:
-    candidate = Path(sys.executable).parent / "cnnspec"
-    if not candidate.exists():
-        sys.exit(f"no cnnspec entry point next to {sys.executable}; run `make install`")
-    return candidate
-
-
 def time_check(exe: str, path: Path, runs: int) -> tuple[float, ...]:
     argv = [exe, "check", str(path)]
     samples = []
     for _ in range(runs + 1):  # the first run is a warm-up
         start = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=bench_env())
         samples.append(time.perf_counter() - start)
         if proc.returncode != 0:
             sys.exit(f"`cnnspec check {path.name}` failed:\n{proc.stderr}")
@@ -97,12 +92,19 @@ def fit(points: Sequence[Point]) -> tuple[float, float, float]:
     return a, b, 1 - ss_res / ss_tot if ss_tot else 1.0
 
 
-def loglog_slope(points: Sequence[Point], fixed: float) -> float | None:
-    """Slope of log(t - fixed) against log(layers) over the two largest sizes."""
-    big = sorted(points, key=lambda p: p.layers)[-2:]
-    if len(big) < 2 or any(p.median <= fixed for p in big):
+def loglog_slope(points: Sequence[Point]) -> float | None:
+    """Slope of log(t - t_smallest) against log(layers - layers_smallest), largest two sizes.
+
+    Subtracting the smallest spec's time removes the fixed cost (start-up, imports)
+    without using the fit; 1.0 means the extra time grows linearly with the layers.
+    """
+    ordered = sorted(points, key=lambda p: p.layers)
+    if len(ordered) < 3:
         return None
-    (n1, t1), (n2, t2) = ((p.layers, p.median - fixed) for p in big)
+    base = ordered[0]
+    (n1, t1), (n2, t2) = ((p.layers - base.layers, p.median - base.median) for p in ordered[-2:])
+    if t1 <= 0 or t2 <= 0:
+        return None
     return math.log(t2 / t1) / math.log(n2 / n1)
 
 
@@ -143,8 +145,8 @@ def section(flat: list[Point], repeated: list[Point], runs: int) -> str:
             f"| {p.layers:,} | {p.lines:,} | **{p.median:.3f}** | {min(p.samples):.3f} | "
             f"{max(p.samples):.3f} | {1e6 * (p.median - a) / p.layers:.0f} µs | {rep_cells} |"
         )
-    slope = loglog_slope(flat, a)
-    rslope = loglog_slope(repeated, ra)
+    slope = loglog_slope(flat)
+    rslope = loglog_slope(repeated)
     largest = max(flat, key=lambda p: p.layers)
     lines += [
         "",
@@ -153,8 +155,9 @@ def section(flat: list[Point], repeated: list[Point], runs: int) -> str:
     ]
     if slope is not None and rslope is not None:
         lines.append(
-            f"- Growth: log-log slope of (t - fixed) over the two largest sizes is "
-            f"{slope:.2f} flat and {rslope:.2f} with repeat (1.00 = linear)."
+            "- Growth: log-log slope of the time beyond the smallest spec's, between the two "
+            f"largest sizes: {slope:.2f} flat, {rslope:.2f} with repeat (1.00 = linear, "
+            "2.00 = quadratic)."
         )
     if largest.layers >= TARGET_LAYERS:
         verdict = "meets" if largest.median < TARGET_S else "misses"

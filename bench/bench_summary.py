@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, bench_env, cnnspec_bin
+
 DEFAULT_SPEC = ROOT / "specs" / "resnet152.cnn"
 BUDGET_S = 0.25  # the budget of `cnnspec summary` on a ResNet-152 spec
 
@@ -66,17 +67,11 @@ class Timing:
         )
 
 
-def cnnspec_bin() -> Path:
-    """The venv's `cnnspec` entry point (next to the running interpreter)."""
-    candidate = Path(sys.executable).parent / "cnnspec"
-    if not candidate.exists():
-        sys.exit(f"no cnnspec entry point next to {sys.executable}; run `make install`")
-    return candidate
-
-
 def run_once(argv: Sequence[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
     start = time.perf_counter()
-    proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, cwd=ROOT, env=bench_env()
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"`{' '.join(argv)}` failed ({proc.returncode}):\n{proc.stderr}")

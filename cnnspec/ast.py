@@ -7,7 +7,7 @@ for a command whose whole budget is 250 ms.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from cnnspec.diagnostics import Span
 
@@ -62,7 +62,7 @@ class FuncCall(NamedTuple):
     span: Span
 
 
-Expr = Union[Literal, NameRef, InAttr, Unary, Binary, Ternary, TupleExpr, FuncCall]
+Expr = Literal | NameRef | InAttr | Unary | Binary | Ternary | TupleExpr | FuncCall
 
 # ------------------------------------------------------------------ statements
 
@@ -115,7 +115,7 @@ class Repeat(NamedTuple):
     span: Span
 
 
-Primary = Union[Call, Residual, ConcatBlock, Repeat]
+Primary = Call | Residual | ConcatBlock | Repeat
 
 
 class Item(NamedTuple):
@@ -167,7 +167,7 @@ class Aux(NamedTuple):
     span: Span
 
 
-Stmt = Union[InputDecl, OutputDecl, Assign, Chain, If, Aux]
+Stmt = InputDecl | OutputDecl | Assign | Chain | If | Aux
 
 
 class Body(NamedTuple):

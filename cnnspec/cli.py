@@ -24,8 +24,11 @@ from cnnspec.diagnostics import (
     render_json,
     summary_line,
 )
+from cnnspec.fileio import OutputError
+from cnnspec.model import check_program, is_library, load_program_from
 
 if TYPE_CHECKING:
+    from cnnspec.loader import Program
     from cnnspec.model import Model
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -94,11 +97,13 @@ def _report(diags: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> N
     sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr)))
 
 
-def _load(args: argparse.Namespace, source: str) -> Model:
-    from cnnspec.model import check_program, load_program_from
-
+def _check(args: argparse.Namespace, program: Program) -> Model:
     overrides, inputs = parse_sets(args.set), parse_inputs(args.input)
-    return check_program(load_program_from(source), args.network, overrides, inputs)
+    return check_program(program, args.network, overrides, inputs)
+
+
+def _load(args: argparse.Namespace, source: str) -> Model:
+    return _check(args, load_program_from(source))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -107,9 +112,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = False
     for source in args.files:
         try:
-            model = _load(args, source)
+            program = load_program_from(source)
+            sources.update(program.sources)
+            if is_library(program) and not args.set and not args.input:
+                continue  # parsed, `use`s resolved; its blocks are checked where used
+            model = _check(args, program)
             everything.extend(model.warnings)
-            sources.update(model.sources)
         except DiagnosticError as exc:
             failed = True
             everything.extend(exc.diagnostics)
@@ -139,6 +147,37 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.format != "json":
         _report(model.warnings, model.sources, args.format)
     sys.stdout.write(render(model, args.depth, args.batch))
+    return EXIT_OK
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnspec.draw import Diagram, DotNotFoundError, DrawOptions, format_of, render_dot
+
+    if args.output is not None:
+        try:
+            format_of(args.output)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    model = _load(args, args.file)
+    _report(model.warnings, model.sources, "human")
+    options = DrawOptions(
+        depth=args.depth,
+        fold=args.fold,
+        rankdir=args.rankdir,
+        theme=args.theme,
+        shapes=args.shapes,
+        params=args.params,
+        macs=args.macs,
+    )
+    target = Path(args.output or f"{Path(model.path).stem}.svg")
+    try:
+        written = Diagram(render_dot(model, options), model.name).save(target)
+    except DotNotFoundError as exc:
+        print(f"error: cannot write {target}: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    print(written)
     return EXIT_OK
 
 
@@ -203,9 +242,45 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_summary)
 
+    p = sub.add_parser("draw", help="a Graphviz diagram: shapes on the edges, params on the nodes")
+    p.add_argument("file", metavar="FILE", help="a .cnn file or a zoo name (resnet50)")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="OUT",
+        help="OUT.svg, .png, .pdf (these need Graphviz's dot) or .dot; default: FILE's stem .svg",
+    )
+    p.add_argument(
+        "--depth",
+        type=_depth,
+        default="auto",
+        metavar="N|all",
+        help="collapse blocks deeper than N levels into one node each "
+        "(default: the most detail that fits one page)",
+    )
+    p.add_argument(
+        "--fold", action="store_true", help="fold repeated identical blocks into one node (x N)"
+    )
+    p.add_argument("--rankdir", choices=["TB", "LR"], default="TB", help="top-down or left-right")
+    p.add_argument("--theme", choices=["light", "dark"], default="light")
+    p.add_argument(
+        "--no-shapes", dest="shapes", action="store_false", help="no tensor shapes on the edges"
+    )
+    p.add_argument(
+        "--no-params", dest="params", action="store_false", help="no parameter counts on the nodes"
+    )
+    p.add_argument("--macs", action="store_true", help="multiply-adds on the nodes")
+    _common(p)
+    p.set_defaults(func=cmd_draw)
+
     p = sub.add_parser("layers", help="list the layer types and their arguments")
     p.set_defaults(func=cmd_layers)
     return parser
+
+
+def _depth(text: str) -> int | str:
+    return text if text in ("all", "auto") else _positive(text)
 
 
 def _positive(text: str) -> int:
@@ -229,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     except DiagnosticError as exc:
         _fail(exc.diagnostics, exc.sources, fmt)
+    except OutputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 
@@ -112,7 +112,7 @@ class Diagnostic:
         }
 
 
-def error(
+def error(  # noqa: PLR0917 -- the diagnostic's fields in their order
     code: str,
     span: Span,
     message: str,
@@ -123,7 +123,7 @@ def error(
     return Diagnostic(code, Severity.ERROR, span, message, label, tuple(hints), tuple(notes))
 
 
-def warning(
+def warning(  # noqa: PLR0917 -- as error()
     code: str,
     span: Span,
     message: str,
@@ -240,16 +240,18 @@ def _excerpt(
     text = sources.get(span.file)
     if text is None or span.line < 1:
         return [f"  = {label}"] if label else []
-    src_lines = text.splitlines()
-    if span.line > len(src_lines):
-        src_line = ""
-    else:
-        src_line = src_lines[span.line - 1].expandtabs(4)
+    # lines end at "\n" only, as the parser counts them (not at form feeds or U+2028)
+    src_lines = text.split("\n")
+    raw = src_lines[span.line - 1].rstrip("\r") if span.line <= len(src_lines) else ""
     gutter = str(span.line)
     pad = " " * len(gutter)
-    end_col = span.end_col if span.end_line == span.line else len(src_line) + 1
-    width = max(1, end_col - span.col)
-    caret = " " * (span.col - 1) + "^" * width
+    end_col = span.end_col if span.end_line == span.line else len(raw) + 1
+    # columns count characters; tabs are shown as 4 spaces, so measure after expanding
+    before = raw[: span.col - 1].expandtabs(4)
+    under = raw[: max(end_col, span.col) - 1].expandtabs(4)
+    src_line = raw.expandtabs(4)
+    width = max(1, len(under) - len(before))
+    caret = " " * (span.col - 1 - len(raw[: span.col - 1]) + len(before)) + "^" * width
     marker = _paint(caret + (f" {label}" if label else ""), _BOLD + sev_color, color)
     bar = _paint("|", _BLUE, color)
     return [

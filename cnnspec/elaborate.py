@@ -25,7 +25,6 @@ from cnnspec import ast
 from cnnspec.diagnostics import (
     Collector,
     Diagnostic,
-    DiagnosticError,
     Note,
     Span,
     did_you_mean,
@@ -89,7 +88,7 @@ def _maps(tensors: MutableMapping[str, Binding]) -> list[MutableMapping[str, Bin
     return list(tensors.maps) if isinstance(tensors, ChainMap) else [tensors]
 
 
-class _Abort(Exception):
+class _Abort(Exception):  # noqa: N818 -- control flow; the error is already reported
     """Elaboration cannot go on (the spec is absurdly large)."""
 
 
@@ -163,7 +162,7 @@ class Elaborator:
         self.graph.scopes.setdefault(path, Scope(path, kind, label, span))
 
     # ------------------------------------------------------------------- nodes
-    def add_node(
+    def add_node(  # noqa: PLR0917 -- a node's fields in their order
         self,
         frame: Frame,
         name: str,
@@ -202,7 +201,7 @@ class Elaborator:
 
     # ------------------------------------------------------------------ bodies
     def body(self, body: ast.Body, frame: Frame) -> None:
-        if len(frame.trace) > MAX_NESTING or body.span.line and _depth(frame) > MAX_NESTING:
+        if len(frame.trace) > MAX_NESTING or (body.span.line and _depth(frame) > MAX_NESTING):
             self.report(error("too-large", body.span, "blocks are nested too deeply"), frame)
             raise _Abort()
         stmts = body.stmts
@@ -344,6 +343,9 @@ class Elaborator:
             return frame.current
         binding = frame.tensors.get(ref.name)
         if binding is None:
+            meant = did_you_mean(ref.name, frame.tensors)
+            for name in meant:  # a misspelt use still counts: no "never used" warning too
+                frame.tensors[name].used = True
             self.report(
                 error(
                     "undefined-name",
@@ -369,9 +371,7 @@ class Elaborator:
             return
         chosen = stmt.then if cond else stmt.otherwise
         if chosen is not None:
-            solo, frame.solo = frame.solo, False
-            self.body(chosen, frame)
-            frame.solo = solo
+            self.body(chosen, frame)  # a lone `if` passes single-item naming through
 
     def aux(self, stmt: ast.Aux, frame: Frame) -> None:
         weight = 1.0
@@ -552,14 +552,18 @@ class Elaborator:
         close = did_you_mean(call.name, LAYERS)
         op = lookup(close[0]) if close else None
         shape = self.shape_of(frame.current)
-        if op is None or op.family not in _SHAPE_KEEPING or frame.current is None or (
-            shape is None or len(shape) not in op.ranks
+        if (
+            op is None
+            or op.family not in _SHAPE_KEEPING
+            or frame.current is None
+            or (shape is None or len(shape) not in op.ranks)
         ):
             self.poison(frame, call.span)
             return
         name = self.join(frame.scope, self.auto_name(frame.scope, "error"))
-        frame.current = self.add_node(frame, name, "identity", {}, [frame.current], call.span,
-                                      shape)
+        frame.current = self.add_node(
+            frame, name, "identity", {}, [frame.current], call.span, shape
+        )
 
     def bind_args(
         self, call: ast.Call, names: list[str], required: set[str], frame: Frame, what: str
@@ -623,7 +627,9 @@ class Elaborator:
                 error(
                     "unknown-argument",
                     Span(first.file, first.line, first.col, last.end_line, last.end_col),
-                    f"{what} takes at most {len(names)} positional "
+                    f"{what} takes no arguments"
+                    if not names
+                    else f"{what} takes at most {len(names)} positional "
                     f"argument{'s' * (len(names) != 1)}, got {len(names) + len(extra)}",
                     "one too many" if len(extra) == 1 else f"{len(extra)} too many",
                     [f"its arguments: {', '.join(names) or 'none'}"],
@@ -690,7 +696,8 @@ class Elaborator:
                         "bad-argument",
                         a.value.span,
                         f"`{op.name}` argument `{key}`: {exc.message}",
-                        f"expected {spec.type.value}",
+                        f"expected {spec.type.value}"
+                        + (" " + ", ".join(f'"{c}"' for c in spec.choices) if spec.choices else ""),
                     ),
                     frame,
                 )
@@ -706,8 +713,11 @@ class Elaborator:
         self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
     ) -> None:
         sources: list[str] = []
+        labels: list[str] = []  # the tensors as written: `skip`, `_`
+        failed = False
         for a in call.args:
             if a.name is not None or not isinstance(a.value, ast.NameRef):
+                failed = True
                 self.report(
                     error(
                         "bad-argument",
@@ -720,8 +730,11 @@ class Elaborator:
                 )
                 continue
             node = self.tensor_ref(a.value, frame)
-            if node is not None:
+            if node is None:
+                failed = True
+            else:
                 sources.append(node)
+                labels.append(_short(a.value.name))
         if len(call.args) < 2:
             self.report(
                 error(
@@ -733,13 +746,13 @@ class Elaborator:
                 ),
                 frame,
             )
-        if len(sources) < 2:
+        if failed or len(sources) < 2:  # a partial merge would give a wrong shape
             self.poison(frame, call.span)
             return
         name = self.claim(frame, alias, alias_span, op.name)
-        self.merge_node(frame, op.name, name, sources, call.span, call.span, None)
+        self.merge_node(frame, op.name, name, sources, call.span, call.span, labels)
 
-    def merge_node(
+    def merge_node(  # noqa: PLR0917
         self,
         frame: Frame,
         op: str,
@@ -963,6 +976,9 @@ def _depth(frame: Frame) -> int:
 
 
 def _single_item(stmt: ast.Stmt) -> bool:
+    """One unnamed item (or an `if` whose chosen body will be checked the same way)."""
+    if isinstance(stmt, ast.If):
+        return True
     return isinstance(stmt, ast.Chain) and len(stmt.items) == 1 and stmt.items[0].alias is None
 
 

@@ -24,7 +24,7 @@ class EvalError(Exception):
         self.diagnostic = diagnostic
 
 
-class Unknown(Exception):
+class Unknown(Exception):  # noqa: N818 -- not an error: a value nobody can know yet
     """The value depends on a shape that an earlier error left unknown (no new error)."""
 
 
@@ -38,6 +38,17 @@ class InShape:
         self.known = known
 
     def attr(self, name: str, node: ast.InAttr) -> int:
+        if name not in self.ATTRS:  # a misspelt attribute is an error whatever the shape
+            raise EvalError(
+                error(
+                    "bad-expression",
+                    node.span,
+                    f"the incoming tensor has no `{name}`",
+                    "unknown attribute",
+                    suggestion(name, self.ATTRS)
+                    or ["its attributes: " + ", ".join(f"in.{a}" for a in self.ATTRS)],
+                )
+            )
         if not self.known:
             raise Unknown()
         shape = self.shape
@@ -58,17 +69,13 @@ class InShape:
             values.update(features=shape[0], channels=shape[0])
         if name in values:
             return values[name]
-        hints = suggestion(name, self.ATTRS) or [
-            f"the incoming tensor is {format_shape(shape)}; it has "
-            + ", ".join(f"in.{a}" for a in self.ATTRS if a in values)
-        ]
         raise EvalError(
             error(
                 "bad-expression",
                 node.span,
-                f"the incoming tensor has no `{name}`",
-                "unknown attribute",
-                hints,
+                f"the incoming tensor ({format_shape(shape)}) has no `{name}`",
+                f"a {len(shape)}-D tensor",
+                ["it has " + ", ".join(f"in.{a}" for a in self.ATTRS if a in values)],
             )
         )
 
@@ -106,7 +113,7 @@ def evaluate(expr: ast.Expr, env: Mapping[str, Value], inp: InShape) -> Value:
                 expr.span,
                 f"`{expr.name}` is not defined",
                 "unknown name",
-                suggestion(expr.name, [*env, *CONSTANTS])
+                suggestion(expr.name, [*env, *CONSTANTS, "true", "false"])
                 or ["names here are the parameters and loop variables in scope"],
             )
         )
@@ -170,12 +177,19 @@ _ARITH: dict[str, Callable[[Value, Value], Value]] = {
 
 
 def _check_power(base: Value, exponent: Value, expr: ast.Binary) -> None:
-    if abs(base) <= 1:
-        return
-    if exponent * math.log2(abs(base)) > MAX_BITS:
-        raise _too_big(expr)
     if base == 0 and exponent < 0:
-        raise EvalError(error("bad-expression", expr.span, "0 to a negative power"))
+        raise EvalError(error("bad-expression", expr.span, "0 to a negative power", "divides by 0"))
+    if base < 0 and isinstance(exponent, float) and not exponent.is_integer():
+        raise EvalError(
+            error(
+                "bad-expression",
+                expr.span,
+                "a negative number to a fractional power",
+                "not a real number",
+            )
+        )
+    if base != 0 and exponent * math.log2(abs(base)) > MAX_BITS:  # also 0.5 ** -1000
+        raise _too_big(expr)
 
 
 def _too_big(expr: ast.Expr) -> EvalError:
@@ -218,6 +232,9 @@ def _call(expr: ast.FuncCall, env: Mapping[str, Value], inp: InShape) -> Value:
     for value, node in zip(args, expr.args, strict=True):
         _need_number(value, node)
     try:
-        return fn(*args)
+        result = fn(*args)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EvalError(error("bad-expression", expr.span, f"`{expr.name}`: {exc}")) from None
+    if isinstance(result, int) and result.bit_length() > MAX_BITS:
+        raise _too_big(expr)
+    return result

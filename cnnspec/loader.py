@@ -46,60 +46,58 @@ def load_program(
     program = Program(entry)
     program.sources[entry] = text
     diags = Collector()
-    _visit(entry, text, read, fallback, program, diags, [])
+    _Visitor(read, fallback, program, diags).visit(entry, text, [])
     _check_duplicate_blocks(program, diags)
     if diags.has_errors:
         raise DiagnosticError(sort_diagnostics(diags.items), program.sources)
     return program
 
 
-def _visit(
-    path: str,
-    text: str,
-    read: Reader,
-    fallback: Callable[[str], str | None],
-    program: Program,
-    diags: Collector,
-    stack: list[tuple[str, ast.Use | None]],
-) -> None:
-    try:
-        module = parse(text, path)
-    except DiagnosticError as exc:
-        diags.extend(exc.diagnostics)
-        module = ast.Module(path, (), (), ())
-    program.modules[path] = module
-    stack = [*stack, (path, None)]
-    for use in module.uses:
-        target = _resolve(path, use.path, read, fallback)
-        if target is None:
-            diags.add(
-                error(
-                    "missing-file",
-                    use.span,
-                    f"cannot find `{use.path}`",
-                    "no such file",
-                    [f"paths are relative to {posixpath.dirname(path) or '.'}/"],
+@dataclass
+class _Visitor:
+    read: Reader
+    fallback: Callable[[str], str | None]
+    program: Program
+    diags: Collector
+
+    def visit(self, path: str, text: str, stack: list[str]) -> None:
+        try:
+            module = parse(text, path)
+        except DiagnosticError as exc:
+            self.diags.extend(exc.diagnostics)
+            module = ast.Module(path, (), (), ())
+        self.program.modules[path] = module
+        stack = [*stack, path]
+        for use in module.uses:
+            target = _resolve(path, use.path, self.read, self.fallback)
+            if target is None:
+                self.diags.add(
+                    error(
+                        "missing-file",
+                        use.span,
+                        f"cannot find `{use.path}`",
+                        "no such file",
+                        [f"paths are relative to {posixpath.dirname(path) or '.'}/"],
+                    )
                 )
-            )
-            continue
-        target_path, target_text = target
-        on_stack = [p for p, _ in stack]
-        if target_path in on_stack:
-            cycle = [*on_stack[on_stack.index(target_path) :], target_path]
-            diags.add(
-                error(
-                    "use-cycle",
-                    use.span,
-                    "files use each other in a cycle",
-                    " -> ".join(posixpath.basename(p) for p in cycle),
-                    ["move the shared blocks into a file both can use"],
+                continue
+            target_path, target_text = target
+            if target_path in stack:
+                cycle = [*stack[stack.index(target_path) :], target_path]
+                self.diags.add(
+                    error(
+                        "use-cycle",
+                        use.span,
+                        "files use each other in a cycle",
+                        " -> ".join(posixpath.basename(p) for p in cycle),
+                        ["move the shared blocks into a file both can use"],
+                    )
                 )
-            )
-            continue
-        if target_path in program.modules:
-            continue
-        program.sources[target_path] = target_text
-        _visit(target_path, target_text, read, fallback, program, diags, stack)
+                continue
+            if target_path in self.program.modules:
+                continue
+            self.program.sources[target_path] = target_text
+            self.visit(target_path, target_text, stack)
 
 
 def _resolve(

@@ -23,6 +23,8 @@ from cnnspec.resources import zoo_spec
 if TYPE_CHECKING:
     import networkx as nx
 
+    from cnnspec.draw import Diagram
+
 
 @dataclass
 class Model:
@@ -65,6 +67,17 @@ class Model:
 
         return to_dict(self, depth, batch)
 
+    def draw(self, **options: Any) -> Diagram:
+        """A Graphviz diagram of the checked graph; shows itself inline in Jupyter.
+
+        Options as :class:`cnnspec.draw.DrawOptions`: ``depth`` (a level, ``"all"`` or
+        ``"auto"``), ``fold``, ``rankdir``, ``theme``, ``shapes``, ``params``, ``macs``.
+        ``.source`` is the DOT text; ``.save("net.svg")`` writes .svg/.png/.pdf/.dot.
+        """
+        from cnnspec.draw import Diagram, DrawOptions, render_dot
+
+        return Diagram(render_dot(self, DrawOptions(**options)), self.name)
+
 
 def check_program(
     program: Program,
@@ -82,6 +95,12 @@ def check_program(
     except DiagnosticError as exc:
         raise DiagnosticError(exc.diagnostics, program.sources) from None
     return Model(graph, program, sort_diagnostics(warnings), dict(overrides or {}))
+
+
+def is_library(program: Program) -> bool:
+    """A file of blocks only (``resnet_blocks.cnn``): nothing to elaborate by itself."""
+    entry = program.modules[program.entry]
+    return not entry.networks and bool(entry.blocks)
 
 
 def read_file(path: str) -> str | None:

@@ -15,14 +15,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 Shape = tuple[int, ...]
 Args = Mapping[str, Any]
 
 
-class Family(str, Enum):
+class Family(StrEnum):
     IO = "io"
     CONV = "conv"
     POOL = "pool"
@@ -48,7 +48,7 @@ class ShapeError(Exception):
 # ---------------------------------------------------------------- argument types
 
 
-class ArgType(str, Enum):
+class ArgType(StrEnum):
     INT = "int"
     POS_INT = "positive int"
     FLOAT = "float"
@@ -236,6 +236,7 @@ def _out_size(
     op: str,
     dim: str,
     size: int,
+    *,
     k: int,
     s: int,
     p: int,
@@ -294,8 +295,8 @@ def _conv_shape(args: Args, inp: Shape) -> Shape:
     (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
     return (
         out_c,
-        _out_size("conv", "height", h, kh, sh, pad[0], dh, False),
-        _out_size("conv", "width", w, kw, sw, pad[1], dw, False),
+        _out_size("conv", "height", h, k=kh, s=sh, p=pad[0], d=dh, ceil=False),
+        _out_size("conv", "width", w, k=kw, s=sw, p=pad[1], d=dw, ceil=False),
     )
 
 
@@ -322,20 +323,19 @@ def _pool_shape(op: str) -> ShapeRule:
         c, h, w = inp
         (kh, kw), (sh, sw), (ph, pw) = args["kernel"], args["stride"], args["padding"]
         dh, dw = args.get("dilation", (1, 1))
-        for p, k, d in ((ph, kh, dh), (pw, kw, dw)):
-            if p > (d * (k - 1) + 1) // 2:
+        for p, k in ((ph, kh), (pw, kw)):
+            if p > k // 2:  # PyTorch checks the kernel size itself, not the dilated window
                 raise ShapeError(
                     "bad-argument",
-                    f"`{op}` padding {p} is more than half the window {d * (k - 1) + 1} "
-                    "(PyTorch refuses it)",
+                    f"`{op}` padding {p} is more than half the kernel {k} (PyTorch refuses it)",
                     f"padding = {p}",
-                    (f"use padding <= {(d * (k - 1) + 1) // 2}",),
+                    (f"use padding <= {k // 2}",),
                 )
         ceil = args["ceil_mode"]
         return (
             c,
-            _out_size(op, "height", h, kh, sh, ph, dh, ceil),
-            _out_size(op, "width", w, kw, sw, pw, dw, ceil),
+            _out_size(op, "height", h, k=kh, s=sh, p=ph, d=dh, ceil=ceil),
+            _out_size(op, "width", w, k=kw, s=sw, p=pw, d=dw, ceil=ceil),
         )
 
     return rule
@@ -450,7 +450,16 @@ def _softmax_shape(op: str) -> ShapeRule:
 def _upsample_shape(args: Args, inp: Shape) -> Shape:
     _check_rank("upsample", inp, (3,))
     fh, fw = args["scale_factor"]
-    return (inp[0], math.floor(inp[1] * fh), math.floor(inp[2] * fw))
+    out = (inp[0], math.floor(inp[1] * fh), math.floor(inp[2] * fw))
+    for dim, size, factor, got in (("height", inp[1], fh, out[1]), ("width", inp[2], fw, out[2])):
+        if got < 1:  # PyTorch refuses an empty output
+            raise ShapeError(
+                "non-positive-size",
+                f"`upsample` gives a {dim} of {got}",
+                f"{dim}: floor({size} * {factor:g}) = {got}",
+                ("use a larger scale factor or a larger input",),
+            )
+    return out
 
 
 def _upsample_window(args: Args, inp: Shape) -> Window:

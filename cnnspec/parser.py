@@ -8,6 +8,7 @@ name the common mistakes.
 from __future__ import annotations
 
 import ast as pyast
+import math
 import re
 from functools import lru_cache
 from typing import Any
@@ -16,13 +17,14 @@ from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from cnnspec import ast
-from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
+from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error, sort_diagnostics
+from cnnspec.evaluate import MAX_BITS
 from cnnspec.resources import grammar_path
 
-KEYWORDS = frozenset(
-    "use block network input output if else aux from residual shortcut concat branch "
-    "repeat in as and or not true false".split()
-)
+KEYWORDS = frozenset({
+    "use", "block", "network", "input", "output", "if", "else", "aux", "from", "residual",
+    "shortcut", "concat", "branch", "repeat", "in", "as", "and", "or", "not", "true", "false",
+})  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +66,7 @@ def _build(builder: _Builder, tree: Tree[Token]) -> Any:
     except RecursionError:
         raise _too_deep(builder.path) from None
     if builder.problems:
-        raise DiagnosticError(builder.problems)
+        raise DiagnosticError(sort_diagnostics(builder.problems))
     return result
 
 
@@ -79,12 +81,14 @@ def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
     try:
         for token in parser.iter_parse():
             seen = [*seen[-1:], token]
-        return parser.feed_eof(seen[-1] if seen else None)
+        tree: Tree[Token] = parser.feed_eof(seen[-1] if seen else None)  # type: ignore[no-untyped-call]
+        return tree
     except UnexpectedInput as exc:
         failed = getattr(exc, "token", None)
         fed = [t for t in seen if failed is None or t.start_pos != failed.start_pos]
         previous = fed[-1] if fed else None
-        raise DiagnosticError([_syntax_diagnostic(exc, text, path, previous)]) from None
+        diagnostic = _syntax_diagnostic(exc, text, path, previous, start == "start")
+        raise DiagnosticError([diagnostic]) from None
     except RecursionError:
         raise _too_deep(path) from None
 
@@ -104,9 +108,21 @@ _FRIENDLY = {
     "FLOAT": "a number",
     "STRING": "a string",
     "SHAPE": "a shape like `3 x 224 x 224`",
+    "ADD_OP": "`+` or `-`",
+    "DIV_OP": "`/`, `//` or `%`",
+    "COMP_OP": "a comparison",
+    "STAR": "`*`",
     "__ANON_0": "`->`",
+    "__ANON_1": "`..`",
+    "__ANON_2": "`**`",
     "$END": "the end of the file",
 }
+
+
+def _expected(token_types: list[str]) -> str:
+    """What the parser would have accepted, in words, each once (at most 8)."""
+    words = list(dict.fromkeys(_describe(t) for t in token_types))
+    return ", ".join(words[:8])
 
 
 def _describe(token_type: str) -> str:
@@ -127,11 +143,12 @@ def _has_terminal(name: str) -> bool:
 
 
 def _syntax_diagnostic(
-    exc: UnexpectedInput, text: str, path: str, previous: Token | None
+    exc: UnexpectedInput, text: str, path: str, previous: Token | None, whole_file: bool = True
 ) -> Diagnostic:
     line, col = max(exc.line, 1), max(exc.column, 1)
     if isinstance(exc, UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        pos = len(text) if exc.pos_in_stream is None else exc.pos_in_stream
+        char = text[pos] if pos < len(text) else ""
         span = Span(path, line, col, line, col + 1)
         return error(
             "syntax", span, f"unexpected character `{char}`", "not valid here", _char_hints(char)
@@ -140,7 +157,19 @@ def _syntax_diagnostic(
     token = exc.token
     expected = sorted(exc.expected)
     if token.type == "$END":
-        return _unexpected_end(text, path, expected)
+        return _unexpected_end(text, path, expected, whole_file)
+    if previous is not None and _misused_keyword(token, previous, expected):
+        at = (previous.line or line, previous.column or col)
+        return _reserved(Span(path, *at, at[0], at[1] + len(previous.value)), previous.value)
+    if token.value == "}" and previous is not None and previous.value == "->":
+        at = (previous.line or line, previous.column or col)
+        return error(
+            "syntax",
+            Span(path, *at, at[0], at[1] + 2),
+            "a chain cannot end with `->`",
+            "nothing follows",
+            ["add the next layer, or remove the `->`"],
+        )
     width = max(1, len(token.value)) if token.end_column is None else token.end_column - col
     shown = token.value
     end = token.end_pos
@@ -149,6 +178,23 @@ def _syntax_diagnostic(
     span = Span(path, line, col, line, col + max(width, 1))
     hints = _token_hints(token, previous, expected)
     return error("syntax", span, f"unexpected `{shown}`", "not expected here", hints)
+
+
+def _misused_keyword(token: Token, previous: Token, expected: list[str]) -> bool:
+    """A keyword used as a name: `repeat = ...`, `concat = ...`, `residual(3)`."""
+    if previous.type in _NAMES or previous.value not in KEYWORDS:
+        return False
+    return token.value == "=" or (token.value.startswith("(") and "LPAR" not in expected)
+
+
+def _reserved(span: Span, name: str) -> Diagnostic:
+    return error(
+        "syntax",
+        span,
+        f"`{name}` is a reserved word and cannot be used as a name",
+        "reserved word",
+        [f"choose another name, e.g. `{name}_`"],
+    )
 
 
 def _char_hints(char: str) -> list[str]:
@@ -164,29 +210,31 @@ def _char_hints(char: str) -> list[str]:
 def _token_hints(token: Token, previous: Token | None, expected: list[str]) -> list[str]:
     value, prev = token.value, previous.value if previous is not None else ""
     prev_type = _kind(previous) if previous is not None else ""
-    want = ", ".join(_describe(t) for t in expected[:8])
+    want = _expected(expected)
     after_keyword = previous is not None and previous.type not in _NAMES and prev in KEYWORDS
     hints: list[str] = []
-    if value == ":" and "LBRACE" in expected:
-        hints.append("blocks and networks use braces: `block name(args) { ... }`")
+    if previous is not None and previous.type == "SHAPE" and value in _OPERATORS:
+        hints.append("a computed dimension goes in parentheses: `3 x (2 * size) x size`")
+    elif value == ":" and "LBRACE" in expected:
+        hints.append("blocks and networks use braces, not a colon: `block name(args) { ... }`")
+    elif value == ":" and prev_type == "NAME" and "RPAR" in expected:
+        hints.append(f"a keyword argument or a default takes `=`, not `:`: `{prev} = ...`")
     elif value == "=" and "COLON" in expected:
         hints.append("an input's shape follows a colon: `input image: 3 x 224 x 224`")
-    elif after_keyword and (value == "=" or value.startswith("(") and "LPAR" not in expected):
-        hints.append(f"`{prev}` is a reserved word and cannot be used as a name")
     elif after_keyword and prev == "in" and "DOT" in expected:
         hints.append("`in` is a reserved word: `in.channels` reads the incoming tensor")
     elif value in {">", "=>", "=", "|"} and prev_type not in {"LPAR", "COMMA"}:
         hints.append("chain layers with `->`: `conv(6, 5) -> tanh`")
-    elif _kind(token) in {"INT", "FLOAT"} and prev_type == "NAME":
+    elif _kind(token) in {"INT", "FLOAT"} and prev_type == "NAME" and "RPAR" not in expected:
         hints.append(f"arguments go in parentheses: `{prev}({value}, ...)`")
-    elif "COMMA" in expected and "RPAR" in expected and value in _CLOSERS:
+    elif "RPAR" in expected and value in _CLOSERS:
         hints.append("a `(` is not closed: expected `,` or `)`")
     elif "COMMA" in expected and "RPAR" in expected:
         hints.append("separate arguments with `,`")
     elif token.type.isupper() and value in KEYWORDS and "NAME" in expected:
         hints.append(f"`{value}` is a reserved word and cannot be used as a name")
-    elif value == "}" and prev == "->":
-        hints.append("a chain cannot end with `->`")
+    elif value == "}" and "RBRACE" not in expected:
+        hints.append("this `}` has no matching `{`")
     elif value in {"def", "class", "return", "import"}:
         hints.append("cnnspec is not Python: see docs/language.md")
     if not hints and want:
@@ -195,7 +243,9 @@ def _token_hints(token: Token, previous: Token | None, expected: list[str]) -> l
 
 
 _NAMES = frozenset({"NAME", "SHAPE"})
+_MAX_DIGITS = 400  # longer integer literals are refused before Python converts them
 _CLOSERS = frozenset({"}", "{", "->", ";", ":"})
+_OPERATORS = frozenset({"+", "-", "*", "/", "//", "%", "**"})
 
 
 def _kind(token: Token) -> str:
@@ -205,9 +255,11 @@ def _kind(token: Token) -> str:
     return token.type
 
 
-def _unexpected_end(text: str, path: str, expected: list[str]) -> Diagnostic:
-    lines = text.splitlines() or [""]
-    open_at = _unclosed_brace(text)
+def _unexpected_end(text: str, path: str, expected: list[str], whole_file: bool) -> Diagnostic:
+    lines = text.split("\n")  # as the lexer counts lines (not at \x1e or U+2028)
+    if len(lines) > 1 and not lines[-1]:
+        lines.pop()  # point after the last line's text, not at the empty line after it
+    open_at = _unclosed_brace(text) if whole_file else None
     if open_at is not None:
         line, col = open_at
         span = Span(path, line, col, line, col + 1)
@@ -221,12 +273,12 @@ def _unexpected_end(text: str, path: str, expected: list[str]) -> Diagnostic:
     line = len(lines)
     col = len(lines[-1]) + 1
     span = Span(path, line, col, line, col + 1)
-    want = ", ".join(_describe(t) for t in expected[:8])
+    want = _expected(expected)
     return error(
         "syntax",
         span,
-        "unexpected end of file",
-        "the spec stops here",
+        "unexpected end of file" if whole_file else "unexpected end of the value",
+        "the spec stops here" if whole_file else "the value stops here",
         [f"expected {want}"] if want else [],
     )
 
@@ -235,20 +287,33 @@ _STRIP = re.compile(r'#[^\n]*|"([^"\\\n]|\\.)*"')
 
 
 def _unclosed_brace(text: str) -> tuple[int, int] | None:
-    stack: list[tuple[int, int]] = []
+    """Where the `{` that is never closed probably is.
+
+    Counting alone blames the outermost brace; but when a `}` that starts a line is
+    indented less than the line of the `{` it closes, it was meant for an outer brace,
+    and the inner `{` is the one left open.
+    """
+    stack: list[tuple[int, int, int]] = []  # line, column, indentation of the line
+    suspect: tuple[int, int] | None = None
     blanked = _STRIP.sub(lambda m: " " * len(m.group(0)), text)
-    for lineno, line in enumerate(blanked.splitlines(), 1):
+    for lineno, line in enumerate(blanked.split("\n"), 1):
+        indent = len(line) - len(line.lstrip())
         for col, char in enumerate(line, 1):
             if char == "{":
-                stack.append((lineno, col))
+                stack.append((lineno, col, indent))
             elif char == "}" and stack:
-                stack.pop()
-    return stack[-1] if stack else None
+                opened = stack.pop()
+                if suspect is None and col == indent + 1 and indent < opened[2]:
+                    suspect = opened[:2]
+    if not stack:
+        return None
+    return suspect or stack[-1][:2]
 
 
 # ------------------------------------------------------------------- the tree
 
-_DIM = re.compile(r"\d+|[^\W\d]\w*|\([^()\n]*\)")
+# one dimension of an input's SHAPE token (the same pattern as in the grammar)
+_DIM = re.compile(r"\d+|[^\W\d]\w*|\((?:[^()\n]|\((?:[^()\n]|\([^()\n]*\))*\))*\)")
 _DIM_SEP = re.compile(r"[ \t]*[x×][ \t]*")
 
 
@@ -271,15 +336,7 @@ class _Builder(Transformer[Token, Any]):
         """
         name = str(tok)
         if name in KEYWORDS:
-            self.problems.append(
-                error(
-                    "syntax",
-                    self._tok(tok),
-                    f"`{name}` is a reserved word and cannot be used as a name",
-                    "reserved word",
-                    [f"choose another name, e.g. `{name}_`"],
-                )
-            )
+            self.problems.append(_reserved(self._tok(tok), name))
         return name
 
     # -- spans
@@ -323,9 +380,7 @@ class _Builder(Transformer[Token, Any]):
 
     def network_def(self, meta: Any, name: Token, *rest: Any) -> ast.NetworkDef:
         params = rest[0] if len(rest) == 2 else ()
-        return ast.NetworkDef(
-            self._name(name), params, rest[-1], self._span(meta), self._tok(name)
-        )
+        return ast.NetworkDef(self._name(name), params, rest[-1], self._span(meta), self._tok(name))
 
     def params(self, meta: Any, *params: ast.Param) -> tuple[ast.Param, ...]:
         return params
@@ -353,7 +408,7 @@ class _Builder(Transformer[Token, Any]):
         col = (shape.column or 1) + match.start()
         span = self._at(line, col, line, col + len(text))
         if text.isdigit():
-            return ast.Literal(int(text), span)
+            return ast.Literal(self._number(text, span, int), span)
         if not text.startswith("("):
             return ast.NameRef(text, span)
         tree = _parse_tree(text, self.path, "expr_start")
@@ -464,10 +519,28 @@ class _Builder(Transformer[Token, Any]):
         return ast.Unary(str(op), operand, self._span(meta))
 
     def int_lit(self, meta: Any, tok: Token) -> ast.Expr:
-        return ast.Literal(int(str(tok).replace("_", "")), self._tok(tok))
+        return ast.Literal(self._number(str(tok), self._tok(tok), int), self._tok(tok))
 
     def float_lit(self, meta: Any, tok: Token) -> ast.Expr:
-        return ast.Literal(float(str(tok).replace("_", "")), self._tok(tok))
+        return ast.Literal(self._number(str(tok), self._tok(tok), float), self._tok(tok))
+
+    def _number(self, text: str, span: Span, kind: type[int] | type[float]) -> int | float:
+        """A literal's value; one too large for a size (or for Python) is an error."""
+        digits = text.replace("_", "")
+        huge = kind is int and len(digits) > _MAX_DIGITS  # int() refuses 4300+ digits
+        value = 0 if huge else kind(digits)
+        if huge or not math.isfinite(value) or abs(value) >= 2**MAX_BITS:
+            self.problems.append(
+                error(
+                    "too-large",
+                    span,
+                    "this number is too large",
+                    f"over 2**{MAX_BITS}",
+                    ["sizes and counts must stay realistic"],
+                )
+            )
+            return 0
+        return value
 
     def str_lit(self, meta: Any, tok: Token) -> ast.Expr:
         return ast.Literal(_string(tok), self._tok(tok))

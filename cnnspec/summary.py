@@ -11,6 +11,7 @@ from cnnspec.infer import BYTES_PER_ELEMENT
 from cnnspec.ops import format_shape
 
 if TYPE_CHECKING:
+    from cnnspec.graph import Graph
     from cnnspec.model import Model
 
 
@@ -34,19 +35,29 @@ class Row:
         return f"{self.op} {self.label}".strip()
 
 
-def rows(model: Model, depth: int | None = None) -> list[Row]:
-    """One row per node; with ``depth``, one row per scope deeper than ``depth`` levels."""
-    graph = model.graph
-    groups: dict[str, list[str]] = {}
+def groups(graph: Graph, depth: int | None = None) -> dict[str, list[str]]:
+    """Node names by the row they fall in, in graph order (shared with the diagram).
+
+    Without ``depth`` every node is its own group. With it, a node named deeper than
+    ``depth`` levels joins the group of its ``depth``-level prefix when that prefix is a
+    scope (a block instance, a branch, ...); the key is then the scope's path.
+    """
+    out: dict[str, list[str]] = {}
     for node in graph:
         parts = node.name.split(".")
         key = node.name
         if depth is not None and len(parts) > depth:
             prefix = ".".join(parts[: max(depth, 1)])
             key = prefix if prefix in graph.scopes else node.name
-        groups.setdefault(key, []).append(node.name)
+        out.setdefault(key, []).append(node.name)
+    return out
+
+
+def rows(model: Model, depth: int | None = None) -> list[Row]:
+    """One row per node; with ``depth``, one row per scope deeper than ``depth`` levels."""
+    graph = model.graph
     out = []
-    for key, members in groups.items():
+    for key, members in groups(graph, depth).items():
         nodes = [graph[m] for m in members]
         last = nodes[-1]
         if len(nodes) == 1 and key == last.name:
