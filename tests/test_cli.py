@@ -35,8 +35,9 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_summary_json_has_the_promised_fields(spec: Path, capsys: pytest.CaptureFixture[str]
-                                              ) -> None:
+def test_summary_json_has_the_promised_fields(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(capsys, "summary", str(spec), "--format", "json")
     assert code == 0
     data = json.loads(out)
@@ -47,8 +48,18 @@ def test_summary_json_has_the_promised_fields(spec: Path, capsys: pytest.Capture
     assert data["total_macs"] == conv1 * 32 * 32 + (conv2 - 16) * 16 * 16 + 160
     assert data["total_flops"] == 2 * data["total_macs"]
     names = [layer["name"] for layer in data["layers"]]
-    assert names == ["image", "conv1", "bn1", "relu1", "maxpool1", "conv2", "relu2",
-                     "avgpool1", "flatten1", "fc"]
+    assert names == [
+        "image",
+        "conv1",
+        "bn1",
+        "relu1",
+        "maxpool1",
+        "conv2",
+        "relu2",
+        "avgpool1",
+        "flatten1",
+        "fc",
+    ]
     fc_row = data["layers"][-1]
     assert fc_row["output_shape"] == [10]
     assert fc_row["params"] == fc and fc_row["macs"] == 160
@@ -56,8 +67,19 @@ def test_summary_json_has_the_promised_fields(spec: Path, capsys: pytest.Capture
 
 
 def test_set_input_and_batch(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "summary", str(spec), "--format", "json", "--set", "classes=3",
-                       "--input", "image=3x64x64", "--batch", "4")
+    code, out, _ = run(
+        capsys,
+        "summary",
+        str(spec),
+        "--format",
+        "json",
+        "--set",
+        "classes=3",
+        "--input",
+        "image=3x64x64",
+        "--batch",
+        "4",
+    )
     assert code == 0
     data = json.loads(out)
     assert data["layers"][-1]["output_shape"] == [3]
@@ -87,8 +109,7 @@ def test_depth_collapses_blocks(capsys: pytest.CaptureFixture[str]) -> None:
     assert sum(r["macs"] for r in data["layers"]) == full["total_macs"]
 
 
-def test_check_exit_codes(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                          ) -> None:
+def test_check_exit_codes(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "check", str(spec))[0] == 0
     bad = tmp_path / "bad.cnn"
     bad.write_text(SPEC.replace("maxpool(2)", "maxpool(64)"))
@@ -129,14 +150,16 @@ def test_python_dash_m_does_not_import_torch(spec: Path) -> None:
         "except SystemExit:\n    pass\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.stderr)\n"
     )
-    result = subprocess.run([sys.executable, "-c", probe, str(spec)], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(spec)], capture_output=True, text=True, check=True
+    )
     assert "NO-TORCH" in result.stderr
     assert "conv1" in result.stdout
 
 
-def test_json_outputs_match_the_published_schema(spec: Path, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_outputs_match_the_published_schema(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cnnspec.schema import CheckReport, SummaryReport
 
     code, out, _ = run(capsys, "summary", str(spec), "--format", "json", "--depth", "1")

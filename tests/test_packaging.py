@@ -25,8 +25,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
-                    str(dist), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
     (built,) = dist.glob("cnnspec-*.whl")
     return built
 
@@ -49,8 +52,7 @@ def test_fresh_venv_install_runs_from_another_directory(wheel: Path, tmp_path: P
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = venv / "bin" / "pip"
-    subprocess.run([str(pip), "install", "--quiet", str(wheel)], check=True,
-                   capture_output=True)
+    subprocess.run([str(pip), "install", "--quiet", str(wheel)], check=True, capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "net.cnn").write_text(
@@ -61,12 +63,28 @@ def test_fresh_venv_install_runs_from_another_directory(wheel: Path, tmp_path: P
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import cnnspec; print(cnnspec.__file__)"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert str(venv) in where.stdout, "the installed package, not the checkout, was imported"
-    out = subprocess.run([str(venv / "bin" / "cnnspec"), "summary", "resnet18", "--format",
-                          "json"], cwd=elsewhere, env=env, capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [str(venv / "bin" / "cnnspec"), "summary", "resnet18", "--format", "json"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert json.loads(out.stdout)["total_params"] == 11_689_512
-    local = subprocess.run([str(venv / "bin" / "cnnspec"), "check", "net.cnn"], cwd=elsewhere,
-                           env=env, capture_output=True, text=True, check=False)
+    local = subprocess.run(
+        [str(venv / "bin" / "cnnspec"), "check", "net.cnn"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert local.returncode == 0, local.stderr
