@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from cnnspec.diagnostics import Diagnostic, DiagnosticError
-from cnnspec.model import Model, load
+from cnnspec.model import Model, build, load
 
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "DiagnosticError", "Model", "__version__", "load"]
+__all__ = ["Diagnostic", "DiagnosticError", "Model", "__version__", "build", "load"]

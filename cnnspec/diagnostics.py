@@ -61,6 +61,7 @@ CODES: dict[str, str] = {
     "bad-override": "a --set or --input value that does not apply",
     "graph-invariant": "an internal graph invariant was broken",
     "internal": "a bug in cnnspec",
+    "compile-unsupported": "a construct `cnnspec compile` cannot turn into PyTorch code",
     # warnings
     "unused-tensor": "a named tensor that is never used",
     "lossy-downsampling": "pooling or a stride silently drops rows or columns",

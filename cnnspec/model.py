@@ -22,8 +22,10 @@ from cnnspec.resources import zoo_spec
 
 if TYPE_CHECKING:
     import networkx as nx
+    from torch import nn
 
     from cnnspec.draw import Diagram
+    from cnnspec.emit import GeneratedModule
 
 
 @dataclass
@@ -61,6 +63,28 @@ class Model:
 
     def to_networkx(self) -> nx.DiGraph:
         return self.graph.to_networkx()
+
+    def generate(self, class_name: str | None = None) -> GeneratedModule:
+        """The PyTorch module's source (``cnnspec compile``), without importing torch."""
+        from cnnspec.emit import emit_torch
+
+        return emit_torch(self, class_name)
+
+    def source(self, class_name: str | None = None) -> str:
+        return self.generate(class_name).source
+
+    def build(self, class_name: str | None = None, **kwargs: Any) -> nn.Module:
+        """An instance of the generated network class, compiled in memory.
+
+        ``kwargs`` go to its constructor; the source is registered with ``linecache`` so
+        that ``inspect.getsource`` (and so ``torch.jit.script``) can read it.
+        """
+        from cnnspec.runtime import load_module
+
+        generated = self.generate(class_name)
+        module = load_module(generated.source, self.name)
+        network: nn.Module = getattr(module, generated.class_name)(**kwargs)
+        return network
 
     def summary(self, depth: int | None = None, batch: int = 1) -> dict[str, Any]:
         from cnnspec.summary import to_dict
@@ -144,6 +168,19 @@ def load_source(source: str | Path) -> tuple[str, str]:
 def load_program_from(source: str | Path) -> Program:
     path, text = load_source(source)
     return load_program(path, text, read_file, _zoo_fallback)
+
+
+def build(
+    source: str | Path,
+    network: str | None = None,
+    inputs: Mapping[str, Shape] | None = None,
+    **overrides: Any,
+) -> nn.Module:
+    """Check a spec and return an instance of its generated PyTorch module.
+
+    >>> net = cnnspec.build("resnet18", classes=10)
+    """
+    return load(source, network, inputs, **overrides).build()
 
 
 def load(

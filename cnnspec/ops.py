@@ -198,6 +198,11 @@ class Op:
     prefix: str = ""  # auto-naming: conv -> conv1, conv2
     ranks: tuple[int, ...] = (1, 3)  # accepted input ranks
     torch: str = ""  # the torch.nn module it stands for
+    # How `cnnspec compile` constructs it: {arg} is an argument, {arg?default} is left out
+    # when equal to the default, {arg?=other} when equal to another argument; {in} is the
+    # input channels (or features), {dims} 1 or 2 by the input's rank, {inplace} is
+    # `inplace=True` where that is safe. Empty: the module without arguments.
+    emit: str = ""
     merge: bool = False  # takes several tensors (add, concat)
     doc: str = ""
     aliases: tuple[str, ...] = field(default=())
@@ -529,6 +534,11 @@ def _ops() -> list[Op]:
             label=_conv_label,
             ranks=(3,),
             torch="nn.Conv2d",
+            emit=(
+                "nn.Conv2d({in}, {out_channels}, kernel_size={kernel}, stride={stride?1}, "
+                "padding={padding?0}, dilation={dilation?1}, groups={groups?1}, "
+                "bias={bias?True})"
+            ),
             doc="2-D convolution",
         ),
         Op(
@@ -540,6 +550,10 @@ def _ops() -> list[Op]:
             label=_pool_label,
             ranks=(3,),
             torch="nn.MaxPool2d",
+            emit=(
+                "nn.MaxPool2d(kernel_size={kernel}, stride={stride?=kernel}, "
+                "padding={padding?0}, dilation={dilation?1}, ceil_mode={ceil_mode?False})"
+            ),
             doc="max pooling",
         ),
         Op(
@@ -555,6 +569,11 @@ def _ops() -> list[Op]:
             label=_pool_label,
             ranks=(3,),
             torch="nn.AvgPool2d",
+            emit=(
+                "nn.AvgPool2d(kernel_size={kernel}, stride={stride?=kernel}, "
+                "padding={padding?0}, ceil_mode={ceil_mode?False}, "
+                "count_include_pad={count_include_pad?True})"
+            ),
             doc="average pooling",
         ),
         Op(
@@ -567,6 +586,7 @@ def _ops() -> list[Op]:
             prefix="avgpool",
             ranks=(3,),
             torch="nn.AdaptiveAvgPool2d",
+            emit="nn.AdaptiveAvgPool2d({output_size})",
             doc="average pooling to a fixed output size",
         ),
         Op(
@@ -579,6 +599,7 @@ def _ops() -> list[Op]:
             prefix="maxpool",
             ranks=(3,),
             torch="nn.AdaptiveMaxPool2d",
+            emit="nn.AdaptiveMaxPool2d({output_size})",
             doc="max pooling to a fixed output size",
         ),
         Op(
@@ -590,6 +611,7 @@ def _ops() -> list[Op]:
             prefix="avgpool",
             ranks=(3,),
             torch="nn.AdaptiveAvgPool2d",
+            emit="nn.AdaptiveAvgPool2d((1, 1))",
             doc="average over all positions: C x 1 x 1",
         ),
         Op(
@@ -601,6 +623,7 @@ def _ops() -> list[Op]:
             prefix="maxpool",
             ranks=(3,),
             torch="nn.AdaptiveMaxPool2d",
+            emit="nn.AdaptiveMaxPool2d((1, 1))",
             doc="max over all positions: C x 1 x 1",
         ),
         Op(
@@ -615,6 +638,10 @@ def _ops() -> list[Op]:
             buffers=_norm_buffers,
             prefix="bn",
             torch="nn.BatchNorm2d",
+            emit=(
+                "nn.BatchNorm{dims}d({in}, eps={eps?1e-05}, momentum={momentum?0.1}, "
+                "affine={affine?True})"
+            ),
             doc="batch normalization (2-D, or 1-D on features)",
         ),
         Op(
@@ -630,6 +657,7 @@ def _ops() -> list[Op]:
             label=lambda a: f"size {a['size']}",
             ranks=(3,),
             torch="nn.LocalResponseNorm",
+            emit="nn.LocalResponseNorm({size}, alpha={alpha?0.0001}, beta={beta?0.75}, k={k?1.0})",
             doc="local response normalization (AlexNet 2012)",
         ),
         Op(
@@ -638,6 +666,7 @@ def _ops() -> list[Op]:
             (arg("p", ArgType.PROB, 0.5),),
             label=lambda a: f"p={a['p']:g}",
             torch="nn.Dropout",
+            emit="nn.Dropout(p={p})",
             doc="dropout",
         ),
         Op(
@@ -649,6 +678,7 @@ def _ops() -> list[Op]:
             prefix="dropout",
             ranks=(3,),
             torch="nn.Dropout2d",
+            emit="nn.Dropout2d(p={p})",
             doc="channel dropout",
         ),
         Op(
@@ -658,6 +688,7 @@ def _ops() -> list[Op]:
             _flatten_shape,
             window=_flatten_window,
             torch="nn.Flatten",
+            emit="nn.Flatten(1)",
             doc="C x H x W -> C*H*W features",
         ),
         Op(
@@ -674,23 +705,26 @@ def _ops() -> list[Op]:
             prefix="fc",
             ranks=(1,),
             torch="nn.Linear",
+            emit="nn.Linear({in}, {out_features}, bias={bias?True})",
             doc="fully connected layer",
         ),
         Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
-        Op("relu", activation, (), torch="nn.ReLU"),
-        Op("relu6", activation, (), torch="nn.ReLU6"),
+        Op("relu", activation, (), torch="nn.ReLU", emit="nn.ReLU({inplace})"),
+        Op("relu6", activation, (), torch="nn.ReLU6", emit="nn.ReLU6({inplace})"),
         Op(
             "leaky_relu",
             activation,
             (arg("slope", ArgType.FLOAT, 0.01),),
             label=lambda a: f"slope {a['slope']:g}",
             torch="nn.LeakyReLU",
+            emit="nn.LeakyReLU(negative_slope={slope?0.01})",
         ),
         Op(
             "rrelu",
             activation,
             (arg("lower", ArgType.FLOAT, 1 / 8), arg("upper", ArgType.FLOAT, 1 / 3)),
             torch="nn.RReLU",
+            emit="nn.RReLU(lower={lower?0.125}, upper={upper?0.3333333333333333})",
             doc="randomized leaky ReLU",
         ),
         Op(
@@ -700,14 +734,22 @@ def _ops() -> list[Op]:
             _prelu_shape,
             _prelu_params,
             torch="nn.PReLU",
+            emit="nn.PReLU(num_parameters={num_parameters?1}, init={init?0.25})",
             doc="leaky ReLU with learnt slope",
         ),
-        Op("elu", activation, (arg("alpha", ArgType.FLOAT, 1.0),), torch="nn.ELU"),
+        Op(
+            "elu",
+            activation,
+            (arg("alpha", ArgType.FLOAT, 1.0),),
+            torch="nn.ELU",
+            emit="nn.ELU(alpha={alpha?1.0})",
+        ),
         Op(
             "gelu",
             activation,
             (arg("approximate", ArgType.CHOICE, "none", choices=("none", "tanh")),),
             torch="nn.GELU",
+            emit='nn.GELU(approximate={approximate?"none"})',
         ),
         Op("silu", activation, (), torch="nn.SiLU"),
         Op("sigmoid", activation, (), torch="nn.Sigmoid"),
@@ -718,6 +760,7 @@ def _ops() -> list[Op]:
             (arg("dim", ArgType.INT, 1),),
             _softmax_shape("softmax"),
             torch="nn.Softmax",
+            emit="nn.Softmax(dim={dim})",
         ),
         Op(
             "log_softmax",
@@ -725,6 +768,7 @@ def _ops() -> list[Op]:
             (arg("dim", ArgType.INT, 1),),
             _softmax_shape("log_softmax"),
             torch="nn.LogSoftmax",
+            emit="nn.LogSoftmax(dim={dim})",
         ),
         Op(
             "upsample",
@@ -738,6 +782,7 @@ def _ops() -> list[Op]:
             label=lambda a: f"x{a['scale_factor'][0]:g}",
             ranks=(3,),
             torch="nn.Upsample",
+            emit='nn.Upsample(scale_factor={scale_factor}, mode={mode?"nearest"})',
             doc="nearest or bilinear upsampling",
         ),
         Op("add", Family.MERGE, (), merge=True, doc="element-wise sum of equal shapes"),

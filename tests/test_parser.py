@@ -499,3 +499,29 @@ def test_syntax_hints(text: str, hint: str) -> None:
     exc = syntax_error("network N {\n    input image: 3 x 8 x 8\n    " + text + "\n}")
     (d,) = exc.diagnostics
     assert hint in "\n".join([d.message, *d.hints])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "conv(" + "9" * 5000 + ", 1)",  # Python refuses to convert 4300+ digits
+        "conv(1" + "0" * 78 + ", 1)",  # over 2**256
+        "conv(8, 1e999)",  # an infinite float
+        "conv(8, 2e77)",  # a float over 2**256
+        "input other: 3 x " + "9" * 5000 + " x 8",
+    ],
+    ids=["5000-digits", "over-2**256", "infinite-float", "float-over-2**256", "dimension"],
+)
+def test_numbers_too_large_for_a_size_are_refused(text: str) -> None:
+    with pytest.raises(DiagnosticError) as exc:
+        parse("network N {\n    input image: 3 x 8 x 8\n    " + text + "\n}", "t.cnn")
+    (d,) = exc.value.diagnostics
+    assert (d.code, d.message, d.span.line) == ("too-large", "this number is too large", 3)
+
+
+def test_a_long_float_is_not_too_large() -> None:
+    (chain,) = stmts("dropout(0." + "1" * 500 + ")")
+    assert isinstance(chain, ast.Chain)
+    value = call(chain.items[0]).args[0].value
+    assert isinstance(value, ast.Literal)
+    assert value.value == pytest.approx(1 / 9)
