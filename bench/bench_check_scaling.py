@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import bench_env, cnnspec_bin
+from common import cnnspec_bin, run_timed
 
 SIZES = (100, 300, 1_000, 3_000, 10_000)
 TARGET_LAYERS, TARGET_S = 10_000, 2.0
@@ -59,40 +57,51 @@ def repeat_spec(layers: int) -> str:
 class Point:
     layers: int
     lines: int
-    samples: tuple[float, ...]
+    walls: tuple[float, ...]
+    cpus: tuple[float, ...]
 
     @property
     def median(self) -> float:
-        return statistics.median(self.samples)
+        return statistics.median(self.walls)
+
+    @property
+    def cpu(self) -> float:
+        return statistics.median(self.cpus)
 
 
-def time_check(exe: str, path: Path, runs: int) -> tuple[float, ...]:
+def time_check(exe: str, path: Path, runs: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     argv = [exe, "check", str(path)]
-    samples = []
-    for _ in range(runs + 1):  # the first run is a warm-up
-        start = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, check=False, env=bench_env())
-        samples.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            sys.exit(f"`cnnspec check {path.name}` failed:\n{proc.stderr}")
-    return tuple(samples[1:])
+    run_timed(argv)  # warm-up
+    done = [run_timed(argv) for _ in range(runs)]
+    return tuple(r.wall for r in done), tuple(r.cpu for r in done)
 
 
-def fit(points: Sequence[Point]) -> tuple[float, float, float]:
+Metric = Callable[[Point], float]
+
+
+def wall(p: Point) -> float:
+    return p.median
+
+
+def cpu(p: Point) -> float:
+    return p.cpu
+
+
+def fit(points: Sequence[Point], metric: Metric) -> tuple[float, float, float]:
     """Least squares ``t = a + b * n``: (a, b, r squared)."""
     xs = [p.layers for p in points]
-    ys = [p.median for p in points]
+    ys = [metric(p) for p in points]
     mx, my = statistics.fmean(xs), statistics.fmean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    b = sxy / sxx
+    b = sxy / sxx if sxx else 0.0
     a = my - b * mx
     ss_res = sum((y - a - b * x) ** 2 for x, y in zip(xs, ys, strict=True))
     ss_tot = sum((y - my) ** 2 for y in ys)
     return a, b, 1 - ss_res / ss_tot if ss_tot else 1.0
 
 
-def loglog_slope(points: Sequence[Point]) -> float | None:
+def loglog_slope(points: Sequence[Point], metric: Metric) -> float | None:
     """Slope of log(t - t_smallest) against log(layers - layers_smallest), largest two sizes.
 
     Subtracting the smallest spec's time removes the fixed cost (start-up, imports)
@@ -102,10 +111,16 @@ def loglog_slope(points: Sequence[Point]) -> float | None:
     if len(ordered) < 3:
         return None
     base = ordered[0]
-    (n1, t1), (n2, t2) = ((p.layers - base.layers, p.median - base.median) for p in ordered[-2:])
+    (n1, t1), (n2, t2) = ((p.layers - base.layers, metric(p) - metric(base)) for p in ordered[-2:])
     if t1 <= 0 or t2 <= 0:
         return None
     return math.log(t2 / t1) / math.log(n2 / n1)
+
+
+def per_extra_layer(p: Point, base: Point, metric: Metric) -> str:
+    if p.layers == base.layers:
+        return "—"
+    return f"{1e6 * (metric(p) - metric(base)) / (p.layers - base.layers):.0f} µs"
 
 
 def measure(exe: str, folder: Path, kind: str, sizes: Sequence[int], runs: int) -> list[Point]:
@@ -115,55 +130,64 @@ def measure(exe: str, folder: Path, kind: str, sizes: Sequence[int], runs: int) 
         path = folder / f"{kind}_{n}.cnn"
         text = make(n)
         path.write_text(text, encoding="utf-8")
-        points.append(Point(n, text.count("\n"), time_check(exe, path, runs)))
+        walls, cpus = time_check(exe, path, runs)
+        points.append(Point(n, text.count("\n"), walls, cpus))
         print(f"  {kind} {n}: {points[-1].median:.3f} s", file=sys.stderr)
     return points
 
 
+def fit_line(kind: str, points: Sequence[Point]) -> str:
+    parts = []
+    for name, metric in (("wall", wall), ("CPU", cpu)):
+        a, b, r2 = fit(points, metric)
+        slope = loglog_slope(points, metric)
+        growth = f", log-log slope {slope:.2f}" if slope is not None else ""
+        parts.append(f"{name} {a:.3f} s + {1e6 * b:.0f} µs x layers (R² = {r2:.3f}{growth})")
+    return f"- {kind}: " + "; ".join(parts) + "."
+
+
 def section(flat: list[Point], repeated: list[Point], runs: int) -> str:
-    a, b, r2 = fit(flat)
-    ra, rb, rr2 = fit(repeated)
     by_size = {p.layers: p for p in repeated}
+    base, rbase = flat[0], repeated[0]
     lines = [
         "## `cnnspec check` scaling",
         "",
         "A stack of `conv(8, 3, padding = 1)` and `relu` on an 8 x 16 x 16 input, written "
         "out one layer per line (*flat*) or as `repeat n { conv(...) -> relu }` "
-        f"(*repeat*). Fresh process per run, median of {runs} runs after a warm-up, "
-        "seconds. *Per layer* is (median - fixed cost) / layers, the fixed cost being "
-        "the intercept of the fit below.",
+        f"(*repeat*). Fresh process per run, median of {runs} runs after a warm-up, in "
+        "seconds: wall time (and its minimum) and CPU time (user + system). *Per extra "
+        "layer* is the CPU time beyond the smallest spec's, divided by the extra layers.",
         "",
-        "| Layers | Lines | Flat: median | min | max | per layer | Repeat: median | per layer |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| Layers | Lines | Flat: wall | min | CPU | per extra layer "
+        "| Repeat: wall | CPU | per extra layer |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in flat:
         rep = by_size.get(p.layers)
         rep_cells = (
-            f"{rep.median:.3f} | {1e6 * (rep.median - ra) / p.layers:.0f} µs" if rep else "- | -"
+            f"{rep.median:.3f} | {rep.cpu:.3f} | {per_extra_layer(rep, rbase, cpu)}"
+            if rep
+            else "— | — | —"
         )
         lines.append(
-            f"| {p.layers:,} | {p.lines:,} | **{p.median:.3f}** | {min(p.samples):.3f} | "
-            f"{max(p.samples):.3f} | {1e6 * (p.median - a) / p.layers:.0f} µs | {rep_cells} |"
+            f"| {p.layers:,} | {p.lines:,} | **{p.median:.3f}** | {min(p.walls):.3f} | "
+            f"{p.cpu:.3f} | {per_extra_layer(p, base, cpu)} | {rep_cells} |"
         )
-    slope = loglog_slope(flat)
-    rslope = loglog_slope(repeated)
-    largest = max(flat, key=lambda p: p.layers)
     lines += [
         "",
-        f"- Flat fit: t = {a:.3f} s + {1e6 * b:.1f} µs x layers (R² = {r2:.4f}); "
-        f"repeat fit: t = {ra:.3f} s + {1e6 * rb:.1f} µs x layers (R² = {rr2:.4f}).",
+        "Least-squares fits t = a + b x layers, and the log-log slope of the time beyond the "
+        "smallest spec's between the two largest sizes (1.00 = linear growth, 2.00 = "
+        "quadratic):",
+        "",
+        fit_line("Flat", flat),
+        fit_line("Repeat", repeated),
     ]
-    if slope is not None and rslope is not None:
-        lines.append(
-            "- Growth: log-log slope of the time beyond the smallest spec's, between the two "
-            f"largest sizes: {slope:.2f} flat, {rslope:.2f} with repeat (1.00 = linear, "
-            "2.00 = quadratic)."
-        )
+    largest = max(flat, key=lambda p: p.layers)
     if largest.layers >= TARGET_LAYERS:
         verdict = "meets" if largest.median < TARGET_S else "misses"
         lines.append(
-            f"- Target: {TARGET_LAYERS:,} layers under {TARGET_S:.0f} s: "
-            f"{largest.median:.3f} s, {verdict} the target."
+            f"- Target: {TARGET_LAYERS:,} layers (flat) under {TARGET_S:.0f} s: wall "
+            f"{largest.median:.3f} s, CPU {largest.cpu:.3f} s: {verdict} the target."
         )
     return "\n".join(lines)
 

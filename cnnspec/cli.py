@@ -181,6 +181,42 @@ def cmd_draw(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Write one generated PyTorch module per spec (atomically), or print it."""
+    from pathlib import Path
+
+    from cnnspec.emit import identifier
+    from cnnspec.fileio import atomic_write
+
+    out = args.output
+    to_dir = out is not None and (out.endswith(("/", "\\")) or Path(out).is_dir())
+    if out is not None and not to_dir and len(args.files) > 1:
+        raise UsageError("several specs need -o DIR/ (a directory)")
+    if args.class_name is not None and len(args.files) > 1:
+        raise UsageError("--class-name applies to one spec at a time")
+    if args.stdout and out is not None:
+        raise UsageError("--stdout and -o exclude each other")
+    generated: list[tuple[Path, str]] = []
+    for source in args.files:  # check and generate everything before writing anything
+        model = _load(args, source)
+        _report(model.warnings, model.sources, "human")
+        code = model.source(args.class_name)
+        stem = identifier(Path(model.path).stem).lower()
+        target = Path(out) / f"{stem}.py" if to_dir else Path(out or f"{stem}.py")
+        generated.append((target, code))
+    if to_dir and not args.stdout:
+        try:
+            Path(out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
+    for target, code in generated:
+        if args.stdout:
+            sys.stdout.write(code)
+        else:
+            print(atomic_write(target, code))
+    return EXIT_OK
+
+
 def cmd_layers(args: argparse.Namespace) -> int:
     from cnnspec.ops import LAYERS, REGISTRY, show_value
 
@@ -273,6 +309,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--macs", action="store_true", help="multiply-adds on the nodes")
     _common(p)
     p.set_defaults(func=cmd_draw)
+
+    p = sub.add_parser("compile", help="generate a readable PyTorch module (.py)")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".cnn files or zoo names")
+    p.add_argument(
+        "-o",
+        "--output",
+        default=None,
+        metavar="OUT.py|DIR/",
+        help="output file, or a directory for several specs (default: ./<spec>.py)",
+    )
+    p.add_argument("--class-name", default=None, help="name of the network's class")
+    p.add_argument("--stdout", action="store_true", help="print the module instead")
+    _common(p)
+    p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("layers", help="list the layer types and their arguments")
     p.set_defaults(func=cmd_layers)

@@ -35,6 +35,7 @@ from cnnspec.diagnostics import (
 from cnnspec.evaluate import EvalError, InShape, Unknown, Value, evaluate
 from cnnspec.graph import AuxOutput, Graph, Node, Scope
 from cnnspec.loader import Program
+from cnnspec.naming import BodyNames, body_names
 from cnnspec.ops import (
     LAYERS,
     ArgError,
@@ -78,6 +79,7 @@ class Frame:
     blocks: tuple[str, ...] = ()  # block call stack (recursion check)
     training_only: bool = False
     solo: bool = False  # the body is one single item: it takes the scope's own name
+    names: BodyNames = field(default_factory=BodyNames)  # leaf names of the body's items
 
     def child(self, scope: str, **changes: Any) -> Frame:
         tensors = changes.pop("tensors", ChainMap({}, *_maps(self.tensors)))
@@ -101,6 +103,7 @@ class Elaborator:
     counters: dict[tuple[str, str], int] = field(default_factory=dict)
     bindings: list[tuple[str, Binding]] = field(default_factory=list)
     input_overrides: Mapping[str, Shape | None] = field(default_factory=dict)  # None: refused
+    name_cache: dict[int, BodyNames] = field(default_factory=dict)
 
     # ------------------------------------------------------------- diagnostics
     def report(self, diagnostic: Diagnostic, frame: Frame | None = None) -> None:
@@ -132,15 +135,28 @@ class Elaborator:
     def claim(
         self,
         frame: Frame,
+        key: object,
         alias: str | None,
         span: Span | None,
         prefix: str,
         first_bare: bool = False,
     ) -> str:
-        """The full name for the next thing in ``frame`` (a node or a scope)."""
+        """The full name of ``key`` (an AST node) in ``frame``: a node's or a scope's.
+
+        Leaf names come from the body's text (cnnspec.naming), so every instance of a
+        block names its layers alike whatever its `if`s chose; a solo item takes its
+        scope's own name.
+        """
         if frame.solo and frame.scope and frame.scope not in self.graph.nodes:
             frame.solo = False
             return frame.scope
+        leaf = frame.names.names.get(id(key))
+        if (
+            leaf is not None
+            and leaf != alias
+            and not self.graph.taken(self.join(frame.scope, leaf))
+        ):
+            return self.join(frame.scope, leaf)
         if alias is not None:
             name = self.join(frame.scope, alias)
             if self.graph.taken(name) and span is not None:
@@ -200,7 +216,11 @@ class Elaborator:
         return name
 
     # ------------------------------------------------------------------ bodies
-    def body(self, body: ast.Body, frame: Frame) -> None:
+    def body(self, body: ast.Body, frame: Frame, transparent: bool = False) -> None:
+        """Elaborate ``body`` in ``frame``; a transparent body (a residual's, an `if`'s)
+        names its items in the enclosing body's namespace."""
+        if not transparent:
+            frame.names = self.names_of(body)
         if len(frame.trace) > MAX_NESTING or (body.span.line and _depth(frame) > MAX_NESTING):
             self.report(error("too-large", body.span, "blocks are nested too deeply"), frame)
             raise _Abort()
@@ -208,6 +228,12 @@ class Elaborator:
         frame.solo = frame.solo and len(stmts) == 1 and _single_item(stmts[0])
         for stmt in stmts:
             self.stmt(stmt, frame)
+
+    def names_of(self, body: ast.Body) -> BodyNames:
+        if id(body) not in self.name_cache:
+            inputs = [s.name for s in body.stmts if isinstance(s, ast.InputDecl)]
+            self.name_cache[id(body)] = body_names(body, inputs)
+        return self.name_cache[id(body)]
 
     def stmt(self, stmt: ast.Stmt, frame: Frame) -> None:
         if isinstance(stmt, ast.Chain):
@@ -371,7 +397,7 @@ class Elaborator:
             return
         chosen = stmt.then if cond else stmt.otherwise
         if chosen is not None:
-            self.body(chosen, frame)  # a lone `if` passes single-item naming through
+            self.body(chosen, frame, transparent=True)  # a lone `if` keeps single-item naming
 
     def aux(self, stmt: ast.Aux, frame: Frame) -> None:
         weight = 1.0
@@ -399,7 +425,7 @@ class Elaborator:
         source = self.tensor_ref(stmt.source, frame) if stmt.source else frame.current
         if source is None:
             return
-        path = self.claim(frame, stmt.name, stmt.span, "aux")
+        path = self.claim(frame, stmt, stmt.name, stmt.span, "aux")
         self.open_scope(path, "aux", f"aux {stmt.name} (weight {weight:g})", stmt.span)
         inner = frame.child(path, current=source, training_only=True)
         inner.solo = True
@@ -417,7 +443,7 @@ class Elaborator:
             self.poison(frame, item.span)
             return
         prefix = _prefix(item.primary)
-        path = self.claim(frame, item.alias, item.alias_span, prefix)
+        path = self.claim(frame, item, item.alias, item.alias_span, prefix)
         self.open_scope(path, "repeat", f"{_describe(item.primary)} x {count}", item.span)
         inner = frame.child(path, tensors=frame.tensors)
         for index in range(count):
@@ -672,7 +698,7 @@ class Elaborator:
                 shape = op.shape(args, inp)
             except ShapeError as exc:
                 self.report(error(exc.code, call.span, exc.message, exc.label, exc.hints), frame)
-        name = self.claim(frame, alias, alias_span, op.name_prefix)
+        name = self.claim(frame, call, alias, alias_span, op.name_prefix)
         frame.current = self.add_node(
             frame, name, op.name, args or {}, [frame.current], call.span, shape
         )
@@ -749,7 +775,7 @@ class Elaborator:
         if failed or len(sources) < 2:  # a partial merge would give a wrong shape
             self.poison(frame, call.span)
             return
-        name = self.claim(frame, alias, alias_span, op.name)
+        name = self.claim(frame, call, alias, alias_span, op.name)
         self.merge_node(frame, op.name, name, sources, call.span, call.span, labels)
 
     def merge_node(  # noqa: PLR0917
@@ -781,11 +807,11 @@ class Elaborator:
             return self.no_input(res.span, "`residual`", frame)
         frame.solo = False  # a compound item: its parts never take the enclosing scope's name
         body = frame.child(frame.scope)
-        self.body(res.body, body)
+        self.body(res.body, body, transparent=True)
         shortcut_out = start
         sc = res.shortcut
         if sc is not None and self.shortcut_applies(sc, frame):
-            path = self.claim(frame, sc.alias, sc.span, "shortcut", first_bare=True)
+            path = self.claim(frame, sc, sc.alias, sc.span, "shortcut", first_bare=True)
             self.open_scope(path, "shortcut", "shortcut", sc.span)
             inner = frame.child(path, current=start)
             inner.solo = True
@@ -798,7 +824,7 @@ class Elaborator:
             res.span.line,
             res.span.col + len("residual"),
         )
-        name = self.claim(frame, alias, alias_span, "add")
+        name = self.claim(frame, res, alias, alias_span, "add")
         self.merge_node(
             frame,
             "add",
@@ -830,7 +856,7 @@ class Elaborator:
         outputs: list[str] = []
         labels: list[str] = []
         for branch in block.branches:
-            path = self.claim(frame, branch.name, branch.span, "branch")
+            path = self.claim(frame, branch, branch.name, branch.span, "branch")
             self.open_scope(path, "branch", path.rsplit(".", 1)[-1], branch.span)
             inner = frame.child(path, current=start)
             inner.solo = True
@@ -855,7 +881,7 @@ class Elaborator:
             block.span.line,
             block.span.col + len("concat"),
         )
-        name = self.claim(frame, alias, alias_span, "concat")
+        name = self.claim(frame, block, alias, alias_span, "concat")
         self.merge_node(frame, "concat", name, outputs, keyword, keyword, labels)
 
     def repeat(
@@ -883,7 +909,7 @@ class Elaborator:
         count = self.count(rep.stop, frame, start)
         if count is None:
             return self.poison(frame, rep.span)
-        path = self.claim(frame, alias, alias_span, "repeat")
+        path = self.claim(frame, rep, alias, alias_span, "repeat")
         self.open_scope(path, "repeat", f"repeat x {count}", rep.span)
         for index in range(count):
             env = ChainMap({rep.var: start + index}, dict(frame.env)) if rep.var else frame.env
@@ -938,7 +964,7 @@ class Elaborator:
             return self.poison(frame, call.span)
         except Unknown:
             return self.poison(frame, call.span)
-        path = self.claim(frame, alias, alias_span, block.name)
+        path = self.claim(frame, call, alias, alias_span, block.name)
         self.open_scope(path, "block", _block_label(block, env), call.span)
         note = Note(call.span, f"in block `{block.name}` called as `{path}`")
         inner = frame.child(

@@ -11,6 +11,7 @@ so no spec text can reach the code as code. No torch import: this runs on the fa
 from __future__ import annotations
 
 import builtins
+import hashlib
 import keyword
 import re
 import unicodedata
@@ -1273,7 +1274,8 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
     source = render(
         "torch_module.py.j2",
         version=__version__,
-        spec=_safe_comment(PurePath(model.path).as_posix()),
+        spec=_safe_comment(PurePath(model.path).name),
+        digest=_digest(model.sources),
         overrides=_safe_comment(overrides),
         network=rendered,
         blocks=blocks,
@@ -1285,7 +1287,7 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
             "flops": f"{totals.flops:,}",
         },
         inputs=[(n, format_shape(model.graph[n].shape or ())) for n in model.graph.inputs],
-        outputs=[format_shape(model.graph[n].shape or ()) for n in model.graph.outputs],
+        outputs=["N x " + format_shape(model.graph[n].shape or ()) for n in model.graph.outputs],
         all_names=sorted(
             [c.name for c in [*blocks, rendered]] + ([em.named_tuple[0]] if em.named_tuple else [])
         ),
@@ -1304,6 +1306,14 @@ def _imports(code: list[str], outputs: tuple[str, list[str], int] | None) -> lis
     third = ["import torch"] if "torch." in text else []
     third.append("from torch import Tensor, nn")
     return [*stdlib, *([""] if stdlib else []), *third]
+
+
+def _digest(sources: Mapping[str, str]) -> str:
+    """A hash of the spec and every file it uses, independent of where they lie."""
+    h = hashlib.sha256()
+    for path, text in sorted((PurePath(p).name, t) for p, t in sources.items()):
+        h.update(f"{path}\0{text}\0".encode())
+    return h.hexdigest()[:12]
 
 
 def _safe_comment(text: str) -> str:

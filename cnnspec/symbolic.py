@@ -8,7 +8,6 @@ expression with its precedence, and its value when it is constant.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -67,7 +66,7 @@ def literal(value: Any) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, str):
-        return json.dumps(value)
+        return py_string(value)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, int):
@@ -76,6 +75,14 @@ def literal(value: Any) -> str:
         inner = ", ".join(literal(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     raise SymbolicError(f"cannot write {value!r} as Python")
+
+
+def py_string(text: str) -> str:
+    """A Python string literal, quoted the way Black would (double unless that needs more
+    escapes); every control or non-ASCII character escaped."""
+    body = text.encode("unicode_escape").decode("ascii")
+    quote = "'" if text.count('"') > text.count("'") else '"'
+    return quote + body.replace(quote, "\\" + quote) + quote
 
 
 def const(value: Any) -> Sym:
