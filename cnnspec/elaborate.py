@@ -139,6 +139,7 @@ class Elaborator:
         alias: str | None,
         span: Span | None,
         prefix: str,
+        *,
         first_bare: bool = False,
     ) -> str:
         """The full name of ``key`` (an AST node) in ``frame``: a node's or a scope's.

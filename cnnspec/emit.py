@@ -1271,6 +1271,8 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
     code_lines = [line for c in [*blocks, rendered] for line in [*c.init, *c.forward]]
     overrides = ", ".join(f"{k}={show_value(v)}" for k, v in model.overrides.items())
     totals = model.totals
+    exported = [c.name for c in [*blocks, rendered]]
+    exported += [em.named_tuple[0]] if em.named_tuple else []
     source = render(
         "torch_module.py.j2",
         version=__version__,
@@ -1288,9 +1290,7 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
         },
         inputs=[(n, format_shape(model.graph[n].shape or ())) for n in model.graph.inputs],
         outputs=["N x " + format_shape(model.graph[n].shape or ()) for n in model.graph.outputs],
-        all_names=sorted(
-            [c.name for c in [*blocks, rendered]] + ([em.named_tuple[0]] if em.named_tuple else [])
-        ),
+        all_lines=layout(List(tuple(f'"{n}"' for n in sorted(exported))), 0, "__all__ = "),
     )
     return GeneratedModule(source, name, em.named_tuple[0] if em.named_tuple else None)
 
