@@ -167,7 +167,15 @@ class Aux(NamedTuple):
     span: Span
 
 
-Stmt = InputDecl | OutputDecl | Assign | Chain | If | Aux
+class InitDecl(NamedTuple):
+    """``init pytorch``: how the generated module initializes its weights."""
+
+    scheme: str
+    span: Span
+    scheme_span: Span
+
+
+Stmt = InputDecl | OutputDecl | Assign | Chain | If | Aux | InitDecl
 
 
 class Body(NamedTuple):

@@ -52,6 +52,9 @@ from cnnspec.ops import (
     show_value,
 )
 
+# `torchvision`: Kaiming-normal convs, batchnorm 1/0, N(0, 0.01) linear layers (the
+# generated module's default); `pytorch`: each module's own default initialization.
+INIT_SCHEMES = ("torchvision", "pytorch")
 MAX_NODES = 200_000
 MAX_ELEMENTS = 2**40
 MAX_NESTING = 200
@@ -249,6 +252,34 @@ class Elaborator:
             self.if_stmt(stmt, frame)
         elif isinstance(stmt, ast.Aux):
             self.aux(stmt, frame)
+        elif isinstance(stmt, ast.InitDecl):
+            self.init_decl(stmt, frame)
+
+    def init_decl(self, stmt: ast.InitDecl, frame: Frame) -> None:
+        if frame.scope or frame.trace:
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.span,
+                    "`init` belongs to a network, not to a block",
+                    "inside a block",
+                ),
+                frame,
+            )
+        elif stmt.scheme not in INIT_SCHEMES:
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.scheme_span,
+                    f"unknown weight init `{stmt.scheme}`",
+                    "not an init scheme",
+                    suggestion(stmt.scheme, INIT_SCHEMES)
+                    or [f"choose one of: {', '.join(INIT_SCHEMES)}"],
+                ),
+                frame,
+            )
+        else:
+            self.graph.init = stmt.scheme
 
     def chain(self, chain: ast.Chain, frame: Frame) -> None:
         for index, item in enumerate(chain.items):

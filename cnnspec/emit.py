@@ -485,6 +485,8 @@ class ClassCompiler:
             self.outputs.extend(self.tensor_var(r.name, flow, r.span) for r in stmt.names)
             self.output_names.extend(r.name for r in stmt.names)
             return flow
+        if isinstance(stmt, ast.InitDecl):
+            return flow  # read from the graph by the network's class
         raise _unsupported(stmt.span, "inputs belong to the network", "")
 
     def chain(self, chain: ast.Chain, flow: Flow, names: BodyNames) -> Flow:
@@ -1174,7 +1176,8 @@ class NetworkCompiler(ClassCompiler):
                 continue
             flow = self.stmt(stmt, flow, names)
         outputs = self.outputs or [flow.var]
-        self.init.extend(_INIT_WEIGHTS)
+        if graph.init == "torchvision":
+            self.init.extend(_INIT_WEIGHTS)
         returns = self.returns_for(class_name, outputs)
         doc = self.doc(net)
         return PyClass(

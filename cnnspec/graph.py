@@ -74,6 +74,7 @@ class Graph:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     aux: list[AuxOutput] = field(default_factory=list)
+    init: str = "torchvision"  # weight init of the generated module: torchvision | pytorch
     _succ: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     def add(self, node: Node) -> Node:

@@ -24,6 +24,7 @@ from cnnspec.resources import grammar_path
 KEYWORDS = frozenset({
     "use", "block", "network", "input", "output", "if", "else", "aux", "from", "residual",
     "shortcut", "concat", "branch", "repeat", "in", "as", "and", "or", "not", "true", "false",
+    "init",
 })  # fmt: skip
 
 
@@ -438,6 +439,9 @@ class _Builder(Transformer[Token, Any]):
             else:
                 args = part
         return ast.Aux(self._name(name), args, source, rest[-1], self._span(meta))
+
+    def init_decl(self, meta: Any, scheme: Token) -> ast.InitDecl:
+        return ast.InitDecl(str(scheme), self._span(meta), self._tok(scheme))
 
     def chain(self, meta: Any, *items: ast.Item) -> ast.Chain:
         return ast.Chain(items, self._span(meta))

@@ -276,3 +276,23 @@ def test_names_are_stable_across_conditional_layers() -> None:
     names = list(model.graph.nodes)
     assert "one.conv3" in names and "two.conv3" in names and "two.conv2" in names
     assert "one.conv2" not in names
+
+
+def test_weight_init_follows_torchvision_unless_the_spec_says_otherwise() -> None:
+    torch = pytest.importorskip("torch")
+    spec = (
+        "network N {{\n  {init}\n  input image: 3 x 8 x 8\n"
+        "  conv(4, 3, bias = false) -> batchnorm -> prelu(init = 0.1)\n"
+        "  global_avgpool -> flatten -> linear(2)\n}}\n"
+    )
+    torch.manual_seed(0)
+    default = cnnspec.load(spec.format(init="")).build()
+    assert torch.all(default.fc1.bias == 0) and default.fc1.weight.std() < 0.05
+    assert "kaiming_normal_" in cnnspec.load(spec.format(init="")).source()
+    plain = cnnspec.load(spec.format(init="init pytorch"))
+    assert "kaiming_normal_" not in plain.source()
+    assert not torch.all(plain.build().fc1.bias == 0)  # nn.Linear's own uniform init
+    assert plain.build().prelu1.weight.item() == pytest.approx(0.1)
+    with pytest.raises(DiagnosticError) as info:
+        cnnspec.load(spec.format(init="init kaiming"))
+    assert info.value.diagnostics[0].hints == ("choose one of: torchvision, pytorch",)
