@@ -25,7 +25,7 @@ from cnnspec.diagnostics import (
     summary_line,
 )
 from cnnspec.fileio import OutputError
-from cnnspec.model import check_program, is_library, load_program_from
+from cnnspec.model import check_library, check_program, is_library, load_program_from
 
 if TYPE_CHECKING:
     from cnnspec.loader import Program
@@ -115,7 +115,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             program = load_program_from(source)
             sources.update(program.sources)
             if is_library(program) and not args.set and not args.input:
-                continue  # parsed, `use`s resolved; its blocks are checked where used
+                found = check_library(program)  # no input shape: names only
+                everything.extend(found)
+                failed = failed or any(d.is_error for d in found)
+                continue
             model = _check(args, program)
             everything.extend(model.warnings)
         except DiagnosticError as exc:

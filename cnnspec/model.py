@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cnnspec.blockcheck import check_blocks, reachable
 from cnnspec.diagnostics import NO_SPAN, Diagnostic, DiagnosticError, error, sort_diagnostics
 from cnnspec.elaborate import elaborate
 from cnnspec.graph import Graph, lint
@@ -109,16 +110,32 @@ def check_program(
     overrides: Mapping[str, Any] | None = None,
     inputs: Mapping[str, Shape] | None = None,
 ) -> Model:
-    """Elaborate, infer and lint; raises :class:`DiagnosticError` on any error."""
+    """Elaborate, infer and lint; raises :class:`DiagnosticError` on any error.
+
+    Blocks the network never instantiates get the static check of
+    :mod:`cnnspec.blockcheck`, in the same pass.
+    """
+    entry = program.modules[program.entry]
+    roots = [n.body for n in entry.networks if network is None or n.name == network]
     try:
         graph, warnings = elaborate(program, network, overrides, inputs)
-        warnings = [*warnings, *infer(graph)]
-        problems = lint(graph)
-        if problems:
-            raise DiagnosticError([error("graph-invariant", graph.span, p) for p in problems])
     except DiagnosticError as exc:
-        raise DiagnosticError(exc.diagnostics, program.sources) from None
+        unchecked = check_blocks(program, skip=reachable(program, roots))
+        raise DiagnosticError(
+            sort_diagnostics([*exc.diagnostics, *unchecked]), program.sources
+        ) from None
+    used = {s.label.split("(")[0] for s in graph.scopes.values() if s.kind == "block"}
+    unchecked = check_blocks(program, skip=used)
+    warnings = [*warnings, *infer(graph)]
+    problems = [error("graph-invariant", graph.span, p) for p in lint(graph)]
+    if unchecked or problems:
+        raise DiagnosticError(sort_diagnostics([*unchecked, *problems, *warnings]), program.sources)
     return Model(graph, program, sort_diagnostics(warnings), dict(overrides or {}))
+
+
+def check_library(program: Program) -> list[Diagnostic]:
+    """A file of blocks only: its names checked statically (see cnnspec.blockcheck)."""
+    return sort_diagnostics(check_blocks(program))
 
 
 def is_library(program: Program) -> bool:

@@ -324,6 +324,6 @@ def test_training_step_equal(spec: str) -> None:
     tv_state, gen_state = tv.state_dict(), gen.state_dict()
     for t, g in pairs:
         if t in tv_params:
-            torch.testing.assert_close(gen_params[g].grad, tv_params[t].grad, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(gen_params[g].grad, tv_params[t].grad, **TOL)
         else:  # running statistics after one step
             torch.testing.assert_close(gen_state[g], tv_state[t], **TOL)

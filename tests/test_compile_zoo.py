@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,20 @@ class Compiled:
     net: Any  # an instance of its network class
     class_name: str
     outputs_class: str | None
+    runs: dict[bool, Run] = field(default_factory=dict)  # training -> its forward pass
+
+    def run(self, training: bool) -> Run:
+        """One forward pass per mode, with a hook on every module node (memoized)."""
+        if training not in self.runs:
+            self.runs[training] = forward_with_hooks(self, training)
+        return self.runs[training]
+
+
+@dataclass
+class Run:
+    batch: int
+    output: Any
+    seen: dict[str, list[tuple[int, ...]]]  # node -> the output shape at each call
 
 
 @pytest.fixture(scope="module")
@@ -204,11 +218,9 @@ def _shapes(out: Any) -> list[tuple[int, ...]]:
 
 @over(NETWORKS)
 def test_eval_forward_gives_inferred_output_shapes(c: Compiled) -> None:
-    model, net = c.model, c.net
-    n = batch_size(model)
-    net.eval()
-    with torch.no_grad():
-        out = net(*random_inputs(model, n))
+    model = c.model
+    run = c.run(training=False)
+    n, out = run.batch, run.output
     outputs = model.graph.outputs
     if len(outputs) == 1:
         assert isinstance(out, torch.Tensor)
@@ -226,14 +238,9 @@ def test_zoo_has_aux_heads() -> None:
 
 @over(AUX)
 def test_training_forward_returns_aux_outputs(c: Compiled) -> None:
-    model, net = c.model, c.net
-    n = 2  # batchnorm in training needs more than one value per channel
-    net.train()
-    try:
-        with torch.no_grad():
-            out = net(*random_inputs(model, n))
-    finally:
-        net.eval()
+    model = c.model
+    run = c.run(training=True)
+    n, out = run.batch, run.output
     aux = model.graph.aux
     assert isinstance(out, tuple)
     assert type(out).__name__ == c.outputs_class
@@ -278,7 +285,11 @@ def test_every_module_node_has_its_module(c: Compiled) -> None:
     assert strays == []
 
 
-def _run_with_hooks(c: Compiled, training: bool) -> dict[str, list[tuple[int, ...]]]:
+def forward_with_hooks(c: Compiled, training: bool) -> Run:
+    """A forward pass under ``no_grad``, recording what each module node outputs.
+
+    In training the batch is 2 (batchnorm needs more than one value per channel).
+    """
     seen: dict[str, list[tuple[int, ...]]] = {}
     modules = dict(c.net.named_modules())
     handles = []
@@ -292,18 +303,18 @@ def _run_with_hooks(c: Compiled, training: bool) -> dict[str, list[tuple[int, ..
     c.net.train(training)
     try:
         with torch.no_grad():
-            c.net(*random_inputs(c.model, n))
+            output = c.net(*random_inputs(c.model, n))
     finally:
         c.net.eval()
         for handle in handles:
             handle.remove()
-    return seen
+    return Run(n, output, seen)
 
 
 @over(NETWORKS)
 def test_hooks_see_inferred_shapes_eval(c: Compiled) -> None:
-    seen = _run_with_hooks(c, training=False)
-    n = batch_size(c.model)
+    run = c.run(training=False)
+    seen, n = run.seen, run.batch
     graph = c.model.graph
     expected = {
         name: [(n, *graph[name].shape)]
@@ -315,8 +326,9 @@ def test_hooks_see_inferred_shapes_eval(c: Compiled) -> None:
 
 @over(AUX)
 def test_hooks_see_inferred_shapes_training(c: Compiled) -> None:
-    seen = _run_with_hooks(c, training=True)
+    run = c.run(training=True)
+    seen, n = run.seen, run.batch
     graph = c.model.graph
-    expected = {name: [(2, *graph[name].shape)] for name in module_nodes(c.model)}
+    expected = {name: [(n, *graph[name].shape)] for name in module_nodes(c.model)}
     assert any(graph[name].training_only for name in expected)
     assert seen == expected

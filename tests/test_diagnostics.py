@@ -53,7 +53,7 @@ from cnnspec.diagnostics import (
     summary_line,
 )
 from cnnspec.loader import load_program
-from cnnspec.model import check_program, is_library
+from cnnspec.model import check_library, check_program, is_library
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = ROOT / "tests" / "diagnostics"
@@ -156,7 +156,7 @@ def diagnose(case: Case) -> tuple[list[Diagnostic], dict[str, str]]:
         assert text is not None
         program = load_program(case.entry, text, read_repo_file)
         if is_library(program) and not args.set and not args.input:
-            return [], program.sources  # blocks only: checked where they are used
+            return check_library(program), program.sources  # blocks only: names checked
         model = check_program(program, args.network, overrides, inputs)
     except DiagnosticError as exc:
         return list(exc.diagnostics), exc.sources
