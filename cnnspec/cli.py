@@ -8,7 +8,6 @@ traceback. ``check`` and ``summary`` do not import torch.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -383,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _fail(diags: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> None:
     if fmt == "json":
-        print(json.dumps(json.loads(render_json(diags)), indent=2))
+        print(render_json(diags))
     else:
         sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr)))
         print(f"failed: {summary_line(diags)}", file=sys.stderr)

@@ -6,7 +6,6 @@ once with all of them; the CLI renders them once. Nothing here does I/O.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -263,6 +262,8 @@ def _excerpt(
 
 
 def render_json(diagnostics: Iterable[Diagnostic]) -> str:
+    import json
+
     return json.dumps({"diagnostics": [d.to_dict() for d in diagnostics]}, indent=2)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 
@@ -28,6 +27,8 @@ def atomic_write(path: str | Path, data: str | bytes) -> Path:
     directory = target.parent
     if not directory.is_dir():
         raise OutputError(f"cannot write {target}: directory {directory} does not exist")
+    import tempfile  # here, not at import: the check/summary path never writes files
+
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
