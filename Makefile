@@ -39,6 +39,11 @@ demo: install graphviz
 	else \
 		echo "note: no Graphviz dot, so no SVG; run 'sudo apt-get install graphviz'"; \
 	fi
+	$(BIN)/cnnspec compile $(DEMO) -o $(OUT)/
+	$(BIN)/python -c "import sys; sys.path.insert(0, '$(OUT)'); \
+		import $(basename $(notdir $(DEMO))) as m; print('imported', ', '.join(m.__all__))"
+	@rm -rf $(OUT)/train-lenet5
+	$(BIN)/cnnspec train lenet5 --data digits --epochs 5 --out $(OUT)/train-lenet5
 
 lint: install
 	$(BIN)/ruff check .

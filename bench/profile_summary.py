@@ -1,8 +1,8 @@
 """Where the time of `cnnspec summary` goes: start-up, imports, parse, elaborate, infer, render.
 
 Runs the summary pipeline stage by stage in fresh processes (median of --runs), timing
-each stage with ``time.perf_counter``, and aggregates ``python -X importtime`` self times
-by top-level package. It calls cnnspec's stage functions directly (``cnnspec.parser``,
+each stage's CPU time (``time.process_time``), and aggregates ``python -X importtime``
+self times by top-level package. It calls cnnspec's stage functions directly (``cnnspec.parser``,
 ``cnnspec.loader`` through ``cnnspec.model``, ``cnnspec.elaborate``, ``cnnspec.infer``,
 ``cnnspec.summary``), so it follows the pipeline's internal layout.
 
@@ -24,14 +24,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from common import ROOT, bench_env
+from common import ROOT, bench_env, run_timed
 
 DEFAULT_SPEC = ROOT / "specs" / "resnet152.cnn"
 
 # One fresh process: the stages of `cnnspec summary FILE`, each timed on its own.
 STAGES_SCRIPT = r"""
 import json, sys, time
-T = time.perf_counter
+T = time.process_time  # CPU time of this process: steadier than wall time on a busy machine
 marks = [("start", T())]
 import cnnspec.cli
 marks.append(("import cnnspec (cli, pipeline, lark)", T()))
@@ -94,19 +94,8 @@ def stage_times(spec: Path, runs: int) -> tuple[dict[str, float], dict[str, floa
 
 
 def startup_time(runs: int) -> tuple[float, float]:
-    code = "import time, subprocess, sys\n"
-    code += "t = time.perf_counter(); subprocess.run([sys.executable, '-c', 'pass'])\n"
-    code += "print(time.perf_counter() - t)"
-    times = []
-    for _ in range(runs):
-        out = subprocess.run(
-            [sys.executable, "-c", code],
-            capture_output=True,
-            text=True,
-            check=True,
-            env=bench_env(),
-        ).stdout
-        times.append(float(out))
+    """CPU time of a whole `python -c pass` process (median, min)."""
+    times = [run_timed([sys.executable, "-c", "pass"]).cpu for _ in range(runs)]
     return statistics.median(times), min(times)
 
 
@@ -150,12 +139,13 @@ def section(spec: Path, runs: int) -> str:
     lines = [
         "## Where the time of `cnnspec summary` goes",
         "",
-        f"`{name}` ({nodes} nodes), stage by stage in a fresh process, median of {runs} runs "
-        "after a warm-up (`bench/profile_summary.py`).",
+        f"`{name}` ({nodes} nodes), stage by stage in a fresh process: CPU time of each "
+        f"stage (`time.process_time`), median and minimum of {runs} runs after a warm-up "
+        "(`bench/profile_summary.py`).",
         "",
         "| Stage | median ms | min ms | share of median |",
         "|---|---:|---:|---:|",
-        "| interpreter start-up (`python -c pass`, whole process) | "
+        "| interpreter start-up (`python -c pass`, whole process, not in the total) | "
         f"{1e3 * startup:.1f} | {1e3 * startup_min:.1f} | |",
     ]
     lines += [

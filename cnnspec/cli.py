@@ -219,13 +219,96 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _default_out(model: Model) -> str:
+    """``runs/<spec>``, or ``runs/<spec>-2``, ... when that one already holds a run."""
+    from pathlib import Path
+
+    stem, n = Path(model.path).stem, 1
+    while Path("runs", stem if n == 1 else f"{stem}-{n}", "last.pt").exists():
+        n += 1
+    return str(Path("runs", stem if n == 1 else f"{stem}-{n}"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a spec (imports torch); under torchrun, as one rank of several."""
+    from cnnspec.train.config import TrainConfig, TrainError
+
+    try:
+        model = _load(args, args.file)
+        _report(model.warnings, model.sources, "human")
+        config = TrainConfig(
+            data=args.data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            weight_decay=args.weight_decay,
+            scheduler=args.scheduler,
+            label_smoothing=args.label_smoothing,
+            augment=args.augment,
+            device=args.device,
+            precision=args.precision,
+            channels_last=args.channels_last,
+            compile=args.compile,
+            workers=args.workers,
+            seed=args.seed,
+            out=args.out or _default_out(model),
+            resume=args.resume,
+            progress=args.progress,
+        )
+        config.check()
+        from cnnspec.train.loop import train
+
+        result = train(model, config)
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    return 130 if result.interrupted else EXIT_OK
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from cnnspec.train.config import TrainError
+
+    try:
+        model = _load(args, args.file)
+        from cnnspec.train.evaluate import run_eval
+
+        run_eval(model, args.checkpoint, args.data, args.out, args.device)
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from cnnspec.train.config import TrainError
+
+    try:
+        model = _load(args, args.file)
+        from cnnspec.train.evaluate import run_predict
+
+        run_predict(model, args.checkpoint, args.images, args.top, args.device)
+    except TrainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+    return EXIT_OK
+
+
+def _default_text(op: Any, default: Any) -> str:
+    """A default as the language writes it; one naming another argument stays bare."""
+    from cnnspec.ops import show_value
+
+    named = isinstance(default, str) and op.arg_spec(default) is not None
+    return str(default) if named else show_value(default)
+
+
 def cmd_layers(args: argparse.Namespace) -> int:
-    from cnnspec.ops import LAYERS, REGISTRY, show_value
+    from cnnspec.ops import LAYERS, REGISTRY
 
     for name in sorted(LAYERS):
         op = REGISTRY[name]
         params = ", ".join(
-            a.name if a.required else f"{a.name}={show_value(a.default)}" for a in op.args
+            a.name if a.required else f"{a.name}={_default_text(op, a.default)}" for a in op.args
         )
         doc = f"  # {op.doc}" if op.doc else ""
         print(f"{name}({params}){doc}")
@@ -328,7 +411,94 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("layers", help="list the layer types and their arguments")
     p.set_defaults(func=cmd_layers)
+    _train_parsers(sub)
     return parser
+
+
+def _train_parsers(sub: Any) -> None:
+    """``train``, ``eval`` and ``predict`` (docs/train.md); their defaults come from
+    :class:`cnnspec.train.config.TrainConfig`, which imports no torch."""
+    from cnnspec.train.config import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a spec on a dataset (CPU, GPU or torchrun)")
+    p.add_argument("file", metavar="FILE", help="a .cnn file or a zoo name (lenet5)")
+    p.add_argument(
+        "--data",
+        default=d.data,
+        metavar="SOURCE",
+        help="digits (default), synthetic, mnist:PATH, fashion-mnist:PATH, "
+        "cifar10:PATH or imagefolder:PATH",
+    )
+    p.add_argument("--epochs", type=_positive, default=d.epochs)
+    p.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=d.batch_size,
+        help="the global batch size (split across torchrun processes)",
+    )
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d.optimizer)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--scheduler", choices=["none", "cosine", "step"], default=d.scheduler)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument(
+        "--augment",
+        action=argparse.BooleanOptionalAction,
+        default=d.augment,
+        help="random small rotations, shifts and scalings of training images",
+    )
+    p.add_argument("--device", default=d.device, metavar="auto|cpu|cuda|cuda:N")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=d.precision)
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument(
+        "--workers", type=int, default=d.workers, help="image-loading processes (imagefolder)"
+    )
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where metrics, plots and checkpoints go (default: runs/<spec>)",
+    )
+    p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bars (the epoch table is still printed)",
+    )
+    _common(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="accuracy, per-class accuracy, confusion matrix")
+    p.add_argument("file", metavar="FILE", help="the spec the checkpoint was trained from")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt or last.pt")
+    p.add_argument(
+        "--data",
+        default=None,
+        metavar="SOURCE",
+        help="default: the data the checkpoint was trained on",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where confusion.png goes (default: beside the checkpoint)",
+    )
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+    _common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="the top classes of image files")
+    p.add_argument("file", metavar="FILE", help="the spec the checkpoint was trained from")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt or last.pt")
+    p.add_argument("--top", type=_positive, default=5, help="how many classes to show")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+    _common(p)
+    p.set_defaults(func=cmd_predict)
 
 
 def _depth(text: str) -> int | str:

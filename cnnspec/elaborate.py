@@ -384,6 +384,18 @@ class Elaborator:
         return tuple(dims)
 
     def output_decl(self, stmt: ast.OutputDecl, frame: Frame) -> None:
+        if frame.scope or frame.trace:
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.span,
+                    "outputs belong to a network, not to a block",
+                    "inside a block",
+                    ["a block's result is the tensor its last layer gives"],
+                ),
+                frame,
+            )
+            return
         for ref in stmt.names:
             node = self.tensor_ref(ref, frame)
             if node is not None:
@@ -411,7 +423,14 @@ class Elaborator:
                     f"no tensor named `{ref.name}`",
                     "unknown tensor",
                     suggestion(ref.name, frame.tensors)
-                    or ["bind one first: `skip = conv(64, 3) -> relu`"],
+                    or (
+                        [
+                            f"`{ref.name}` names a layer (`as`), not a tensor: bind it with "
+                            f"`{ref.name} = ...` instead"
+                        ]
+                        if self.graph.taken(self.join(frame.scope, ref.name))
+                        else ["bind one first: `skip = conv(64, 3) -> relu`"]
+                    ),
                 ),
                 frame,
             )

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from cnnspec import ast
 from cnnspec.diagnostics import Collector, DiagnosticError, Note, error, sort_diagnostics
+from cnnspec.ops import LAYERS
 from cnnspec.parser import parse
 
 Reader = Callable[[str], "str | None"]  # path -> text, or None when there is no such file
@@ -122,7 +123,17 @@ def _check_duplicate_blocks(program: Program, diags: Collector) -> None:
     first: dict[str, ast.BlockDef] = {}
     for module in program.modules.values():
         for block in module.blocks:
-            if block.name in first:
+            if block.name in LAYERS:
+                diags.add(
+                    error(
+                        "duplicate-name",
+                        block.name_span,
+                        f"block `{block.name}` has the name of a layer",
+                        "a layer's name",
+                        [f"`{block.name}(...)` would always call the layer: rename the block"],
+                    )
+                )
+            elif block.name in first:
                 other = first[block.name]
                 diags.add(
                     error(

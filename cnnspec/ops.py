@@ -710,7 +710,9 @@ def _ops() -> list[Op]:
         ),
         Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
         Op("relu", activation, (), torch="nn.ReLU", emit="nn.ReLU({inplace})"),
-        Op("relu6", activation, (), torch="nn.ReLU6", emit="nn.ReLU6({inplace})"),
+        Op(
+            "relu6", activation, (), torch="nn.ReLU6", emit="nn.ReLU6({inplace})", prefix="relu6_"
+        ),  # relu6_1, relu6_2: `relu61` would read as relu 61
         Op(
             "leaky_relu",
             activation,
@@ -779,7 +781,12 @@ def _ops() -> list[Op]:
             ),
             _upsample_shape,
             window=_upsample_window,
-            label=lambda a: f"x{a['scale_factor'][0]:g}",
+            label=lambda a: (
+                "x"
+                + "x".join(
+                    f"{f:g}" for f in sorted(set(a["scale_factor"]), key=a["scale_factor"].index)
+                )
+            ),
             ranks=(3,),
             torch="nn.Upsample",
             emit='nn.Upsample(scale_factor={scale_factor}, mode={mode?"nearest"})',

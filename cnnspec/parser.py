@@ -13,8 +13,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from cnnspec import ast
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error, sort_diagnostics
@@ -55,15 +55,24 @@ def parse_expr(text: str, path: str = "<command line>") -> ast.Expr:
 
 
 def _build(builder: _Builder, tree: Tree[Token]) -> Any:
-    """Transform, then raise every problem the builder found (reserved words as names)."""
+    """Build the AST bottom-up, then raise every problem the builder found.
+
+    A plain post-order walk calling ``builder.<rule>(meta, *children)``: Lark's
+    ``Transformer`` does the same but re-creates a wrapper per node, which made it half
+    the cost of checking a long spec.
+    """
+    methods: dict[str, Any] = {}
+
+    def visit(node: Tree[Token] | Token) -> Any:
+        if not isinstance(node, Tree):
+            return node
+        method = methods.get(node.data)
+        if method is None:
+            method = methods[node.data] = getattr(builder, node.data)
+        return method(node.meta, *[visit(child) for child in node.children])
+
     try:
-        result = builder.transform(tree)
-    except VisitError as exc:
-        if isinstance(exc.orig_exc, DiagnosticError):
-            raise exc.orig_exc from None
-        if isinstance(exc.orig_exc, RecursionError):
-            raise _too_deep(builder.path) from None
-        raise
+        result = visit(tree)
     except RecursionError:
         raise _too_deep(builder.path) from None
     if builder.problems:
@@ -318,12 +327,10 @@ _DIM = re.compile(r"\d+|[^\W\d]\w*|\((?:[^()\n]|\((?:[^()\n]|\([^()\n]*\))*\))*\
 _DIM_SEP = re.compile(r"[ \t]*[x×][ \t]*")
 
 
-@v_args(meta=True, inline=True)
-class _Builder(Transformer[Token, Any]):
-    """Lark tree -> AST. One small method per grammar rule."""
+class _Builder:
+    """Lark tree -> AST. One small method per grammar rule: ``rule(meta, *children)``."""
 
     def __init__(self, path: str, line_offset: int = 0, col_offset: int = 0) -> None:
-        super().__init__()
         self.path = path
         self.line_offset = line_offset
         self.col_offset = col_offset

@@ -248,8 +248,8 @@ network Net {
             + _net("input x: 10\nlinear(4)", "network Large")
         },
         note="A file with no network at all is a block library: `check` parses it and "
-        "resolves its `use`s, and its blocks are checked where networks use them; "
-        '`summary` of it is `no-network` ("defines no network").',
+        "checks its blocks as far as it can without an input shape; `summary` of it is "
+        '`no-network` ("defines no network").',
     ),
     Example(
         "unused-input",

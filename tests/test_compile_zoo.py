@@ -120,64 +120,68 @@ def shape_of(tensor: Any) -> tuple[int, ...]:
 # ------------------------------------------------------------------------- ruff
 
 
+def run_ruff(files: list[Path]) -> dict[str, str]:
+    """``{"check": output, "format": output}`` of one ruff run each over ``files``."""
+    ruff = [sys.executable, "-m", "ruff"]
+    commands = {
+        "check": [*ruff, "check", "--isolated", "--no-cache", "--output-format", "concise"],
+        "format": [*ruff, "format", "--isolated", "--no-cache", "--check"],
+    }
+    outputs = {}
+    for key, command in commands.items():
+        proc = subprocess.run(
+            [*command, *map(str, files)], capture_output=True, text=True, check=False
+        )
+        output = proc.stdout + proc.stderr
+        # 0: clean; 1: complaints; 2: e.g. a file that does not parse (named in stderr)
+        if proc.returncode != 0 and not any(f.name in output for f in files):
+            pytest.fail(f"ruff {key} did not run ({proc.returncode}):\n{output}")
+        outputs[key] = output
+    return outputs
+
+
 @pytest.fixture(scope="module")
 def ruff_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """``{"check": output, "format": output}`` of one ruff run each over all sources."""
     folder = tmp_path_factory.mktemp("generated")
     files = []
     for path in NETWORKS:
         target = folder / _file_name(path)
         target.write_text(cnnspec.load(path).source(), encoding="utf-8")
-        files.append(str(target))
-    ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run(
-        [*ruff, "check", "--isolated", "--no-cache", "--output-format", "concise", *files],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=folder,
-    )
-    fmt = subprocess.run(
-        [*ruff, "format", "--isolated", "--no-cache", "--check", *files],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=folder,
-    )
-    for proc in (check, fmt):
-        if proc.returncode not in (0, 1) or "error:" in proc.stderr.lower():
-            pytest.fail(f"ruff did not run ({proc.returncode}):\n{proc.stderr}")
-    return {"check": check.stdout + check.stderr, "format": fmt.stdout + fmt.stderr}
+        files.append(target)
+    return run_ruff(files)
 
 
-def _complaints(output: str, path: Path) -> list[str]:
-    name = _file_name(path)
+def _complaints(output: str, name: str) -> list[str]:
     return [line for line in output.splitlines() if re.search(rf"\b{re.escape(name)}\b", line)]
 
 
 @pytest.mark.parametrize("path", NETWORKS, ids=_id)
 def test_ruff_check_clean(path: Path, ruff_results: dict[str, str]) -> None:
-    assert _complaints(ruff_results["check"], path) == []
+    assert _complaints(ruff_results["check"], _file_name(path)) == []
 
 
 @pytest.mark.parametrize("path", NETWORKS, ids=_id)
 def test_ruff_format_clean(path: Path, ruff_results: dict[str, str]) -> None:
-    assert _complaints(ruff_results["format"], path) == []
+    assert _complaints(ruff_results["format"], _file_name(path)) == []
 
 
-def test_ruff_catches_a_bad_file(tmp_path: Path) -> None:
-    """The ruff runs above can fail: an unused import and a bad layout are reported."""
-    bad = tmp_path / "bad.py"
-    bad.write_text("import os\nx=( 1,\n2)\n", encoding="utf-8")
-    ruff = [sys.executable, "-m", "ruff"]
-    check = subprocess.run([*ruff, "check", "--isolated", "--no-cache", str(bad)], check=False)
-    fmt = subprocess.run(
-        [*ruff, "format", "--isolated", "--no-cache", "--check", str(bad)],
-        capture_output=True,
-        check=False,
-    )
-    assert check.returncode == 1
-    assert fmt.returncode == 1
+def test_ruff_complaints_are_found(tmp_path: Path) -> None:
+    """The checks above can fail: an unused import, a bad layout, a file that does not
+    parse are each attributed to their file, and a clean file to none."""
+    files = {
+        "lint.py": "import os\n",
+        "layout.py": "x=( 1,\n2)\n",
+        "syntax.py": "def f(:\n",
+        "clean.py": "x = 1\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    outputs = run_ruff([tmp_path / name for name in files])
+    assert _complaints(outputs["check"], "lint.py")
+    assert _complaints(outputs["format"], "layout.py")
+    assert _complaints(outputs["check"], "syntax.py")
+    assert _complaints(outputs["format"], "syntax.py")
+    assert not _complaints(outputs["check"] + outputs["format"], "clean.py")
 
 
 def test_libraries_are_skipped_for_a_reason() -> None:

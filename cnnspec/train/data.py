@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import math
 import pickle
 import struct
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -129,11 +129,14 @@ def _need_path(kind: str, path: str) -> Path:
 
 def _digits() -> tuple[Split, Split]:
     """scikit-learn's 1,797 8 x 8 digits (0..16), from the file inside its package."""
-    try:
-        ref = resources.files("sklearn.datasets") / "data" / "digits.csv.gz"
-        with ref.open("rb") as raw, gzip.open(raw, "rt") as text:
+    try:  # find the file without importing scikit-learn (seconds of imports)
+        found = importlib.util.find_spec("sklearn")
+        if found is None or not found.submodule_search_locations:
+            raise FileNotFoundError("scikit-learn is not installed")
+        ref = Path(found.submodule_search_locations[0], "datasets", "data", "digits.csv.gz")
+        with gzip.open(ref, "rt") as text:
             rows = [[int(float(v)) for v in row] for row in csv.reader(text) if row]
-    except (ModuleNotFoundError, OSError) as exc:
+    except OSError as exc:
         raise TrainError(
             f"--data digits needs scikit-learn's bundled digits file ({exc}); "
             "pip install scikit-learn"
@@ -342,10 +345,17 @@ def convert(images: Tensor, shape: tuple[int, int, int]) -> Tensor:
 class Preprocess:
     """Per batch, on the device: convert, augment (training), normalize."""
 
-    def __init__(self, data: Data, device: torch.device, channels_last: bool = False) -> None:
-        self.shape = data.shape
-        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+        channels_last: bool = False,
+    ) -> None:
+        self.shape = shape
+        self.mean = torch.tensor(list(mean), device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(list(std), device=device).view(1, -1, 1, 1)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: Tensor, gen: torch.Generator | None = None) -> Tensor:

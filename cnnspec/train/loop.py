@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -140,6 +143,29 @@ def _reduce(sums: _Sums, runtime: device.Runtime) -> tuple[float, float, int]:
     return loss / max(seen, 1), correct / max(seen, 1), int(seen)
 
 
+class _DeferredInterrupt:
+    """Ctrl-C (SIGINT) ends the run at the next step boundary, never inside a step, so
+    that the checkpoint it saves is consistent; a second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _DeferredInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 # ------------------------------------------------------------------ trainer
 
 
@@ -164,27 +190,25 @@ class Trainer:
 
         random.seed(config.seed)
         torch.manual_seed(config.seed)
-        device.configure(runtime, deterministic=True)
+        device.configure(runtime)
         self.net = self.spec.build()
         self.signature = checkpoint.signature(self.spec, self.net)
         self.net.to(self.dev)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self.pre = Preprocess(self.data, self.dev, config.channels_last)
+        d = self.data
+        self.pre = Preprocess(d.shape, d.mean, d.std, self.dev, config.channels_last)
         pin = self.dev.type == "cuda"
         workers = config.workers
-        shard = {
-            "rank": runtime.rank,
-            "world": runtime.world,
-            "workers": workers,
-            "pin_memory": pin,
-        }
+        rank, world = runtime.rank, runtime.world
         self.train_batches = Batches(
-            self.data.train, self.data.shape, self.local_batch, True, config.seed, **shard
-        )
+            self.data.train, self.data.shape, self.local_batch, True, config.seed, rank, world,
+            workers, pin,
+        )  # fmt: skip
         self.val_batches = Batches(
-            self.data.val, self.data.shape, max(self.local_batch, 256), False, 0, **shard
-        )
+            self.data.val, self.data.shape, max(self.local_batch, 256), False, 0, rank, world,
+            workers, pin,
+        )  # fmt: skip
         self.steps_per_epoch = len(self.train_batches)
         self.optimizer = self._optimizer()
         self.scheduler = self._scheduler()
@@ -202,6 +226,7 @@ class Trainer:
         self.result = Result(out=self.out)
         self.epoch, self.start_step = 0, 0  # epochs completed; steps done in the next one
         self.partial: dict[str, Any] | None = None
+        self.interrupt = _DeferredInterrupt()
         if config.resume:
             self._resume()
 
@@ -344,8 +369,10 @@ class Trainer:
             )
         progress = self._progress()
         try:
-            with progress:
+            with progress, _DeferredInterrupt() as self.interrupt:
                 while self.epoch < c.epochs:
+                    if self.interrupt.requested:  # Ctrl-C between epochs: last.pt is current
+                        raise KeyboardInterrupt
                     self._epoch(progress)
         except KeyboardInterrupt:
             self.result.interrupted = True
@@ -398,14 +425,17 @@ class Trainer:
                 progress.advance(task)
                 if step % REFRESH_STEPS == 0 or step == self.steps_per_epoch:
                     self._refresh(progress, task, sums, elapsed + time.perf_counter() - start)
+                if self.interrupt.requested and step < self.steps_per_epoch:
+                    raise KeyboardInterrupt
         except KeyboardInterrupt:
-            if self.runtime.main:
+            if self.runtime.main and self.interrupt.requested:
                 partial = {"gen": gen.get_state(), "sums": [float(v) for v in sums],
                            "time": elapsed + time.perf_counter() - start}  # fmt: skip
                 path = checkpoint.save(self.out / "last.pt", self.state(step, partial))
                 self.console.print(f"interrupted: saved {path} (epoch {e}, step {step}); "
                                    "continue with --resume")  # fmt: skip
             raise
+        train_seconds = elapsed + time.perf_counter() - start
         self.start_step = 0
         train_loss, train_acc, seen = _reduce(sums, self.runtime)
         if not math.isfinite(train_loss):
@@ -421,6 +451,7 @@ class Trainer:
             "val_acc": val_acc,
             "lr": self.optimizer.param_groups[0]["lr"],
             "time_s": seconds,
+            "train_time_s": train_seconds,
             "images_per_s": seen / seconds if seconds > 0 else 0.0,
         }
         self.result.history.append(row)

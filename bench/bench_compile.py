@@ -1,0 +1,349 @@
+"""`cnnspec compile`: the generated modules' speed next to torchvision's, and compile time.
+
+(a) Forward + backward time of the generated ResNet-50, ResNet-18 and GoogLeNet next to
+    torchvision's ``resnet50``/``resnet18``/``googlenet`` (``weights=None``), side by side
+    in one process: CPU, ``torch.set_num_threads(2)``, batch 8 at 3 x 224 x 224, both in
+    training mode (GoogLeNet with its aux heads, as both define it by default; the loss
+    sums every output). The generated module gets torchvision's weights and buffers
+    (copied by position; GoogLeNet's aux heads are registered elsewhere, see
+    tests/test_compile_equivalence.py), so both compute on the same numbers. Each
+    iteration times one step of each model, alternating which goes first; after the
+    warm-up steps, the report gives the median step time of each and the ratio
+    generated / torchvision of the medians, and the median of the per-iteration ratios
+    (robust to the machine's load drifting during the run). Target: 1.00 +- 0.03.
+(b) Wall time of fresh processes running ``cnnspec compile specs/resnet152.cnn --stdout``
+    (bytecode caches on, one warm-up run first); target under 0.3 s. One more run under
+    ``-X importtime`` checks that torch is not imported.
+
+    .venv/bin/python bench/bench_compile.py                 # about 8 minutes on 2 cores
+    .venv/bin/python bench/bench_compile.py --quick         # a smoke test
+    .venv/bin/python bench/bench_compile.py --write         # also update BENCHMARKS.md
+
+Prints one Markdown section (``## compile``) on stdout; ``--write`` replaces that section
+of BENCHMARKS.md (or appends it), leaving the rest of the file as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from common import ROOT, bench_env, cnnspec_bin
+
+REPORT = ROOT / "BENCHMARKS.md"
+SECTION = "## compile"
+COMPILE_SPEC = "specs/resnet152.cnn"
+COMPILE_BUDGET_S = 0.3
+RATIO_TOLERANCE = 0.03
+BATCH, SIZE, THREADS = 8, 224, 2
+
+# model -> (warm-up steps, timed steps). ResNet-50 forward + backward at batch 8 takes
+# about 15 s a step on the 2-core reference machine, so it gets fewer steps.
+STEPS = {"resnet50": (2, 5), "resnet18": (3, 8), "googlenet": (3, 8)}
+QUICK_STEPS = {"resnet18": (1, 2)}
+TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
+    "googlenet": {"aux_logits": True, "transform_input": False, "init_weights": True}
+}
+
+
+# ------------------------------------------------------------- (a) step time
+
+
+@dataclass(frozen=True)
+class Ratio:
+    name: str
+    warmup: int
+    generated: tuple[float, ...]
+    torchvision: tuple[float, ...]
+
+    @property
+    def gen_median(self) -> float:
+        return statistics.median(self.generated)
+
+    @property
+    def tv_median(self) -> float:
+        return statistics.median(self.torchvision)
+
+    @property
+    def ratio(self) -> float:
+        return self.gen_median / self.tv_median
+
+    @property
+    def paired(self) -> float:
+        return statistics.median(
+            g / t for g, t in zip(self.generated, self.torchvision, strict=True)
+        )
+
+    @property
+    def within(self) -> bool:
+        return abs(self.ratio - 1) <= RATIO_TOLERANCE
+
+    def row(self) -> str:
+        g, t = self.generated, self.torchvision
+        verdict = "yes" if self.within else "**no**"
+        return (
+            f"| {self.name} | {len(g)} (+{self.warmup}) | {self.gen_median:.3f} "
+            f"({min(g):.3f}-{max(g):.3f}) | {self.tv_median:.3f} ({min(t):.3f}-{max(t):.3f}) "
+            f"| **{self.ratio:.3f}** | {self.paired:.3f} | {verdict} |"
+        )
+
+
+def copy_weights(source: Any, target: Any) -> None:
+    """torchvision's parameters and buffers into the generated module, by position.
+
+    GoogLeNet's aux heads come after inception5b in torchvision's registration order
+    and right after inception4a/4d in the generated module: they move before `fc`.
+    """
+    src = source.state_dict()
+    names = list(target.state_dict())
+    aux = [n for n in names if n.startswith(("aux1.", "aux2."))]
+    if aux:
+        rest = [n for n in names if n not in aux]
+        at = next(i for i, n in enumerate(rest) if n.startswith("fc."))
+        names = rest[:at] + aux + rest[at:]
+    if len(names) != len(src):
+        sys.exit(f"{len(names)} tensors in the generated module, {len(src)} in torchvision's")
+    state = {}
+    for (t_name, tensor), g_name in zip(src.items(), names, strict=True):
+        target_shape = target.state_dict()[g_name].shape
+        if tensor.shape != target_shape:
+            sys.exit(f"shape mismatch: {t_name} {tuple(tensor.shape)} -> {g_name}")
+        state[g_name] = tensor
+    target.load_state_dict(state, strict=True)
+
+
+def step(model: Any, x: Any) -> float:
+    import torch
+
+    model.zero_grad(set_to_none=True)
+    start = time.perf_counter()
+    out = model(x)
+    outs = [out] if isinstance(out, torch.Tensor) else [o for o in out if o is not None]
+    loss = sum(o.float().mean() for o in outs)
+    loss.backward()
+    return time.perf_counter() - start
+
+
+def time_model(name: str, warmup: int, steps: int) -> Ratio:
+    import torch
+    import torchvision
+
+    import cnnspec
+
+    torch.manual_seed(0)
+    tv = getattr(torchvision.models, name)(weights=None, **TORCHVISION_KWARGS.get(name, {}))
+    gen = cnnspec.load(name).build()
+    copy_weights(tv, gen)
+    tv.train()
+    gen.train()
+    x = torch.randn(BATCH, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    times: dict[str, list[float]] = {"gen": [], "tv": []}
+    for i in range(warmup + steps):
+        order = [("gen", gen), ("tv", tv)] if i % 2 == 0 else [("tv", tv), ("gen", gen)]
+        for key, model in order:
+            elapsed = step(model, x)
+            if i >= warmup:
+                times[key].append(elapsed)
+        print(f"{name} step {i + 1}/{warmup + steps}", file=sys.stderr)
+    return Ratio(name, warmup, tuple(times["gen"]), tuple(times["tv"]))
+
+
+# -------------------------------------------------------------- (b) compile
+
+
+def compile_command() -> tuple[list[str], str]:
+    """The CLI when it has `compile`; before that, the same work through the library."""
+    binary = cnnspec_bin()
+    probe = subprocess.run(
+        [str(binary), "compile", "--help"], capture_output=True, text=True, check=False
+    )
+    if probe.returncode == 0:
+        return (
+            [str(binary), "compile", COMPILE_SPEC, "--stdout"],
+            f"cnnspec compile {COMPILE_SPEC} --stdout",
+        )
+    code = f"import cnnspec; print(cnnspec.load({COMPILE_SPEC!r}).source())"
+    return [sys.executable, "-c", code], f'python -c "{code}"'
+
+
+def run_once(argv: Sequence[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, check=False, cwd=ROOT, env=bench_env()
+    )
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"`{' '.join(argv)}` failed ({proc.returncode}):\n{proc.stderr}")
+    if "class ResNet152" not in proc.stdout:
+        sys.exit(f"`{' '.join(argv)}` printed no ResNet152 class")
+    return elapsed
+
+
+def imports_torch(argv: Sequence[str]) -> bool:
+    """Run once under ``-X importtime``; True when torch was imported."""
+    command = list(argv)
+    if command[0] != sys.executable:  # the console script is a Python file
+        command = [sys.executable, *command]
+    command.insert(1, "-X")
+    command.insert(2, "importtime")
+    proc = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=ROOT, env=bench_env()
+    )
+    return re.search(r"\|\s+torch$", proc.stderr, re.MULTILINE) is not None
+
+
+def time_compile(runs: int) -> tuple[list[float], str, bool]:
+    argv, shown = compile_command()
+    run_once(argv)  # warm-up: writes the .pyc files, fills the OS file cache
+    samples = [run_once(argv) for _ in range(runs)]
+    return samples, shown, imports_torch(argv)
+
+
+# ------------------------------------------------------------------- report
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu() -> str:
+    try:
+        info = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        info = ""
+    found = re.search(r"^Model name:\s*(.+)$", info, re.MULTILINE)
+    name = found.group(1).strip() if found else platform.processor() or "unknown CPU"
+    return f"{name}, {os.cpu_count()} cores"
+
+
+def report(
+    ratios: list[Ratio],
+    compile_times: list[float],
+    *,
+    shown: str,
+    torch_seen: bool,
+    load: float,
+    load_after: float,
+) -> str:
+    import torch
+
+    lines = [
+        SECTION,
+        "",
+        f"Measured {datetime.date.today().isoformat()} on {_cpu()} (1-minute load average "
+        f"{load:.2f} before the runs, {load_after:.2f} after); torch {_version('torch')}, "
+        "torchvision "
+        f"{_version('torchvision')}, {torch.get_num_threads()} threads.",
+        "",
+        "### Generated modules against torchvision: forward + backward",
+        "",
+        f"One training step (forward, a loss summing every output, backward) at batch "
+        f"{BATCH} x 3 x {SIZE} x {SIZE} on the CPU, both models in one process with the "
+        "same weights, alternating which goes first; seconds per step after the warm-up "
+        "steps: median (min-max). The target is a ratio within "
+        f"1.00 +- {RATIO_TOLERANCE:.2f}.",
+        "",
+        "| Model | Steps (+ warm-up) | Generated, s | torchvision, s | Ratio of medians "
+        "| Median of step ratios | Within target |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *[r.row() for r in ratios],
+        "",
+        f"### `{shown}`",
+        "",
+        "Wall time of a fresh process (start-up and imports included), after one "
+        "warm-up run; bytecode caches on.",
+        "",
+        "| Runs | Median, s | Min, s | Max, s | Budget, s | torch imported |",
+        "|---:|---:|---:|---:|---:|---|",
+        f"| {len(compile_times)} | **{statistics.median(compile_times):.3f}** | "
+        f"{min(compile_times):.3f} | {max(compile_times):.3f} | {COMPILE_BUDGET_S} | "
+        f"{'**yes**' if torch_seen else 'no'} |",
+        "",
+        "To run it again: `.venv/bin/python bench/bench_compile.py --write` (about 8 "
+        "minutes on 2 cores; the ResNet-50 steps take most of it).",
+    ]
+    return "\n".join(lines)
+
+
+def write(section: str) -> None:
+    """Replace the ``## compile`` section of BENCHMARKS.md (up to the next ``## ``
+    heading or generated-block marker), or append it; nothing else changes."""
+    text = REPORT.read_text(encoding="utf-8") if REPORT.exists() else "# Benchmarks\n"
+    found = re.search(rf"^{re.escape(SECTION)}\n.*?(?=^## |^<!-- |\Z)", text, re.M | re.S)
+    if found:
+        text = text[: found.start()] + section.rstrip() + "\n\n" + text[found.end() :]
+        text = text.rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
+    REPORT.write_text(text, encoding="utf-8")
+
+
+def wait_for_quiet(max_load: float | None, timeout_s: float = 600) -> None:
+    """Wait (up to ``timeout_s``) until the 1-minute load average is at most ``max_load``."""
+    if max_load is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    while os.getloadavg()[0] > max_load and time.monotonic() < deadline:
+        print(f"load {os.getloadavg()[0]:.2f} > {max_load}: waiting", file=sys.stderr)
+        time.sleep(15)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="ResNet-18 only, few steps")
+    parser.add_argument("--runs", type=int, default=15, help="timed compile processes")
+    parser.add_argument("--models", nargs="*", choices=sorted(STEPS), help="a subset")
+    parser.add_argument("--write", action="store_true", help=f"update {REPORT.name}")
+    parser.add_argument(
+        "--max-load",
+        type=float,
+        default=None,
+        help="before each part, wait (up to 10 minutes) for the 1-minute load average "
+        "to drop to this",
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(THREADS)
+    plan = QUICK_STEPS if args.quick else STEPS
+    if args.models:
+        plan = {name: STEPS[name] for name in args.models}
+    wait_for_quiet(args.max_load)
+    load = os.getloadavg()[0]
+    compile_times, shown, torch_seen = time_compile(3 if args.quick else args.runs)
+    ratios = []
+    for name, steps in plan.items():
+        wait_for_quiet(args.max_load)
+        ratios.append(time_model(name, *steps))
+    section = report(
+        ratios,
+        compile_times,
+        shown=shown,
+        torch_seen=torch_seen,
+        load=load,
+        load_after=os.getloadavg()[0],
+    )
+    print(section)
+    if args.write:
+        write(section)
+        print(f"wrote the {SECTION!r} section of {REPORT.relative_to(ROOT)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
