@@ -28,6 +28,7 @@ from cnnspec.ops import ArgType, Op, format_shape, lookup, show_value
 from cnnspec.pyformat import LINE_LENGTH, Call, Expr, Kw, List, layout, statement
 from cnnspec.symbolic import Sym, SymbolicError, const, translate, uses
 from cnnspec.symbolic import binary as sym_binary
+from cnnspec.symbolic import call as sym_call
 from cnnspec.symbolic import name as sym_name
 
 if TYPE_CHECKING:
@@ -1026,7 +1027,18 @@ def _field(
                 return None
         elif value.const and _same(value.value, _default(cond[1:]), op.arg_spec(key)):
             return None
+    spec = op.arg_spec(key)
+    if spec is not None and spec.type in (ArgType.FLOAT, ArgType.PROB):
+        value = _as_float(value)  # TorchScript refuses an int where torch wants a float
     return _node(value)
+
+
+def _as_float(value: Sym) -> Sym:
+    if value.const:
+        return const(float(value.value))
+    if value.code.startswith("float("):
+        return value
+    return sym_call("float", [value])
 
 
 @cache

@@ -25,7 +25,7 @@ def load_module(source: str, stem: str) -> types.ModuleType:
     module.__file__ = filename
     sys.modules[name] = module
     try:
-        exec(compile(source, filename, "exec"), module.__dict__)
+        exec(compile(source, filename, "exec", dont_inherit=True), module.__dict__)
     except BaseException:
         del sys.modules[name]
         raise

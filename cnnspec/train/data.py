@@ -178,8 +178,18 @@ _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "val": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-_FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-            "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
+_FASHION = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 def _mnist(root: Path, kind: str) -> tuple[list[str], Split, Split]:
@@ -252,8 +262,18 @@ def _cifar10(root: Path) -> tuple[list[str], Split, Split]:
                 raise TrainError(f"--data cifar10: {folder / name} is malformed: {exc}") from None
         return Split(torch.cat(images).reshape(-1, 3, 32, 32), torch.tensor(labels))
 
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-             "truck"]  # fmt: skip
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     return names, read(_CIFAR_TRAIN), read(["test_batch"])
 
 
@@ -320,8 +340,10 @@ def _warn_conversion(name: str, have: tuple[int, ...], want: tuple[int, int, int
 
 
 def _stats(images: Tensor, shape: tuple[int, int, int]) -> tuple[tuple[float, ...], ...]:
-    """Per-channel mean and std of (up to 4,096 of) the training images, as the model sees them."""
-    sample = convert(images[:4096], shape)
+    """Per-channel mean and std of the first training images as the model sees them (up to
+    4,096 of them, fewer for large inputs: at most 2**26 values)."""
+    count = max(1, min(4096, 2**26 // math.prod(shape)))
+    sample = convert(images[:count], shape)
     mean = sample.mean(dim=(0, 2, 3))
     std = sample.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return tuple(mean.tolist()), tuple(std.tolist())
@@ -337,8 +359,9 @@ def convert(images: Tensor, shape: tuple[int, int, int]) -> Tensor:
         x = x.expand(-1, shape[0], -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
     if tuple(x.shape[2:]) != shape[1:]:
         smaller = x.shape[2] > shape[1] or x.shape[3] > shape[2]
-        x = F.interpolate(x, size=shape[1:], mode="bilinear", align_corners=False,
-                          antialias=smaller)  # fmt: skip
+        x = F.interpolate(
+            x, size=shape[1:], mode="bilinear", align_corners=False, antialias=smaller
+        )
     return x
 
 
@@ -366,8 +389,9 @@ class Preprocess:
         return x.contiguous(memory_format=self.memory_format)
 
 
-def augment(x: Tensor, gen: torch.Generator, degrees: float = 10.0, shift: float = 0.1,
-            scale: float = 0.1) -> Tensor:  # fmt: skip
+def augment(
+    x: Tensor, gen: torch.Generator, degrees: float = 10.0, shift: float = 0.1, scale: float = 0.1
+) -> Tensor:
     """Random affine per image: rotation (±degrees), shift (±shift of the size), scale."""
     n = x.shape[0]
     u = torch.rand(n, 4, generator=gen, device=gen.device).to(x.device) * 2 - 1
@@ -375,9 +399,12 @@ def augment(x: Tensor, gen: torch.Generator, degrees: float = 10.0, shift: float
     factor = 1 + u[:, 1] * scale
     cos, sin = torch.cos(angle) / factor, torch.sin(angle) / factor
     theta = torch.stack(
-        [torch.stack([cos, -sin, u[:, 2] * shift * 2], 1),
-         torch.stack([sin, cos, u[:, 3] * shift * 2], 1)], 1
-    )  # fmt: skip
+        [
+            torch.stack([cos, -sin, u[:, 2] * shift * 2], 1),
+            torch.stack([sin, cos, u[:, 3] * shift * 2], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 

@@ -202,13 +202,27 @@ class Trainer:
         workers = config.workers
         rank, world = runtime.rank, runtime.world
         self.train_batches = Batches(
-            self.data.train, self.data.shape, self.local_batch, True, config.seed, rank, world,
-            workers, pin,
-        )  # fmt: skip
+            self.data.train,
+            self.data.shape,
+            self.local_batch,
+            True,
+            config.seed,
+            rank,
+            world,
+            workers,
+            pin,
+        )
         self.val_batches = Batches(
-            self.data.val, self.data.shape, max(self.local_batch, 256), False, 0, rank, world,
-            workers, pin,
-        )  # fmt: skip
+            self.data.val,
+            self.data.shape,
+            max(self.local_batch, 256),
+            False,
+            0,
+            rank,
+            world,
+            workers,
+            pin,
+        )
         self.steps_per_epoch = len(self.train_batches)
         self.optimizer = self._optimizer()
         self.scheduler = self._scheduler()
@@ -253,8 +267,9 @@ class Trainer:
 
         shape = spec.graph.nodes[spec.graph.inputs[0]].shape or ()
         if len(spec.graph.inputs) != 1:
-            raise TrainError(f"training needs a network with one input; {spec.name} has "
-                             f"{len(spec.graph.inputs)}")  # fmt: skip
+            raise TrainError(
+                f"training needs a network with one input; {spec.name} has {len(spec.graph.inputs)}"
+            )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             data = load_data(self.config.data, shape, output_classes(spec))
@@ -267,8 +282,9 @@ class Trainer:
         c = self.config
         params = self.net.parameters()
         if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, nesterov=True,
-                                   weight_decay=c.weight_decay)  # fmt: skip
+            return torch.optim.SGD(
+                params, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay
+            )
         if c.optimizer == "adam":
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
@@ -401,8 +417,9 @@ class Trainer:
 
     def _epoch(self, progress: Progress) -> None:
         c, e = self.config, self.epoch + 1
-        task = progress.add_task("", total=self.steps_per_epoch, epoch=f"{e}/{c.epochs}",
-                                 loss="-", acc="-", speed="")  # fmt: skip
+        task = progress.add_task(
+            "", total=self.steps_per_epoch, epoch=f"{e}/{c.epochs}", loss="-", acc="-", speed=""
+        )
         gen = torch.Generator(device=self.dev).manual_seed(c.seed * 1_000_003 + e)
         sums = _zeros(self.dev)
         step, elapsed = self.start_step, 0.0
@@ -410,8 +427,12 @@ class Trainer:
             gen.set_state(
                 self.partial["gen"].cpu() if self.dev.type != "cuda" else self.partial["gen"]
             )
-            sums = _Sums(*(torch.tensor(v, device=self.dev, dtype=sums.loss.dtype)
-                           for v in self.partial["sums"]))  # fmt: skip
+            sums = _Sums(
+                *(
+                    torch.tensor(v, device=self.dev, dtype=sums.loss.dtype)
+                    for v in self.partial["sums"]
+                )
+            )
             elapsed = float(self.partial["time"])
             progress.update(task, completed=step)
         self.partial = None
@@ -429,11 +450,15 @@ class Trainer:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             if self.runtime.main and self.interrupt.requested:
-                partial = {"gen": gen.get_state(), "sums": [float(v) for v in sums],
-                           "time": elapsed + time.perf_counter() - start}  # fmt: skip
+                partial = {
+                    "gen": gen.get_state(),
+                    "sums": [float(v) for v in sums],
+                    "time": elapsed + time.perf_counter() - start,
+                }
                 path = checkpoint.save(self.out / "last.pt", self.state(step, partial))
-                self.console.print(f"interrupted: saved {path} (epoch {e}, step {step}); "
-                                   "continue with --resume")  # fmt: skip
+                self.console.print(
+                    f"interrupted: saved {path} (epoch {e}, step {step}); continue with --resume"
+                )
             raise
         train_seconds = elapsed + time.perf_counter() - start
         self.start_step = 0
@@ -452,7 +477,7 @@ class Trainer:
             "lr": self.optimizer.param_groups[0]["lr"],
             "time_s": seconds,
             "train_time_s": train_seconds,
-            "images_per_s": seen / seconds if seconds > 0 else 0.0,
+            "images_per_s": seen / train_seconds if train_seconds > 0 else 0.0,
         }
         self.result.history.append(row)
         improved = val_acc > self.result.best_acc or self.result.best_epoch == 0
@@ -497,9 +522,12 @@ class Trainer:
             self._non_finite(self.epoch + 1)
         if self.runtime.main and self.config.progress:
             speed = seen * self.runtime.world / seconds if seconds > 0 else 0.0
-            progress.update(task, loss=f"{loss / max(seen, 1):.4f}",
-                            acc=f"{100 * correct / max(seen, 1):.2f}%",
-                            speed=f"{speed:,.0f} img/s")  # fmt: skip
+            progress.update(
+                task,
+                loss=f"{loss / max(seen, 1):.4f}",
+                acc=f"{100 * correct / max(seen, 1):.2f}%",
+                speed=f"{speed:,.0f} img/s",
+            )
 
     def _non_finite(self, epoch: int) -> None:
         kept = self.out / "last.pt"
@@ -520,8 +548,11 @@ class Trainer:
                 with self.autocast():
                     logits = main_output(self.model(x))
                 batch_loss = F.cross_entropy(logits.float(), y, reduction="sum")
-                sums = _Sums(sums.loss + batch_loss, sums.correct + (logits.argmax(1) == y).sum(),
-                             sums.seen + y.shape[0])  # fmt: skip
+                sums = _Sums(
+                    sums.loss + batch_loss,
+                    sums.correct + (logits.argmax(1) == y).sum(),
+                    sums.seen + y.shape[0],
+                )
         loss, acc, _ = _reduce(sums, self.runtime)
         self.model.train()
         return loss, acc

@@ -13,8 +13,17 @@ from rich.table import Table
 
 from cnnspec.fileio import atomic_write
 
-COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "time_s",
-           "train_time_s", "images_per_s")  # fmt: skip
+COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "time_s",
+    "train_time_s",
+    "images_per_s",
+)
 
 
 def write_metrics(out: Path, history: Sequence[dict[str, Any]]) -> None:
