@@ -314,6 +314,8 @@ class Emitter:
 
 
 def _annotation(kinds: set[str]) -> str:
+    if "float" in kinds:
+        kinds = kinds - {"int"}  # an int is a valid float
     return " | ".join(sorted(kinds)) if kinds else "int"
 
 
@@ -608,12 +610,13 @@ class ClassCompiler:
         for p in block.params:
             if p.name not in bound:
                 continue
-            value = bound[p.name].code
-            py = (
-                self.em.classes[block.name]
-                .params[_param_index(block, p, self.em.classes[block.name].spatial)]
-                .name
-            )
+            param = self.em.classes[block.name].params[
+                _param_index(block, p, self.em.classes[block.name].spatial)
+            ]
+            given = bound[p.name]
+            if param.annotation == "float" and given.const and type(given.value) is int:
+                given = const(float(given.value))  # the class declares a float
+            value, py = given.code, param.name
             args.append(value if p.default is None else Kw(py, value))
         out = Dry(self.em, block).run(bound, flow.shape)
         return Call(class_name, tuple(args)), out
@@ -1036,8 +1039,8 @@ def _field(
 def _as_float(value: Sym) -> Sym:
     if value.const:
         return const(float(value.value))
-    if value.code.startswith("float("):
-        return value
+    if value.code.startswith("float(") or value.code.isidentifier():
+        return value  # a parameter: its annotation says float, its callers pass floats
     return sym_call("float", [value])
 
 
