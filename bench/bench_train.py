@@ -25,6 +25,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,8 +42,8 @@ from common import bench_env  # noqa: E402
 
 def accuracy_runs(
     seeds: Sequence[int], epochs: int | None
-) -> list[tuple[int, float, float, float]]:
-    """``(seed, final val acc, best val acc, wall seconds)`` per fresh process."""
+) -> list[tuple[int, float, float, float, float]]:
+    """``(seed, final val acc, best val acc, wall s, CPU s)`` per fresh process."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:  # warm-up: writes .pyc files, fills caches
         argv = [sys.executable, "-m", "cnnspec", "train", "lenet5", "--epochs", "1",
@@ -55,14 +56,18 @@ def accuracy_runs(
                     "--out", str(out), "--no-progress"]  # fmt: skip
             if epochs is not None:
                 argv += ["--epochs", str(epochs)]
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             proc = subprocess.run(argv, capture_output=True, text=True, env=bench_env(),
                                   cwd=ROOT, check=False)  # fmt: skip
             wall = time.perf_counter() - start
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             if proc.returncode != 0:
                 sys.exit(f"training failed:\n{proc.stdout}\n{proc.stderr}")
             history = json.loads((out / "metrics.json").read_text())
-            rows.append((seed, history[-1]["val_acc"], max(r["val_acc"] for r in history), wall))
+            best = max(r["val_acc"] for r in history)
+            rows.append((seed, history[-1]["val_acc"], best, wall, cpu))
     return rows
 
 
@@ -141,15 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "schedule, label smoothing 0.1, random affine augmentation), each seed a fresh process",
         f"on CPU ({os.cpu_count()} cores; load average after the runs: {load}).",
         "",
-        "| seed | final val accuracy | best val accuracy | wall time (s) |",
-        "|---:|---:|---:|---:|",
+        "| seed | final val accuracy | best val accuracy | wall time (s) | CPU time (s) |",
+        "|---:|---:|---:|---:|---:|",
     ]
-    lines += [f"| {s} | {100 * a:.2f}% | {100 * b:.2f}% | {w:.1f} |" for s, a, b, w in runs]
-    accs = [a for _, a, _, _ in runs]
-    walls = [w for _, _, _, w in runs]
+    lines += [
+        f"| {s} | {100 * a:.2f}% | {100 * b:.2f}% | {w:.1f} | {c:.1f} |" for s, a, b, w, c in runs
+    ]
+    accs = [r[1] for r in runs]
+    walls = [r[3] for r in runs]
+    cpus = [r[4] for r in runs]
     lines += [
         f"| **median** | **{100 * statistics.median(accs):.2f}%** | | "
-        f"**{statistics.median(walls):.1f}** |",
+        f"**{statistics.median(walls):.1f}** | {statistics.median(cpus):.1f} |",
         "",
         "Per-step overhead of the trainer against a bare PyTorch loop doing the same work on",
         f"the same model and batches ({steps} steps per epoch, {epochs} epochs per round,",

@@ -42,8 +42,10 @@ class UsageError(Exception):
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     """``--set k=v``: each value is a cnnspec expression (``10``, ``true``, ``(3, 5)``)."""
+    if not items:
+        return {}
     from cnnspec.evaluate import EvalError, InShape, Unknown, evaluate
-    from cnnspec.parser import parse_expr
+    from cnnspec.parser import parse_expr  # imports Lark: only when there is a value
 
     values: dict[str, Any] = {}
     problems: list[Diagnostic] = []

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from cnnspec import ast
 from cnnspec.diagnostics import Collector, DiagnosticError, Note, error, sort_diagnostics
 from cnnspec.ops import LAYERS
-from cnnspec.parser import parse
 
 Reader = Callable[[str], "str | None"]  # path -> text, or None when there is no such file
 
@@ -35,35 +34,50 @@ class Program:
         return out
 
 
+Parser = Callable[[str, str], ast.Module]  # (text, path) -> module, like parser.parse
+
+
 def load_program(
-    entry: str, text: str, read: Reader, fallback: Callable[[str], str | None] = lambda name: None
+    entry: str,
+    text: str,
+    read: Reader,
+    fallback: Callable[[str], str | None] = lambda name: None,
+    parse: Parser | None = None,
 ) -> Program:
     """Parse ``entry`` (whose text is given) and every file it uses, transitively.
 
-    ``fallback`` maps a ``use`` name to a zoo path when the relative file is missing.
+    ``fallback`` maps a ``use`` name to a zoo path when the relative file is missing;
+    ``parse`` replaces :func:`cnnspec.parser.parse` (the CLI passes a cached one).
     Raises :class:`DiagnosticError` with syntax errors of every file, missing files and
     ``use`` cycles, all at once.
     """
     program = Program(entry)
     program.sources[entry] = text
     diags = Collector()
-    _Visitor(read, fallback, program, diags).visit(entry, text, [])
+    _Visitor(read, fallback, parse or _default_parser(), program, diags).visit(entry, text, [])
     _check_duplicate_blocks(program, diags)
     if diags.has_errors:
         raise DiagnosticError(sort_diagnostics(diags.items), program.sources)
     return program
 
 
+def _default_parser() -> Parser:
+    from cnnspec.parser import parse  # Lark is imported only when a file is parsed
+
+    return parse
+
+
 @dataclass
 class _Visitor:
     read: Reader
     fallback: Callable[[str], str | None]
+    parse: Parser
     program: Program
     diags: Collector
 
     def visit(self, path: str, text: str, stack: list[str]) -> None:
         try:
-            module = parse(text, path)
+            module = self.parse(text, path)
         except DiagnosticError as exc:
             self.diags.extend(exc.diagnostics)
             module = ast.Module(path, (), (), ())

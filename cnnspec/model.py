@@ -183,8 +183,11 @@ def load_source(source: str | Path) -> tuple[str, str]:
 
 
 def load_program_from(source: str | Path) -> Program:
+    """Read a spec and the files it uses (parsed through the on-disk parse cache)."""
+    from cnnspec.parsecache import cached_parse
+
     path, text = load_source(source)
-    return load_program(path, text, read_file, _zoo_fallback)
+    return load_program(path, text, read_file, _zoo_fallback, cached_parse)
 
 
 def build(

@@ -175,6 +175,7 @@ class Trainer:
     ) -> None:
         self.config, self.runtime, self.console = config, runtime, console
         self.dev = runtime.device
+        device.configure(runtime)  # first: threads started later inherit the FP mode
         self.out = Path(config.out)
         if config.batch_size % runtime.world:
             raise TrainError(
@@ -190,7 +191,6 @@ class Trainer:
 
         random.seed(config.seed)
         torch.manual_seed(config.seed)
-        device.configure(runtime)
         self.net = self.spec.build()
         self.signature = checkpoint.signature(self.spec, self.net)
         self.net.to(self.dev)
