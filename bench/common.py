@@ -44,7 +44,9 @@ class Run:
     proc: subprocess.CompletedProcess[str]
 
 
-def run_timed(argv: Sequence[str], cwd: Path | None = None) -> Run:
+def run_timed(
+    argv: Sequence[str], cwd: Path | None = None, extra_env: dict[str, str] | None = None
+) -> Run:
     """Run ``argv`` to completion in :func:`bench_env`; exit with its stderr if it fails.
 
     The CPU time is what the process itself used: on a machine busy with other work the
@@ -53,7 +55,12 @@ def run_timed(argv: Sequence[str], cwd: Path | None = None) -> Run:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
-        argv, capture_output=True, text=True, check=False, cwd=cwd, env=bench_env()
+        argv,
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cwd,
+        env={**bench_env(), **(extra_env or {})},
     )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
