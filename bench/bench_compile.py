@@ -34,9 +34,11 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from common import ROOT, bench_env, cnnspec_bin
@@ -68,6 +70,8 @@ class Ratio:
     torchvision: tuple[float, ...]
     gen_cpu: tuple[float, ...]  # CPU time of the process (all threads) in each step, s
     tv_cpu: tuple[float, ...]
+    ops: str  # how the aten ops of one step compare (see same_ops)
+    contended: int = 0  # timed pairs during which other processes were busy
 
     @property
     def gen_median(self) -> float:
@@ -99,14 +103,18 @@ class Ratio:
     def within(self) -> bool:
         return abs(self.ratio - 1) <= RATIO_TOLERANCE
 
+    @property
+    def _contended(self) -> str:
+        return f", {self.contended} contended" if self.contended else ""
+
     def row(self) -> str:
         g, t = self.generated, self.torchvision
         verdict = "yes" if self.within else "**no**"
         return (
-            f"| {self.name} | {len(g)} (+{self.warmup}) | {self.gen_median:.3f} "
+            f"| {self.name} | {len(g)} (+{self.warmup}){self._contended} | {self.gen_median:.3f} "
             f"({min(g):.3f}-{max(g):.3f}) | {self.tv_median:.3f} ({min(t):.3f}-{max(t):.3f}) "
             f"| **{self.ratio:.3f}** | {self.paired:.3f} | {self.min_ratio:.3f} "
-            f"| {self.cpu_ratio:.3f} | {verdict} |"
+            f"| {self.cpu_ratio:.3f} | {verdict} | {self.ops} |"
         )
 
 
@@ -147,7 +155,51 @@ def step(model: Any, x: Any) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def time_model(name: str, warmup: int, steps: int) -> Ratio:
+def aten_ops(model: Any, x: Any) -> list[tuple[str, str]]:
+    """The (name, input shapes) of every op the profiler sees in one training step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        step(model, x)
+    return [(e.name, str(e.input_shapes)) for e in prof.events()]
+
+
+def same_ops(gen: Any, tv: Any, x: Any) -> str:
+    """Whether both models run the same ops (forward, autograd and backward) on the same
+    shapes: a comparison of the work itself, which the machine's load cannot blur."""
+    a, b = aten_ops(gen, x), aten_ops(tv, x)
+    if Counter(a) != Counter(b):
+        extra = sum(((Counter(a) - Counter(b)) + (Counter(b) - Counter(a))).values())
+        return f"**differ** ({extra} of {len(a)}/{len(b)} unmatched)"
+    if a == b:
+        return f"same, same order ({len(a)})"
+    return f"same, other order ({len(a)})"
+
+
+def busy_cpu_s() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores, /proc/stat); None off Linux."""
+    try:
+        fields = Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_s() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def time_model(name: str, warmup: int, steps: int, max_foreign: float) -> Ratio:
+    """Alternate the two models' steps; keep the pairs the rest of the machine left alone.
+
+    A pair (one step of each) is timed again when other processes used more than
+    ``max_foreign`` of the machine's CPU meanwhile (from /proc/stat, less this process's
+    own CPU time): on a shared machine, a burst of someone else's work during one
+    model's step would otherwise decide the ratio. At most 3 x ``steps`` pairs are
+    tried; then the contended pairs count too, and the report says how many.
+    """
     import torch
     import torchvision
 
@@ -160,20 +212,42 @@ def time_model(name: str, warmup: int, steps: int) -> Ratio:
     tv.train()
     gen.train()
     x = torch.randn(BATCH, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
-    times: dict[str, list[tuple[float, float]]] = {"gen": [], "tv": []}
-    for i in range(warmup + steps):
-        order = [("gen", gen), ("tv", tv)] if i % 2 == 0 else [("tv", tv), ("gen", gen)]
-        walls = {}
-        for key, model in order:
-            elapsed = step(model, x)
-            walls[key] = elapsed[0]
-            if i >= warmup:
-                times[key].append(elapsed)
-        shown = ", ".join(f"{key} {wall:.3f} s" for key, wall in walls.items())
-        print(f"{name} step {i + 1}/{warmup + steps}: {shown}", file=sys.stderr)
-    gen_wall, gen_cpu = zip(*times["gen"], strict=True)
-    tv_wall, tv_cpu = zip(*times["tv"], strict=True)
-    return Ratio(name, warmup, gen_wall, tv_wall, gen_cpu, tv_cpu)
+    ops = same_ops(gen, tv, x)
+    print(f"{name}: ops {ops}", file=sys.stderr)
+    for _ in range(warmup):
+        step(gen, x)
+        step(tv, x)
+    kept: list[dict[str, tuple[float, float]]] = []
+    contended: list[dict[str, tuple[float, float]]] = []
+    attempt = 0
+    while len(kept) < steps and attempt < 3 * steps:
+        order = [("gen", gen), ("tv", tv)] if attempt % 2 == 0 else [("tv", tv), ("gen", gen)]
+        attempt += 1
+        busy, own, start = busy_cpu_s(), own_cpu_s(), time.perf_counter()
+        pair = {key: step(model, x) for key, model in order}
+        wall = time.perf_counter() - start
+        after = busy_cpu_s()
+        foreign = 0.0
+        if busy is not None and after is not None:
+            foreign = max(0.0, (after - busy) - (own_cpu_s() - own)) / (wall * os.cpu_count())
+        (kept if foreign <= max_foreign else contended).append(pair)
+        shown = ", ".join(f"{key} {pair[key][0]:.3f} s" for key, _ in order)
+        verdict = "kept" if foreign <= max_foreign else "contended"
+        print(
+            f"{name} pair {attempt}: {shown}; others used {foreign:.0%} of the CPU: {verdict}",
+            file=sys.stderr,
+        )
+    pairs = kept + contended[: steps - len(kept)]
+    return Ratio(
+        name,
+        warmup,
+        tuple(p["gen"][0] for p in pairs),
+        tuple(p["tv"][0] for p in pairs),
+        tuple(p["gen"][1] for p in pairs),
+        tuple(p["tv"][1] for p in pairs),
+        ops,
+        max(0, len(pairs) - len(kept)),
+    )
 
 
 # -------------------------------------------------------------- (b) compile
@@ -274,11 +348,14 @@ def report(
         "steps: median (min-max). The target is a ratio within "
         f"1.00 +- {RATIO_TOLERANCE:.2f} for the ratio of medians (generated / torchvision); "
         "the other ratios show how much the machine's load moved it: of the per-step "
-        "pairs, of the fastest steps, and of the process's CPU time (all threads) per step.",
+        "pairs, of the fastest steps, and of the process's CPU time (all threads) per step. "
+        "The last column compares the work itself: the ops (name and input shapes) that "
+        "torch.profiler records in one step of each model, forward, autograd and backward.",
         "",
         "| Model | Steps (+ warm-up) | Generated, s | torchvision, s | Ratio of medians "
-        "| Median of step ratios | Ratio of minima | Ratio of CPU times | Within target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| Median of step ratios | Ratio of minima | Ratio of CPU times | Within target "
+        "| Aten ops of a step (count) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
         *[r.row() for r in ratios],
         "",
         f"### `{shown}`",

@@ -16,6 +16,7 @@ from cnnspec.ops import Shape, format_shape, show_value
 
 Value = Any
 MAX_BITS = 256
+MAX_DIGITS = 400  # round()'s ndigits: 10**400 is well past any float or 256-bit int
 
 
 class EvalError(Exception):
@@ -231,6 +232,9 @@ def _call(expr: ast.FuncCall, env: Mapping[str, Value], inp: InShape) -> Value:
     args = [evaluate(a, env, inp) for a in expr.args]
     for value, node in zip(args, expr.args, strict=True):
         _need_number(value, node)
+    if expr.name == "round" and len(args) == 2 and abs(args[1]) > MAX_DIGITS:
+        # round(x, -10**70) would compute 10**(10**70): refuse instead of hanging
+        raise _too_big(expr.args[1])
     try:
         result = fn(*args)
     except (TypeError, ValueError, OverflowError) as exc:

@@ -465,3 +465,16 @@ def _write(e: Any) -> str:
     if len(e.items) == 1:
         return f"({_write(e.items[0])},)"
     return f"({', '.join(_write(a) for a in e.items)})" if e.items else "()"
+
+
+def test_round_with_a_huge_ndigits_is_refused_not_computed() -> None:
+    import pytest
+
+    # found by test_evaluation_raises_only_eval_error_or_unknown: round(1, -10**70) hung
+    from cnnspec.evaluate import EvalError, InShape, evaluate
+    from cnnspec.parser import parse_expr
+
+    with pytest.raises(EvalError) as info:
+        evaluate(parse_expr("round(12345, -10 ** 70)"), {}, InShape(None))
+    assert info.value.diagnostic.code == "too-large"
+    assert evaluate(parse_expr("round(12345, -2)"), {}, InShape(None)) == 12300
