@@ -411,6 +411,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="before each part, wait (up to 10 minutes) for the 1-minute load average "
         "to drop to this",
     )
+    parser.add_argument(
+        "--max-foreign",
+        type=float,
+        default=0.05,
+        help="time a pair again when other processes used more than this share of the "
+        "CPU during it (default 0.05)",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -425,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratios = []
     for name, steps in plan.items():
         wait_for_quiet(args.max_load)
-        ratios.append(time_model(name, *steps))
+        ratios.append(time_model(name, *steps, max_foreign=args.max_foreign))
     section = report(
         ratios,
         compile_times,
