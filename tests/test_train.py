@@ -290,3 +290,28 @@ def test_synthetic_data_in_bf16_on_cpu(tmp_path: Path) -> None:
     assert math.isfinite(row["train_loss"])
     assert 0.0 <= row["val_acc"] <= 1.0
     assert result.steps == 32  # 2,048 synthetic images, batch 64
+
+
+def test_cifar10_python_batches_are_read(tmp_path: Path) -> None:
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for index, name in enumerate(names):  # the layout of the "python version" download
+        batch = {
+            b"data": rng.integers(0, 256, size=(4, 3 * 32 * 32), dtype=np.uint8),
+            b"labels": [(index + i) % 10 for i in range(4)],
+        }
+        (folder / name).write_bytes(pickle.dumps(batch))
+    data = load_data(f"cifar10:{tmp_path}", (3, 32, 32))
+    assert (len(data.train), len(data.val)) == (20, 4)
+    assert data.classes[:2] == ["airplane", "automobile"] and len(data.classes) == 10
+    first = pickle.loads((folder / "data_batch_1").read_bytes())[b"data"][0]
+    assert data.train.images[0].flatten().tolist() == first.tolist()  # type: ignore[union-attr]
+    (folder / "test_batch").write_bytes(b"not a pickle")
+    with pytest.raises(TrainError, match="test_batch is malformed"):
+        load_data(f"cifar10:{tmp_path}", (3, 32, 32))
