@@ -1,7 +1,8 @@
 """Run every benchmark and print (or, with --write, save) BENCHMARKS.md.
 
 Each script (bench_summary.py, profile_summary.py, bench_check_scaling.py) prints one
-Markdown section; this script puts them under a header
+Markdown section (with --compile, bench_compile.py too: it keeps its own section of
+BENCHMARKS.md, outside the generated part); this script puts them under a header
 that records the machine (CPU model and cores from lscpu), the load average, Python,
 torch and cnnspec versions, the git commit and the date. With --write, the generated
 part of BENCHMARKS.md (between its BEGIN/END markers) is replaced and the hand-written
@@ -128,6 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few runs, small sizes")
     parser.add_argument("--spec", help="spec for bench_summary.py (default: resnet152)")
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also run bench_compile.py (generated modules vs torchvision, several "
+        "minutes); with --write it updates its own `## compile` section",
+    )
+    parser.add_argument(
         "--max-load",
         type=float,
         default=None,
@@ -150,6 +157,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_script("profile_summary.py", profile_args),
         run_script("bench_check_scaling.py", scaling_args),
     ]
+    if args.compile:
+        compile_args = ["--quick"] if args.quick else []
+        compile_section = run_script(
+            "bench_compile.py", [*compile_args, "--write"] if args.write else compile_args
+        )
+        if not args.write:
+            sections.append(compile_section)
     generated = "\n\n".join(sections)
     if args.write:
         write(generated)

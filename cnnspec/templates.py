@@ -14,6 +14,7 @@ from cnnspec.resources import data_dir
 def environment() -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -24,3 +25,17 @@ def environment() -> jinja2.Environment:
 
 def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept beside the parse cache (Jinja checks their freshness)."""
+    from cnnspec.parsecache import cache_dir
+
+    directory = cache_dir()
+    if directory is None:
+        return None
+    try:
+        (directory / "jinja").mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # no cache directory: templates are compiled every time
+    return jinja2.FileSystemBytecodeCache(str(directory / "jinja"))
