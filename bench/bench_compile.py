@@ -74,7 +74,8 @@ class Ratio:
     gen_cpu: tuple[float, ...]  # CPU time of the process (all threads) in each step, s
     tv_cpu: tuple[float, ...]
     ops: str  # how the aten ops of one step compare (see same_ops)
-    contended: int = 0  # timed pairs during which other processes were busy
+    contended: int = 0  # pairs in the figures during which other processes were busy
+    dropped: int = 0  # contended pairs left out
 
     @property
     def gen_median(self) -> float:
@@ -108,7 +109,12 @@ class Ratio:
 
     @property
     def _contended(self) -> str:
-        return f", {self.contended} contended" if self.contended else ""
+        notes = []
+        if self.contended:
+            notes.append(f"{self.contended} of them contended")
+        if self.dropped:
+            notes.append(f"{self.dropped} contended pairs left out")
+        return f"; {', '.join(notes)}" if notes else ""
 
     def row(self) -> str:
         g, t = self.generated, self.torchvision
@@ -201,7 +207,8 @@ def time_model(name: str, warmup: int, steps: int, max_foreign: float) -> Ratio:
     ``max_foreign`` of the machine's CPU meanwhile (from /proc/stat, less this process's
     own CPU time): on a shared machine, a burst of someone else's work during one
     model's step would otherwise decide the ratio. At most 3 x ``steps`` pairs are
-    tried; then the contended pairs count too, and the report says how many.
+    tried; with at least half the steps (and 3) quiet, those alone count, else the
+    contended pairs fill up; the report says which.
     """
     import torch
     import torchvision
@@ -240,7 +247,8 @@ def time_model(name: str, warmup: int, steps: int, max_foreign: float) -> Ratio:
             f"{name} pair {attempt}: {shown}; others used {foreign:.0%} of the CPU: {verdict}",
             file=sys.stderr,
         )
-    pairs = kept + contended[: steps - len(kept)]
+    # Enough quiet pairs: those alone; too few: the contended ones fill up (and show).
+    pairs = kept if len(kept) >= max(3, steps // 2) else kept + contended[: steps - len(kept)]
     return Ratio(
         name,
         warmup,
@@ -249,7 +257,8 @@ def time_model(name: str, warmup: int, steps: int, max_foreign: float) -> Ratio:
         tuple(p["gen"][1] for p in pairs),
         tuple(p["tv"][1] for p in pairs),
         ops,
-        max(0, len(pairs) - len(kept)),
+        contended=len(pairs) - len(kept) if len(pairs) > len(kept) else 0,
+        dropped=len(contended) - max(0, len(pairs) - len(kept)),
     )
 
 
@@ -351,8 +360,9 @@ def report(
         "same weights (torchvision's, copied), in pairs of one step each, alternating "
         "which goes first. A pair during which other processes used more than "
         f"{max_foreign:.0%} of the machine's CPU (/proc/stat) is timed again, up to 3 times "
-        "the steps asked for; the Steps column says how many contended pairs had to count "
-        "anyway. Seconds per step after the warm-up: median (min-max). The target is "
+        "the steps asked for; with at least half the steps quiet, only the quiet pairs "
+        "count, else contended ones fill up (the Steps column says which). Seconds per "
+        "step after the warm-up: median (min-max). The target is "
         f"1.00 +- {RATIO_TOLERANCE:.2f} for the ratio of the medians (generated / "
         "torchvision); the next columns are the median of the per-pair ratios, the ratio "
         "of the fastest steps and of the process's CPU time per step (all threads). The "
