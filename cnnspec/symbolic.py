@@ -8,13 +8,13 @@ expression with its precedence, and its value when it is constant.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cnnspec import ast
+from cnnspec.evaluate import FUNCTIONS  # the same functions the checker evaluates
 
 # Python precedence, loosest first (for parentheses).
 TERNARY, OR, AND, NOT, COMPARE, ADD, MUL, UNARY, POWER, ATOM = range(10)
@@ -206,22 +206,6 @@ def tuple_of(items: list[Sym]) -> Sym:
         return const(tuple(i.value for i in items))
     inner = ", ".join(i.code for i in items)
     return Sym(f"({inner},)" if len(items) == 1 else f"({inner})")
-
-
-def _int(x: Any) -> Any:
-    return int(x)
-
-
-FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "min": min,
-    "max": max,
-    "abs": abs,
-    "int": _int,
-    "float": float,
-    "round": round,
-    "floor": math.floor,
-    "ceil": math.ceil,
-}
 
 
 def translate(expr: ast.Expr, env: Mapping[str, Sym], shape_attr: Callable[[str], Sym]) -> Sym:
