@@ -154,7 +154,7 @@ def _binary(expr: ast.Binary, env: Mapping[str, Value], inp: InShape) -> Value:
         raise EvalError(error("bad-expression", expr.span, "division by zero", "divides by 0"))
     if op == "**":
         _check_power(left, right, expr)
-    result = _ARITH[op](left, right)
+    result = OPERATORS[op](left, right)
     if isinstance(result, int) and result.bit_length() > MAX_BITS:
         raise _too_big(expr)
     if isinstance(result, float) and not math.isfinite(result):
@@ -162,7 +162,10 @@ def _binary(expr: ast.Binary, env: Mapping[str, Value], inp: InShape) -> Value:
     return result
 
 
-_ARITH: dict[str, Callable[[Value, Value], Value]] = {
+# Binary operators on values (also used by cnnspec.symbolic to fold constants).
+OPERATORS: dict[str, Callable[[Value, Value], Value]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
     "+": lambda a, b: a + b,
     "-": lambda a, b: a - b,
     "*": lambda a, b: a * b,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnspec import ast
-from cnnspec.evaluate import FUNCTIONS  # the same functions the checker evaluates
+from cnnspec.evaluate import FUNCTIONS, OPERATORS  # the same functions the checker evaluates
 
 # Python precedence, loosest first (for parentheses).
 TERNARY, OR, AND, NOT, COMPARE, ADD, MUL, UNARY, POWER, ATOM = range(10)
@@ -99,29 +99,12 @@ def name(code: str) -> Sym:
     return Sym(code)
 
 
-_FOLD: dict[str, Callable[[Any, Any], Any]] = {
-    "+": lambda a, b: a + b,
-    "-": lambda a, b: a - b,
-    "*": lambda a, b: a * b,
-    "/": lambda a, b: a / b,
-    "//": lambda a, b: a // b,
-    "%": lambda a, b: a % b,
-    "**": lambda a, b: a**b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
 def binary(op: str, left: Sym, right: Sym) -> Sym:
     if op in ("and", "or"):
         return _logic(op, left, right)
     if left.const and right.const:
         try:
-            return const(_FOLD[op](left.value, right.value))
+            return const(OPERATORS[op](left.value, right.value))
         except (ZeroDivisionError, OverflowError, TypeError) as exc:
             raise SymbolicError(f"`{left.code} {op} {right.code}`: {exc}") from None
     if op in ("==", "!=") and (isinstance(right.value, bool) or isinstance(left.value, bool)):
