@@ -34,16 +34,16 @@ import json, sys, time
 T = time.process_time  # CPU time of this process: steadier than wall time on a busy machine
 marks = [("start", T())]
 import cnnspec.cli
-marks.append(("import cnnspec (cli, pipeline, lark)", T()))
+marks.append(("import cnnspec (cli, pipeline)", T()))
 from cnnspec import parser, summary
 from cnnspec.elaborate import elaborate
 from cnnspec.graph import lint
 from cnnspec.infer import infer
 from cnnspec.model import Model, load_program_from
 marks.append(("import summary renderer", T()))
-if hasattr(parser, "_lark"):
-    parser._lark()
-    marks.append(("build the Lark parser (from its cache)", T()))
+from cnnspec import lalr
+lalr.tables()
+marks.append(("load the LALR tables (grammars/cnnspec.lalr.json)", T()))
 program = load_program_from(sys.argv[1])
 marks.append(("read + parse the spec and its `use`d files", T()))
 graph, warnings = elaborate(program)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections import ChainMap
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -643,7 +644,12 @@ class Elaborator:
         )
 
     def bind_args(
-        self, call: ast.Call, names: list[str], required: set[str], frame: Frame, what: str
+        self,
+        call: ast.Call,
+        names: Sequence[str],
+        required: AbstractSet[str],
+        frame: Frame,
+        what: str,
     ) -> dict[str, ast.Arg] | None:
         """Match positional and keyword arguments to ``names``; report every mismatch."""
         bound: dict[str, ast.Arg] = {}
@@ -736,9 +742,7 @@ class Elaborator:
     def layer(
         self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
     ) -> None:
-        names = [a.name for a in op.args]
-        required = {a.name for a in op.args if a.required}
-        bound = self.bind_args(call, names, required, frame, f"`{op.name}`")
+        bound = self.bind_args(call, op.arg_names, op.required_args, frame, f"`{op.name}`")
         if frame.current is None:
             return self.no_input(call.span, f"`{op.name}`", frame)
         args = self.layer_args(op, bound, frame) if bound is not None else None

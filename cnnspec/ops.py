@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 Shape = tuple[int, ...]
@@ -212,7 +214,30 @@ class Op:
         return self.prefix or self.name
 
     def arg_spec(self, name: str) -> ArgSpec | None:
-        return next((a for a in self.args if a.name == name), None)
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, ArgSpec]:
+        return {a.name: a for a in self.args}
+
+    @cached_property
+    def arg_names(self) -> list[str]:
+        return [a.name for a in self.args]
+
+    @cached_property
+    def required_args(self) -> frozenset[str]:
+        return frozenset(a.name for a in self.args if a.required)
+
+    @cached_property
+    def constant_defaults(self) -> dict[str, Any]:
+        """The defaults that are values (not another argument's name), coerced once."""
+        out = {}
+        for spec in self.args:
+            if spec.required or (isinstance(spec.default, str) and spec.default in self._by_name):
+                continue
+            with suppress(ArgError):  # else left to resolve_defaults, which raises it there
+                out[spec.name] = coerce(spec, spec.default)
+        return out
 
 
 # ----------------------------------------------------------------- shape rules
@@ -810,12 +835,14 @@ def lookup(name: str) -> Op | None:
 def resolve_defaults(op: Op, given: dict[str, Any]) -> dict[str, Any]:
     """Fill in defaults; a default naming another argument copies it (stride = kernel)."""
     out = dict(given)
+    constants = op.constant_defaults
     for spec in op.args:
         if spec.name not in out and not spec.required:
             default = spec.default
-            out[spec.name] = (
-                out[default]
-                if isinstance(default, str) and default in out
-                else (coerce(spec, default))
-            )
+            if isinstance(default, str) and default in out:
+                out[spec.name] = out[default]
+            elif spec.name in constants:
+                out[spec.name] = constants[spec.name]
+            else:
+                out[spec.name] = coerce(spec, default)
     return out

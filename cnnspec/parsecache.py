@@ -20,6 +20,9 @@ from pathlib import Path
 from cnnspec import ast
 from cnnspec.resources import grammar_path
 
+# bump when the pickled AST's classes change shape (cnnspec 0.1.0: Span became a tuple)
+FORMAT = 2
+
 
 def cache_dir() -> Path | None:
     if os.environ.get("CNNSPEC_NO_CACHE"):
@@ -35,7 +38,7 @@ def cache_dir() -> Path | None:
 def _salt() -> bytes:
     from cnnspec import __version__
 
-    return f"{__version__}\0".encode() + grammar_path().read_bytes()
+    return f"{__version__}\0{FORMAT}\0".encode() + grammar_path().read_bytes()
 
 
 def _key(text: str, path: str) -> str:

@@ -10,16 +10,19 @@ from __future__ import annotations
 import ast as pyast
 import math
 import re
+from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
-
-from cnnspec import ast
+from cnnspec import ast, lalr
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error, sort_diagnostics
 from cnnspec.evaluate import MAX_BITS
+from cnnspec.lalr import Position, Tok
 from cnnspec.resources import grammar_path
+
+if TYPE_CHECKING:
+    from lark import Lark, Token, Tree
+    from lark.exceptions import UnexpectedInput
 
 KEYWORDS = frozenset({
     "use", "block", "network", "input", "output", "if", "else", "aux", "from", "residual",
@@ -30,6 +33,8 @@ KEYWORDS = frozenset({
 
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
+    from lark import Lark
+
     return Lark(
         grammar_path().read_text(encoding="utf-8"),
         parser="lalr",
@@ -42,42 +47,89 @@ def _lark() -> Lark:
 
 def parse(text: str, path: str = "<spec>") -> ast.Module:
     """Parse one file. Raises :class:`DiagnosticError` with a ``syntax`` diagnostic."""
-    tree = _parse_tree(text, path, "start")
-    module: ast.Module = _build(_Builder(path), tree)
+    module: ast.Module = _parse(text, path, "start", _Builder(path))
     return module
 
 
 def parse_expr(text: str, path: str = "<command line>") -> ast.Expr:
     """Parse one expression (a ``--set`` value)."""
-    tree = _parse_tree(text, path, "expr_start")
-    expr: ast.Expr = _build(_Builder(path), tree)
+    expr: ast.Expr = _parse(text, path, "expr_start", _Builder(path))
     return expr
 
 
-def _build(builder: _Builder, tree: Tree[Token]) -> Any:
-    """Build the AST bottom-up, then raise every problem the builder found.
+def _parse(text: str, path: str, start: str, builder: _Builder) -> Any:
+    """Parse with the fast driver; ask Lark itself only when it fails.
 
-    A plain post-order walk calling ``builder.<rule>(meta, *children)``: Lark's
-    ``Transformer`` does the same but re-creates a wrapper per node, which made it half
-    the cost of checking a long spec.
+    :mod:`cnnspec.lalr` runs Lark's tables without Lark's runtime. When it finds a
+    syntax error (or its tables are stale), Lark parses the text again and its
+    exception becomes a diagnostic that names the mistake.
     """
-    methods: dict[str, Any] = {}
-
-    def visit(node: Tree[Token] | Token) -> Any:
-        if not isinstance(node, Tree):
-            return node
-        method = methods.get(node.data)
-        if method is None:
-            method = methods[node.data] = getattr(builder, node.data)
-        return method(node.meta, *[visit(child) for child in node.children])
-
+    tables = lalr.tables()
     try:
-        result = visit(tree)
-    except RecursionError:
-        raise _too_deep(builder.path) from None
+        if tables is None:
+            raise lalr.NoParseError
+        result = lalr.parse(tables, text, start, builder)
+    except lalr.NoParseError:
+        builder.problems.clear()
+        result = build_from_lark(builder, _lark_tree(text, path, start, builder))
+    except lalr.TooDeepError:
+        _lark_tree(text, path, start, builder)  # a syntax error further on comes first
+        raise _too_deep(path) from None
     if builder.problems:
         raise DiagnosticError(sort_diagnostics(builder.problems))
     return result
+
+
+def build_from_lark(builder: _Builder, tree: Tree[Token]) -> Any:
+    """The AST from a Lark parse tree: the same builder calls as the fast driver makes.
+
+    Used when the generated tables cannot be (they do not match the grammar), and by
+    the tests as the reference the fast driver must agree with.
+    """
+    from lark import Token
+
+    methods: dict[str, Any] = {}
+
+    def visit(node: Tree[Token] | Token) -> Any:
+        if isinstance(node, Token):
+            return _tok(node)
+        method = methods.get(node.data)
+        if method is None:
+            method = methods[node.data] = getattr(builder, node.data)
+        meta = node.meta
+        span = None if meta.empty else ((meta.line, meta.column), (meta.end_line, meta.end_column))
+        return method(span, *[visit(child) for child in node.children])
+
+    try:
+        return visit(tree)
+    except RecursionError:
+        raise _too_deep(builder.path) from None
+
+
+def _lark_tree(text: str, path: str, start: str, builder: _Builder) -> Tree[Token]:
+    """Lark's parse tree; its syntax error placed where the text is (an input's dims)."""
+    try:
+        return _parse_tree(text, path, start)
+    except DiagnosticError as exc:
+        if not (builder.line_offset or builder.col_offset):
+            raise
+        moved = [replace(d, span=builder._at(*_position(d.span))) for d in exc.diagnostics]
+        raise DiagnosticError(moved) from None
+
+
+def _position(span: Span) -> tuple[int, int, int, int]:
+    return (span.line, span.col, span.end_line, span.end_col)
+
+
+def _tok(token: Token) -> lalr.Tok:
+    return lalr.Tok(
+        token.type,
+        str(token),
+        token.line or 0,
+        token.column or 0,
+        token.end_line or 0,
+        token.end_column or 0,
+    )
 
 
 def _too_deep(path: str) -> DiagnosticError:
@@ -86,6 +138,8 @@ def _too_deep(path: str) -> DiagnosticError:
 
 
 def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
+    from lark.exceptions import UnexpectedInput
+
     parser = _lark().parse_interactive(text, start=start)
     seen: list[Token] = []  # the last two tokens: iter_parse yields one before feeding it
     try:
@@ -155,6 +209,8 @@ def _has_terminal(name: str) -> bool:
 def _syntax_diagnostic(
     exc: UnexpectedInput, text: str, path: str, previous: Token | None, whole_file: bool = True
 ) -> Diagnostic:
+    from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+
     line, col = max(exc.line, 1), max(exc.column, 1)
     if isinstance(exc, UnexpectedCharacters):
         pos = len(text) if exc.pos_in_stream is None else exc.pos_in_stream
@@ -328,7 +384,11 @@ _DIM_SEP = re.compile(r"[ \t]*[x×][ \t]*")
 
 
 class _Builder:
-    """Lark tree -> AST. One small method per grammar rule: ``rule(meta, *children)``."""
+    """Reductions -> AST. One small method per grammar rule: ``rule(span, *children)``.
+
+    ``span`` is the rule's (line, column, end line, end column), None for no text;
+    children are tokens (:class:`~cnnspec.lalr.Tok`) and what the rules below built.
+    """
 
     def __init__(self, path: str, line_offset: int = 0, col_offset: int = 0) -> None:
         self.path = path
@@ -336,27 +396,29 @@ class _Builder:
         self.col_offset = col_offset
         self.problems: list[Diagnostic] = []
 
-    def _name(self, tok: Token) -> str:
+    def _name(self, tok: Tok) -> str:
         """A name the spec defines (block, parameter, tensor, alias): never a keyword.
 
         The contextual lexer reads a keyword as a NAME where only a name can follow
         (`block residual`, `relu as in`); such a name could never be referred to.
         """
-        name = str(tok)
+        name = tok.value
         if name in KEYWORDS:
             self.problems.append(_reserved(self._tok(tok), name))
         return name
 
     # -- spans
-    def _span(self, meta: Any) -> Span:
-        if getattr(meta, "empty", True):
+    def _span(self, span: Position | None) -> Span:
+        if span is None or span[0] is None:
             return Span(self.path, 0, 0, 0, 0)
-        return self._at(meta.line, meta.column, meta.end_line, meta.end_column)
+        return self._at(*span[0], *span[1])
 
-    def _tok(self, tok: Token) -> Span:
-        return self._at(tok.line or 0, tok.column or 0, tok.end_line or 0, tok.end_column or 0)
+    def _tok(self, tok: Tok) -> Span:
+        return self._at(tok.line, tok.column, tok.end_line, tok.end_column)
 
     def _at(self, line: int, col: int, end_line: int, end_col: int) -> Span:
+        if not (self.line_offset or self.col_offset):
+            return Span(self.path, line, col, end_line, end_col)
         shift = self.col_offset if line == 1 else 0
         end_shift = self.col_offset if end_line == 1 else 0
         return Span(
@@ -368,7 +430,7 @@ class _Builder:
         )
 
     # -- declarations
-    def start(self, meta: Any, *items: Any) -> ast.Module:
+    def start(self, span: Position | None, *items: Any) -> ast.Module:
         return ast.Module(
             path=self.path,
             uses=tuple(i for i in items if isinstance(i, ast.Use)),
@@ -376,164 +438,167 @@ class _Builder:
             networks=tuple(i for i in items if isinstance(i, ast.NetworkDef)),
         )
 
-    def expr_start(self, meta: Any, expr: ast.Expr) -> ast.Expr:
+    def expr_start(self, span: Position | None, expr: ast.Expr) -> ast.Expr:
         return expr
 
-    def use_decl(self, meta: Any, path: Token) -> ast.Use:
-        return ast.Use(_string(path), self._span(meta))
+    def use_decl(self, span: Position | None, path: Tok) -> ast.Use:
+        return ast.Use(_string(path), self._span(span))
 
-    def block_def(self, meta: Any, name: Token, *rest: Any) -> ast.BlockDef:
+    def block_def(self, span: Position | None, name: Tok, *rest: Any) -> ast.BlockDef:
         params = rest[0] if len(rest) == 2 else ()
-        return ast.BlockDef(self._name(name), params, rest[-1], self._span(meta), self._tok(name))
+        return ast.BlockDef(self._name(name), params, rest[-1], self._span(span), self._tok(name))
 
-    def network_def(self, meta: Any, name: Token, *rest: Any) -> ast.NetworkDef:
+    def network_def(self, span: Position | None, name: Tok, *rest: Any) -> ast.NetworkDef:
         params = rest[0] if len(rest) == 2 else ()
-        return ast.NetworkDef(self._name(name), params, rest[-1], self._span(meta), self._tok(name))
+        return ast.NetworkDef(self._name(name), params, rest[-1], self._span(span), self._tok(name))
 
-    def params(self, meta: Any, *params: ast.Param) -> tuple[ast.Param, ...]:
+    def params(self, span: Position | None, *params: ast.Param) -> tuple[ast.Param, ...]:
         return params
 
-    def param(self, meta: Any, name: Token, default: ast.Expr | None = None) -> ast.Param:
-        return ast.Param(self._name(name), default, self._span(meta))
+    def param(self, span: Position | None, name: Tok, default: ast.Expr | None = None) -> ast.Param:
+        return ast.Param(self._name(name), default, self._span(span))
 
-    def body(self, meta: Any, *stmts: ast.Stmt) -> ast.Body:
-        return ast.Body(stmts, self._span(meta))
+    def body(self, span: Position | None, *stmts: ast.Stmt) -> ast.Body:
+        return ast.Body(stmts, self._span(span))
 
     # -- statements
-    def input_decl(self, meta: Any, name: Token, shape: Token) -> ast.InputDecl:
-        text, dims, pos = str(shape), [], 0
+    def input_decl(self, span: Position | None, name: Tok, shape: Tok) -> ast.InputDecl:
+        text, dims, pos = shape.value, [], 0
         while (match := _DIM.match(text, pos)) is not None:
             dims.append(self._dim(shape, match))
             sep = _DIM_SEP.match(text, match.end())
             if sep is None:
                 break
             pos = sep.end()
-        return ast.InputDecl(self._name(name), tuple(dims), self._span(meta), self._tok(name))
+        return ast.InputDecl(self._name(name), tuple(dims), self._span(span), self._tok(name))
 
-    def _dim(self, shape: Token, match: re.Match[str]) -> ast.Expr:
+    def _dim(self, shape: Tok, match: re.Match[str]) -> ast.Expr:
         text = match.group(0)
-        line = (shape.line or 1) + str(shape)[: match.start()].count("\n")
+        line = (shape.line or 1) + shape.value[: match.start()].count("\n")
         col = (shape.column or 1) + match.start()
         span = self._at(line, col, line, col + len(text))
         if text.isdigit():
             return ast.Literal(self._number(text, span, int), span)
         if not text.startswith("("):
             return ast.NameRef(text, span)
-        tree = _parse_tree(text, self.path, "expr_start")
         sub = _Builder(self.path, span.line - 1, span.col - 1)
-        expr: ast.Expr = _build(sub, tree)
+        expr: ast.Expr = _parse(text, self.path, "expr_start", sub)
         return expr
 
-    def output_decl(self, meta: Any, *names: Token) -> ast.OutputDecl:
-        refs = tuple(ast.NameRef(str(n), self._tok(n)) for n in names)
-        return ast.OutputDecl(refs, self._span(meta))
+    def output_decl(self, span: Position | None, *names: Tok) -> ast.OutputDecl:
+        refs = tuple(ast.NameRef(n.value, self._tok(n)) for n in names)
+        return ast.OutputDecl(refs, self._span(span))
 
-    def assign(self, meta: Any, name: Token, chain: ast.Chain) -> ast.Assign:
-        return ast.Assign(self._name(name), chain, self._span(meta), self._tok(name))
+    def assign(self, span: Position | None, name: Tok, chain: ast.Chain) -> ast.Assign:
+        return ast.Assign(self._name(name), chain, self._span(span), self._tok(name))
 
-    def if_stmt(self, meta: Any, cond: ast.Expr, then: ast.Body, *rest: Any) -> ast.If:
+    def if_stmt(self, span: Position | None, cond: ast.Expr, then: ast.Body, *rest: Any) -> ast.If:
         otherwise = rest[0] if rest else None
         if isinstance(otherwise, ast.If):
             otherwise = ast.Body((otherwise,), otherwise.span)
-        return ast.If(cond, then, otherwise, self._span(meta))
+        return ast.If(cond, then, otherwise, self._span(span))
 
-    def aux_decl(self, meta: Any, name: Token, *rest: Any) -> ast.Aux:
+    def aux_decl(self, span: Position | None, name: Tok, *rest: Any) -> ast.Aux:
         args: tuple[ast.Arg, ...] = ()
         source = None
         for part in rest[:-1]:
-            if isinstance(part, Token):
-                source = ast.NameRef(str(part), self._tok(part))
+            if isinstance(part, Tok):
+                source = ast.NameRef(part.value, self._tok(part))
             else:
                 args = part
-        return ast.Aux(self._name(name), args, source, rest[-1], self._span(meta))
+        return ast.Aux(self._name(name), args, source, rest[-1], self._span(span))
 
-    def init_decl(self, meta: Any, scheme: Token) -> ast.InitDecl:
-        return ast.InitDecl(str(scheme), self._span(meta), self._tok(scheme))
+    def init_decl(self, span: Position | None, scheme: Tok) -> ast.InitDecl:
+        return ast.InitDecl(scheme.value, self._span(span), self._tok(scheme))
 
-    def chain(self, meta: Any, *items: ast.Item) -> ast.Chain:
-        return ast.Chain(items, self._span(meta))
+    def chain(self, span: Position | None, *items: ast.Item) -> ast.Chain:
+        return ast.Chain(items, self._span(span))
 
-    def item(self, meta: Any, primary: ast.Primary, *rest: Any) -> ast.Item:
+    def item(self, span: Position | None, primary: ast.Primary, *rest: Any) -> ast.Item:
         times: ast.Expr | None = None
-        alias: Token | None = None
+        alias: Tok | None = None
         parts = list(rest)
         while parts:
             part = parts.pop(0)
-            if isinstance(part, Token) and part.type == "STAR":
+            if isinstance(part, Tok) and part.type == "STAR":
                 times = parts.pop(0)
-            elif isinstance(part, Token):
+            elif isinstance(part, Tok):
                 alias = part
         return ast.Item(
             primary,
             times,
             self._name(alias) if alias else None,
-            self._span(meta),
+            self._span(span),
             self._tok(alias) if alias else None,
         )
 
-    def call(self, meta: Any, name: Token, args: Any = None) -> ast.Call:
-        return ast.Call(str(name), args or (), self._span(meta), self._tok(name), args is not None)
+    def call(self, span: Position | None, name: Tok, args: Any = None) -> ast.Call:
+        return ast.Call(name.value, args or (), self._span(span), self._tok(name), args is not None)
 
-    def merge_call(self, meta: Any, name: Token, args: Any) -> ast.Call:
-        return self.call(meta, name, args)
+    def merge_call(self, span: Position | None, name: Tok, args: Any) -> ast.Call:
+        return self.call(span, name, args)
 
-    def arguments(self, meta: Any, *args: Any) -> tuple[ast.Arg, ...]:
+    def arguments(self, span: Position | None, *args: Any) -> tuple[ast.Arg, ...]:
         return tuple(a if isinstance(a, ast.Arg) else ast.Arg(None, a, a.span) for a in args)
 
-    def kwarg(self, meta: Any, name: Token, value: ast.Expr) -> ast.Arg:
-        return ast.Arg(str(name), value, self._span(meta))
+    def kwarg(self, span: Position | None, name: Tok, value: ast.Expr) -> ast.Arg:
+        return ast.Arg(name.value, value, self._span(span))
 
-    def residual(self, meta: Any, body: ast.Body, shortcut: Any = None) -> ast.Residual:
-        return ast.Residual(body, shortcut, self._span(meta))
+    def residual(self, span: Position | None, body: ast.Body, shortcut: Any = None) -> ast.Residual:
+        return ast.Residual(body, shortcut, self._span(span))
 
-    def shortcut(self, meta: Any, *parts: Any) -> ast.Shortcut:
-        alias = next((self._name(p) for p in parts if isinstance(p, Token)), None)
-        conds = [p for p in parts[:-1] if not isinstance(p, Token)]
-        return ast.Shortcut(alias, conds[0] if conds else None, parts[-1], self._span(meta))
+    def shortcut(self, span: Position | None, *parts: Any) -> ast.Shortcut:
+        alias = next((self._name(p) for p in parts if isinstance(p, Tok)), None)
+        conds = [p for p in parts[:-1] if not isinstance(p, Tok)]
+        return ast.Shortcut(alias, conds[0] if conds else None, parts[-1], self._span(span))
 
-    def concat_block(self, meta: Any, _kw: Token, *branches: ast.Branch) -> ast.ConcatBlock:
-        return ast.ConcatBlock(branches, self._span(meta))
+    def concat_block(
+        self, span: Position | None, _kw: Tok, *branches: ast.Branch
+    ) -> ast.ConcatBlock:
+        return ast.ConcatBlock(branches, self._span(span))
 
-    def branch(self, meta: Any, *parts: Any) -> ast.Branch:
+    def branch(self, span: Position | None, *parts: Any) -> ast.Branch:
         name = self._name(parts[0]) if len(parts) == 2 else None
-        return ast.Branch(name, parts[-1], self._span(meta))
+        return ast.Branch(name, parts[-1], self._span(span))
 
-    def repeat(self, meta: Any, *parts: Any) -> ast.Repeat:
-        var = self._name(parts[0]) if isinstance(parts[0], Token) else None
-        exprs = [p for p in parts[:-1] if not isinstance(p, Token)]
+    def repeat(self, span: Position | None, *parts: Any) -> ast.Repeat:
+        var = self._name(parts[0]) if isinstance(parts[0], Tok) else None
+        exprs = [p for p in parts[:-1] if not isinstance(p, Tok)]
         start, stop = (exprs[0], exprs[1]) if len(exprs) == 2 else (None, exprs[0])
-        return ast.Repeat(var, start, stop, parts[-1], self._span(meta))
+        return ast.Repeat(var, start, stop, parts[-1], self._span(span))
 
     # -- expressions
-    def ternary(self, meta: Any, then: ast.Expr, cond: ast.Expr, other: ast.Expr) -> ast.Expr:
-        return ast.Ternary(then, cond, other, self._span(meta))
+    def ternary(
+        self, span: Position | None, then: ast.Expr, cond: ast.Expr, other: ast.Expr
+    ) -> ast.Expr:
+        return ast.Ternary(then, cond, other, self._span(span))
 
-    def or_op(self, meta: Any, left: ast.Expr, right: ast.Expr) -> ast.Expr:
-        return ast.Binary("or", left, right, self._span(meta))
+    def or_op(self, span: Position | None, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.Binary("or", left, right, self._span(span))
 
-    def and_op(self, meta: Any, left: ast.Expr, right: ast.Expr) -> ast.Expr:
-        return ast.Binary("and", left, right, self._span(meta))
+    def and_op(self, span: Position | None, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.Binary("and", left, right, self._span(span))
 
-    def not_op(self, meta: Any, operand: ast.Expr) -> ast.Expr:
-        return ast.Unary("not", operand, self._span(meta))
+    def not_op(self, span: Position | None, operand: ast.Expr) -> ast.Expr:
+        return ast.Unary("not", operand, self._span(span))
 
-    def compare(self, meta: Any, left: ast.Expr, op: Token, right: ast.Expr) -> ast.Expr:
-        return ast.Binary(str(op), left, right, self._span(meta))
+    def compare(self, span: Position | None, left: ast.Expr, op: Tok, right: ast.Expr) -> ast.Expr:
+        return ast.Binary(op.value, left, right, self._span(span))
 
-    def binop(self, meta: Any, left: ast.Expr, op: Token, right: ast.Expr) -> ast.Expr:
-        return ast.Binary(str(op), left, right, self._span(meta))
+    def binop(self, span: Position | None, left: ast.Expr, op: Tok, right: ast.Expr) -> ast.Expr:
+        return ast.Binary(op.value, left, right, self._span(span))
 
-    def pow_op(self, meta: Any, left: ast.Expr, right: ast.Expr) -> ast.Expr:
-        return ast.Binary("**", left, right, self._span(meta))
+    def pow_op(self, span: Position | None, left: ast.Expr, right: ast.Expr) -> ast.Expr:
+        return ast.Binary("**", left, right, self._span(span))
 
-    def unop(self, meta: Any, op: Token, operand: ast.Expr) -> ast.Expr:
-        return ast.Unary(str(op), operand, self._span(meta))
+    def unop(self, span: Position | None, op: Tok, operand: ast.Expr) -> ast.Expr:
+        return ast.Unary(op.value, operand, self._span(span))
 
-    def int_lit(self, meta: Any, tok: Token) -> ast.Expr:
-        return ast.Literal(self._number(str(tok), self._tok(tok), int), self._tok(tok))
+    def int_lit(self, span: Position | None, tok: Tok) -> ast.Expr:
+        return ast.Literal(self._number(tok.value, self._tok(tok), int), self._tok(tok))
 
-    def float_lit(self, meta: Any, tok: Token) -> ast.Expr:
-        return ast.Literal(self._number(str(tok), self._tok(tok), float), self._tok(tok))
+    def float_lit(self, span: Position | None, tok: Tok) -> ast.Expr:
+        return ast.Literal(self._number(tok.value, self._tok(tok), float), self._tok(tok))
 
     def _number(self, text: str, span: Span, kind: type[int] | type[float]) -> int | float:
         """A literal's value; one too large for a size (or for Python) is an error."""
@@ -553,31 +618,31 @@ class _Builder:
             return 0
         return value
 
-    def str_lit(self, meta: Any, tok: Token) -> ast.Expr:
+    def str_lit(self, span: Position | None, tok: Tok) -> ast.Expr:
         return ast.Literal(_string(tok), self._tok(tok))
 
-    def true_lit(self, meta: Any, tok: Token) -> ast.Expr:
+    def true_lit(self, span: Position | None, tok: Tok) -> ast.Expr:
         return ast.Literal(True, self._tok(tok))
 
-    def false_lit(self, meta: Any, tok: Token) -> ast.Expr:
+    def false_lit(self, span: Position | None, tok: Tok) -> ast.Expr:
         return ast.Literal(False, self._tok(tok))
 
-    def name_ref(self, meta: Any, tok: Token) -> ast.Expr:
-        return ast.NameRef(str(tok), self._tok(tok))
+    def name_ref(self, span: Position | None, tok: Tok) -> ast.Expr:
+        return ast.NameRef(tok.value, self._tok(tok))
 
-    def in_attr(self, meta: Any, tok: Token) -> ast.Expr:
-        return ast.InAttr(str(tok), self._span(meta))
+    def in_attr(self, span: Position | None, tok: Tok) -> ast.Expr:
+        return ast.InAttr(tok.value, self._span(span))
 
-    def func_call(self, meta: Any, name: Token, *args: ast.Expr) -> ast.Expr:
-        return ast.FuncCall(str(name), args, self._span(meta))
+    def func_call(self, span: Position | None, name: Tok, *args: ast.Expr) -> ast.Expr:
+        return ast.FuncCall(name.value, args, self._span(span))
 
-    def tuple_lit(self, meta: Any, *items: ast.Expr) -> ast.Expr:
-        return ast.TupleExpr(items, self._span(meta))
+    def tuple_lit(self, span: Position | None, *items: ast.Expr) -> ast.Expr:
+        return ast.TupleExpr(items, self._span(span))
 
 
-def _string(tok: Token) -> str:
+def _string(tok: Tok) -> str:
     try:
-        value = pyast.literal_eval(str(tok))
+        value = pyast.literal_eval(tok.value)
     except (ValueError, SyntaxError):
-        value = str(tok)[1:-1]
+        value = tok.value[1:-1]
     return str(value)

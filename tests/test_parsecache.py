@@ -64,16 +64,23 @@ def test_an_unwritable_cache_only_costs_time(
     assert parsecache.cached_parse(SPEC, "n.cnn") == parse(SPEC, "n.cnn")
 
 
-def test_a_warm_summary_does_not_import_lark(cache: Path) -> None:
+def test_only_a_syntax_error_imports_lark(cache: Path, tmp_path: Path) -> None:
+    """Cold runs parse with cnnspec.lalr, warm runs not at all; Lark names mistakes."""
     probe = (
         "import sys\nfrom cnnspec.cli import main\n"
-        "main(['summary', 'resnet50', '--format', 'json'])\n"
-        "print('LARK' if 'lark' in sys.modules else 'NO-LARK', file=sys.stderr)\n"
+        "code = main(sys.argv[1:])\n"
+        "print(*(m for m in ('cnnspec.parser', 'lark') if m in sys.modules), file=sys.stderr)\n"
     )
+    bad = tmp_path / "bad.cnn"
+    bad.write_text("network N {\n  input x: 8\n  conv(8 3)\n}\n")
     runs = [
-        subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-        for _ in range(2)
+        subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, check=False
+        )
+        for args in (["summary", "resnet50", "--format", "json"],) * 2 + (["check", str(bad)],)
     ]
-    assert runs[0].stderr.strip() == "LARK"  # cold: parsed
-    assert runs[1].stderr.strip() == "NO-LARK"  # warm: the cache
+    assert runs[0].stderr.strip() == "cnnspec.parser"  # cold: parsed, without Lark
+    assert runs[1].stderr.strip() == ""  # warm: the cache
     assert runs[0].stdout == runs[1].stdout
+    assert "unexpected" in runs[2].stdout + runs[2].stderr
+    assert runs[2].stderr.strip().splitlines()[-1] == "cnnspec.parser lark"
