@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= specs/lenet5.cnn
 OUT    ?= build/demo
 
-.PHONY: demo test install lint graphviz clean bench
+.PHONY: demo test install lint graphviz clean bench tables
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ lint: install
 
 test: install graphviz lint
 	$(BIN)/python -m pytest -q
+
+# Regenerate grammars/cnnspec.lalr.json after editing grammars/cnnspec.lark.
+tables: install
+	$(BIN)/python -m cnnspec.lalrgen
 
 bench: install
 	$(BIN)/python bench/run_all.py

@@ -1,8 +1,10 @@
 """Stage 1: text -> :class:`cnnspec.ast.Module`, with syntax errors as diagnostics.
 
-The Lark parser is built once per process (and its tables cached on disk by Lark).
-Raw Lark exceptions never leave this module: they become ``syntax`` diagnostics that
-name the common mistakes.
+Text is parsed by :mod:`cnnspec.lalr`, which runs the tables Lark computed for the
+grammar and calls :class:`_Builder` at each reduction. Only a text those tables reject
+is parsed by Lark itself (imported then, and built once per process), whose exception
+becomes a ``syntax`` diagnostic that names the common mistake. Raw Lark exceptions never
+leave this module.
 """
 
 from __future__ import annotations

@@ -525,3 +525,10 @@ def test_a_long_float_is_not_too_large() -> None:
     value = call(chain.items[0]).args[0].value
     assert isinstance(value, ast.Literal)
     assert value.value == pytest.approx(1 / 9)
+
+
+def test_a_syntax_error_inside_a_dimension_points_into_the_input_line() -> None:
+    exc = syntax_error("network N {\n  input x: 3 x (2 *) x 8\n  relu\n}\n")
+    (d,) = exc.diagnostics
+    assert d.message == "unexpected `)`"
+    assert (d.span.line, d.span.col, d.span.end_col) == (2, 20, 21)
