@@ -27,6 +27,8 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from cnnspec.fileio import atomic_write
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 REPORT = ROOT / "BENCHMARKS.md"
@@ -113,14 +115,16 @@ def write(generated: str) -> None:
     block = f"{BEGIN}\n{generated}\n{END}"
     if REPORT.exists():
         text = REPORT.read_text(encoding="utf-8")
-        if BEGIN in text and END in text:
+        if (BEGIN in text) != (END in text):
+            sys.exit(f"{REPORT.name} has one of its two markers only: restore the other")
+        if BEGIN in text:
             start, stop = text.index(BEGIN), text.index(END) + len(END)
             text = text[:start] + block + text[stop:]
         else:
             text = text.rstrip() + "\n\n" + block + "\n"
     else:
         text = f"{INTRO}\n{block}\n"
-    REPORT.write_text(text, encoding="utf-8")
+    atomic_write(REPORT, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
