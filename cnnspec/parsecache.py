@@ -3,10 +3,10 @@
 The AST of a file depends only on its text, its path (spans name the file), the grammar
 and cnnspec's version; a pickle of it is kept under that hash in the user's cache
 directory (``$CNNSPEC_CACHE_DIR``, else ``$XDG_CACHE_HOME/cnnspec``, else
-``~/.cache/cnnspec``). A hit skips parsing (about 10% of a `summary`'s time, most of a
-`check` of a long written-out spec). Files with syntax errors are never cached; an unreadable, stale or
-corrupt entry is simply parsed again; ``CNNSPEC_NO_CACHE=1`` turns the cache off. This
-is I/O, so it lives beside the CLI: the pipeline's `parse` stays pure.
+``~/.cache/cnnspec``). A hit skips parsing: about 5% of a `summary`'s time, half of a
+`check` of a long written-out spec. Files with syntax errors are never cached; an
+unreadable, stale or corrupt entry is simply parsed again; ``CNNSPEC_NO_CACHE=1`` turns
+the cache off. This is I/O, so it lives beside the CLI: the pipeline's `parse` stays pure.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ leave this module.
 from __future__ import annotations
 
 import ast as pyast
+import itertools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -48,9 +50,58 @@ def _lark() -> Lark:
 
 
 def parse(text: str, path: str = "<spec>") -> ast.Module:
-    """Parse one file. Raises :class:`DiagnosticError` with a ``syntax`` diagnostic."""
-    module: ast.Module = _parse(text, path, "start", _Builder(path))
+    """Parse one file. Raises :class:`DiagnosticError` with its ``syntax`` diagnostics.
+
+    A parse stops at the first syntax error; the file's top-level definitions are then
+    parsed one by one, so that a mistake in each of them is reported in the same run
+    (see :func:`_by_definition`).
+    """
+    try:
+        module: ast.Module = _parse(text, path, "start", _Builder(path))
+    except _SyntaxError as exc:
+        found = _by_definition(text, path, exc.diagnostics)
+        raise DiagnosticError(sort_diagnostics(found)) from None
     return module
+
+
+class _SyntaxError(DiagnosticError):
+    """Lark could not parse the text (as opposed to mistakes found in a parsed one)."""
+
+
+# a top-level definition starts a line: `use "..."`, `block name`, `network name`
+_TOPLEVEL = re.compile(r'^(?:use\s*"|(?:block|network)\s+[^\W\d])', re.MULTILINE)
+_BLANK = re.compile(r"[^\n]")
+
+
+def _by_definition(text: str, path: str, first: Sequence[Diagnostic]) -> list[Diagnostic]:
+    """The first syntax error, and the mistakes of the other top-level definitions.
+
+    The file is cut before every line that starts (in column 1) with `use`, `block` or
+    `network`; each piece is parsed alone, with the rest of the text blanked so that
+    lines and columns stay the file's. A piece reports its own first syntax error, or,
+    when it parses, its reserved names and oversized numbers. When the piece the first
+    error is in parses alone, that error was the echo of an earlier piece's mistake (an
+    unclosed brace that ran into it) and is dropped in favour of that mistake.
+    """
+    cuts = [m.start() for m in _TOPLEVEL.finditer(text)]
+    if not cuts or cuts[0] != 0:
+        cuts.insert(0, 0)
+    cuts.append(len(text))
+    failed_line = first[0].span.line
+    echo = False
+    found: list[Diagnostic] = []
+    for begin, end in itertools.pairwise(cuts):
+        lines = (text.count("\n", 0, begin) + 1, text.count("\n", 0, max(begin, end - 1)) + 1)
+        if not text[begin:end].strip():
+            continue
+        blanked = _BLANK.sub(" ", text[:begin]) + text[begin:end] + _BLANK.sub(" ", text[end:])
+        try:
+            _parse(blanked, path, "start", _Builder(path))
+            echo = echo or lines[0] <= failed_line <= lines[1]
+        except DiagnosticError as exc:
+            if not lines[0] <= failed_line <= lines[1]:
+                found.extend(d for d in exc.diagnostics if lines[0] <= d.span.line <= lines[1])
+    return found if echo and found else [*first, *found]
 
 
 def parse_expr(text: str, path: str = "<command line>") -> ast.Expr:
@@ -112,11 +163,11 @@ def _lark_tree(text: str, path: str, start: str, builder: _Builder) -> Tree[Toke
     """Lark's parse tree; its syntax error placed where the text is (an input's dims)."""
     try:
         return _parse_tree(text, path, start)
-    except DiagnosticError as exc:
+    except _SyntaxError as exc:
         if not (builder.line_offset or builder.col_offset):
             raise
         moved = [replace(d, span=builder._at(*_position(d.span))) for d in exc.diagnostics]
-        raise DiagnosticError(moved) from None
+        raise _SyntaxError(moved) from None
 
 
 def _position(span: Span) -> tuple[int, int, int, int]:
@@ -154,7 +205,7 @@ def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
         fed = [t for t in seen if failed is None or t.start_pos != failed.start_pos]
         previous = fed[-1] if fed else None
         diagnostic = _syntax_diagnostic(exc, text, path, previous, start == "start")
-        raise DiagnosticError([diagnostic]) from None
+        raise _SyntaxError([diagnostic]) from None
     except RecursionError:
         raise _too_deep(path) from None
 
@@ -243,9 +294,16 @@ def _syntax_diagnostic(
     end = token.end_pos
     if shown == "=" and end is not None and text[end : end + 1] == ">":
         shown, width = "=>", 2  # the lexer reads `=>` as `=` then `>`
+    elif shown == ">" and _just_after(previous, token, "="):  # `x => y`: `x =` was accepted
+        shown, width, col = "=>", 2, col - 1
     span = Span(path, line, col, line, col + max(width, 1))
     hints = _token_hints(token, previous, expected)
     return error("syntax", span, f"unexpected `{shown}`", "not expected here", hints)
+
+
+def _just_after(previous: Token | None, token: Token, value: str) -> bool:
+    """Whether ``previous`` is ``value`` and ends where ``token`` starts."""
+    return previous is not None and previous.value == value and previous.end_pos == token.start_pos
 
 
 def _misused_keyword(token: Token, previous: Token, expected: list[str]) -> bool:

@@ -138,7 +138,18 @@ def _net(body: str, header: str = "network Net", prelude: str = "") -> str:
 
 
 EXAMPLES: list[Example] = [
-    Example("syntax", {"bad.cnn": _net("input image: 1 x 28 x 28\nconv(6, 5) => relu")}),
+    Example(
+        "syntax",
+        {
+            "bad.cnn": "block stem(width) {\n    conv(width, 3 -> relu\n}\n\n"
+            + _net("input image: 1 x 28 x 28\nstem(6) => relu")
+        },
+        note="Parsing stops at a file's first syntax error; then each top-level definition "
+        "(`use`, `block`, `network` starting a line) is parsed on its own, so each one's "
+        "first mistake is reported in the same run. An unclosed `{` is reported where it "
+        "is opened, not where the next definition trips over it. A file with a syntax "
+        "error is not checked further (shapes, names): fix these first.",
+    ),
     Example(
         "unknown-layer",
         {"bad.cnn": _net("input image: 1 x 28 x 28\nconv(6, 5) -> rleu\nmaxpol(2)")},
