@@ -80,7 +80,7 @@ class _Visitor:
             module = self.parse(text, path)
         except DiagnosticError as exc:
             self.diags.extend(exc.diagnostics)
-            module = ast.Module(path, (), (), ())
+            module = ast.Module(path, _readable_uses(exc), (), ())
         self.program.modules[path] = module
         stack = [*stack, path]
         for use in module.uses:
@@ -113,6 +113,13 @@ class _Visitor:
                 continue
             self.program.sources[target_path] = target_text
             self.visit(target_path, target_text, stack)
+
+
+def _readable_uses(exc: DiagnosticError) -> tuple[ast.Use, ...]:
+    """The `use`s of a file that does not parse, as far as they could be read."""
+    from cnnspec.parser import ParseError
+
+    return exc.uses if isinstance(exc, ParseError) else ()
 
 
 def _resolve(

@@ -59,9 +59,21 @@ def parse(text: str, path: str = "<spec>") -> ast.Module:
     try:
         module: ast.Module = _parse(text, path, "start", _Builder(path))
     except _SyntaxError as exc:
-        found = _by_definition(text, path, exc.diagnostics)
-        raise DiagnosticError(sort_diagnostics(found)) from None
+        found, uses = _by_definition(text, path, exc.diagnostics)
+        raise ParseError(sort_diagnostics(found), uses) from None
     return module
+
+
+class ParseError(DiagnosticError):
+    """A file that does not parse: its diagnostics, and the `use`s that could be read.
+
+    The loader still follows those `use`s, so the mistakes of the files they name are
+    reported in the same run.
+    """
+
+    def __init__(self, diagnostics: Sequence[Diagnostic], uses: Sequence[ast.Use] = ()) -> None:
+        super().__init__(diagnostics)
+        self.uses = tuple(uses)
 
 
 class _SyntaxError(DiagnosticError):
@@ -73,13 +85,16 @@ _TOPLEVEL = re.compile(r'^(?:use\s*"|(?:block|network)\s+[^\W\d])', re.MULTILINE
 _BLANK = re.compile(r"[^\n]")
 
 
-def _by_definition(text: str, path: str, first: Sequence[Diagnostic]) -> list[Diagnostic]:
+def _by_definition(
+    text: str, path: str, first: Sequence[Diagnostic]
+) -> tuple[list[Diagnostic], list[ast.Use]]:
     """The first syntax error, and the mistakes of the other top-level definitions.
 
     The file is cut before every line that starts (in column 1) with `use`, `block` or
     `network`; each piece is parsed alone, with the rest of the text blanked so that
     lines and columns stay the file's. A piece reports its own first syntax error, or,
-    when it parses, its reserved names and oversized numbers. When the piece the first
+    when it parses, its reserved names and oversized numbers, and its `use`s are kept.
+    When the piece the first
     error is in parses alone, that error was the echo of an earlier piece's mistake (an
     unclosed brace that ran into it) and is dropped in favour of that mistake.
     """
@@ -90,18 +105,20 @@ def _by_definition(text: str, path: str, first: Sequence[Diagnostic]) -> list[Di
     failed_line = first[0].span.line
     echo = False
     found: list[Diagnostic] = []
+    uses: list[ast.Use] = []
     for begin, end in itertools.pairwise(cuts):
         lines = (text.count("\n", 0, begin) + 1, text.count("\n", 0, max(begin, end - 1)) + 1)
         if not text[begin:end].strip():
             continue
         blanked = _BLANK.sub(" ", text[:begin]) + text[begin:end] + _BLANK.sub(" ", text[end:])
         try:
-            _parse(blanked, path, "start", _Builder(path))
+            piece: ast.Module = _parse(blanked, path, "start", _Builder(path))
             echo = echo or lines[0] <= failed_line <= lines[1]
+            uses.extend(piece.uses)
         except DiagnosticError as exc:
             if not lines[0] <= failed_line <= lines[1]:
                 found.extend(d for d in exc.diagnostics if lines[0] <= d.span.line <= lines[1])
-    return found if echo and found else [*first, *found]
+    return (found if echo and found else [*first, *found]), uses
 
 
 def parse_expr(text: str, path: str = "<command line>") -> ast.Expr:

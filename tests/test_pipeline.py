@@ -189,3 +189,22 @@ def test_a_block_error_is_reported_once_with_the_call_site() -> None:
     assert diag.code == "groups-mismatch"
     assert diag.span.line == 2
     assert any("called as" in note.message for note in diag.notes)
+
+
+def test_a_file_that_does_not_parse_still_has_its_used_files_checked() -> None:
+    broken = NET.replace("-> relu\n", "=> relu\n", 1)
+    files = {"net.cnn": broken, "blocks.cnn": BLOCKS.replace("conv(width, 1,", "conv(width 1,")}
+    with pytest.raises(DiagnosticError) as exc:
+        load_program("net.cnn", broken, files.get)
+    found = [(d.span.file, d.span.line, d.message) for d in exc.value.diagnostics]
+    assert found == [
+        ("blocks.cnn", 7, "unexpected `1`"),
+        ("net.cnn", 5, "unexpected `=>`"),
+    ]
+
+
+def test_a_use_of_a_missing_file_in_a_file_that_does_not_parse_is_reported() -> None:
+    text = 'use "nowhere.cnn"\nnetwork N {\n    input x: 8\n    relu(\n}\n'
+    with pytest.raises(DiagnosticError) as exc:
+        load_program("net.cnn", text, {"net.cnn": text}.get)
+    assert [d.code for d in exc.value.diagnostics] == ["missing-file", "syntax"]
