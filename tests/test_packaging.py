@@ -37,6 +37,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_carries_grammar_templates_and_zoo(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "cnnspec/_data/grammars/cnnspec.lark" in names
+    assert "cnnspec/_data/grammars/cnnspec.lalr.json" in names  # the parse tables
     assert "cnnspec/py.typed" in names
     zoo = sorted(p.relative_to(ROOT / "specs").as_posix() for p in (ROOT / "specs").rglob("*.cnn"))
     assert zoo, "the zoo is empty"
@@ -70,6 +71,15 @@ def test_fresh_venv_install_runs_from_another_directory(wheel: Path, tmp_path: P
         check=True,
     )
     assert str(venv) in where.stdout, "the installed package, not the checkout, was imported"
+    tables = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "from cnnspec import lalr; print(lalr.tables())"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert tables.stdout.strip() != "None", "the installed parse tables were not found"
     out = subprocess.run(
         [str(venv / "bin" / "cnnspec"), "summary", "resnet18", "--format", "json"],
         cwd=elsewhere,
