@@ -62,39 +62,18 @@ def test_fresh_venv_install_runs_from_another_directory(wheel: Path, tmp_path: P
         " global_avgpool -> flatten -> linear(2) }\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    where = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import cnnspec; print(cnnspec.__file__)"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+
+    def run(program: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(venv / "bin" / program), *args]
+        return subprocess.run(
+            argv, cwd=elsewhere, env=env, capture_output=True, text=True, check=False
+        )
+
+    where = run("python", "-c", "import cnnspec; print(cnnspec.__file__)")
     assert str(venv) in where.stdout, "the installed package, not the checkout, was imported"
-    tables = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "from cnnspec import lalr; print(lalr.tables())"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert tables.stdout.strip() != "None", "the installed parse tables were not found"
-    out = subprocess.run(
-        [str(venv / "bin" / "cnnspec"), "summary", "resnet18", "--format", "json"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert json.loads(out.stdout)["total_params"] == 11_689_512
-    local = subprocess.run(
-        [str(venv / "bin" / "cnnspec"), "check", "net.cnn"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    tables = run("python", "-c", "from cnnspec import lalr; print(lalr.tables())")
+    assert tables.stdout.strip() not in ("", "None"), "the installed parse tables were not found"
+    out = run("cnnspec", "summary", "resnet18", "--format", "json")
+    assert json.loads(out.stdout)["total_params"] == 11_689_512, out.stderr
+    local = run("cnnspec", "check", "net.cnn")
     assert local.returncode == 0, local.stderr
