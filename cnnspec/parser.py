@@ -82,7 +82,6 @@ class _SyntaxError(DiagnosticError):
 
 # a top-level definition starts a line: `use "..."`, `block name`, `network name`
 _TOPLEVEL = re.compile(r'^(?:use\s*"|(?:block|network)\s+[^\W\d])', re.MULTILINE)
-_BLANK = re.compile(r"[^\n]")
 
 
 def _by_definition(
@@ -91,12 +90,11 @@ def _by_definition(
     """The first syntax error, and the mistakes of the other top-level definitions.
 
     The file is cut before every line that starts (in column 1) with `use`, `block` or
-    `network`; each piece is parsed alone, with the rest of the text blanked so that
-    lines and columns stay the file's. A piece reports its own first syntax error, or,
-    when it parses, its reserved names and oversized numbers, and its `use`s are kept.
-    When the piece the first
-    error is in parses alone, that error was the echo of an earlier piece's mistake (an
-    unclosed brace that ran into it) and is dropped in favour of that mistake.
+    `network`; each piece is parsed alone, its spans moved to its place in the file. A
+    piece reports its own first syntax error or, when it parses, its reserved names and
+    oversized numbers; its `use`s are kept. When the piece the first error is in parses
+    alone, that error was the echo of an earlier piece's mistake (an unclosed brace that
+    ran into it) and is dropped in favour of that mistake.
     """
     cuts = [m.start() for m in _TOPLEVEL.finditer(text)]
     if not cuts or cuts[0] != 0:
@@ -106,18 +104,21 @@ def _by_definition(
     echo = False
     found: list[Diagnostic] = []
     uses: list[ast.Use] = []
+    line = 1  # of the piece's first character
     for begin, end in itertools.pairwise(cuts):
-        lines = (text.count("\n", 0, begin) + 1, text.count("\n", 0, max(begin, end - 1)) + 1)
-        if not text[begin:end].strip():
+        piece = text[begin:end]
+        first_line, line = line, line + piece.count("\n")
+        last_line = line - 1 if piece.endswith("\n") else line
+        if not piece.strip():
             continue
-        blanked = _BLANK.sub(" ", text[:begin]) + text[begin:end] + _BLANK.sub(" ", text[end:])
+        mine = first_line <= failed_line <= last_line
         try:
-            piece: ast.Module = _parse(blanked, path, "start", _Builder(path))
-            echo = echo or lines[0] <= failed_line <= lines[1]
-            uses.extend(piece.uses)
+            module: ast.Module = _parse(piece, path, "start", _Builder(path, first_line - 1))
+            echo = echo or mine
+            uses.extend(module.uses)
         except DiagnosticError as exc:
-            if not lines[0] <= failed_line <= lines[1]:
-                found.extend(d for d in exc.diagnostics if lines[0] <= d.span.line <= lines[1])
+            if not mine:
+                found.extend(d for d in exc.diagnostics if first_line <= d.span.line <= last_line)
     return (found if echo and found else [*first, *found]), uses
 
 

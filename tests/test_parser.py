@@ -532,3 +532,15 @@ def test_a_syntax_error_inside_a_dimension_points_into_the_input_line() -> None:
     (d,) = exc.diagnostics
     assert d.message == "unexpected `)`"
     assert (d.span.line, d.span.col, d.span.end_col) == (2, 20, 21)
+
+
+def test_each_definitions_first_syntax_error_is_reported_at_its_line() -> None:
+    pieces = [f"block b{i}(w) {{\n    conv(w, 3) -> relu\n}}\n\n" for i in range(30)]
+    broken = {3, 11, 29}
+    for i in broken:
+        pieces[i] = pieces[i].replace("conv(w, 3)", "conv(w 3)")
+    exc = syntax_error("".join(pieces))
+    assert [(d.span.line, d.span.col) for d in exc.diagnostics] == [
+        (4 * i + 2, 12) for i in sorted(broken)
+    ]
+    assert {d.message for d in exc.diagnostics} == {"unexpected `3`"}
