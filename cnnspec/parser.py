@@ -112,6 +112,8 @@ def _by_definition(
         if not piece.strip():
             continue
         mine = first_line <= failed_line <= last_line
+        if mine and not found:
+            continue  # no earlier piece failed: the first error stands, its piece unparsed
         try:
             module: ast.Module = _parse(piece, path, "start", _Builder(path, first_line - 1))
             echo = echo or mine
