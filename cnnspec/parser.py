@@ -562,7 +562,13 @@ class _Builder:
         if not text.startswith("("):
             return ast.NameRef(text, span)
         sub = _Builder(self.path, span.line - 1, span.col - 1)
-        expr: ast.Expr = _parse(text, self.path, "expr_start", sub)
+        try:
+            expr: ast.Expr = _parse(text, self.path, "expr_start", sub)
+        except _SyntaxError:
+            raise
+        except DiagnosticError as exc:  # its numbers: reported with the file's others
+            self.problems.extend(exc.diagnostics)
+            return ast.Literal(0, span)
         return expr
 
     def output_decl(self, span: Position | None, *names: Tok) -> ast.OutputDecl:

@@ -544,3 +544,12 @@ def test_each_definitions_first_syntax_error_is_reported_at_its_line() -> None:
         (4 * i + 2, 12) for i in sorted(broken)
     ]
     assert {d.message for d in exc.diagnostics} == {"unexpected `3`"}
+
+
+def test_a_huge_number_in_a_dimension_is_reported_with_the_files_other_ones() -> None:
+    huge = "9" * 100
+    text = f"network N {{\n  input x: 3 x (2 * {huge}) x 8\n  conv(8, 3, stride = {huge})\n}}\n"
+    with pytest.raises(DiagnosticError) as exc:
+        parse(text, "t.cnn")
+    found = [(d.code, d.span.line, d.span.col) for d in exc.value.diagnostics]
+    assert found == [("too-large", 2, 21), ("too-large", 3, 23)]
