@@ -19,6 +19,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sample_specs import BASIC_BLOCK, STAGE_BLOCK, TINY
 
 from cnnspec import ast
 from cnnspec.diagnostics import CODES, Diagnostic, DiagnosticError, Span, render_human, render_json
@@ -30,46 +31,11 @@ from cnnspec.parser import KEYWORDS, parse_expr
 
 ROOT = Path(__file__).resolve().parent.parent
 
-BLOCKS = """\
-block basic(width, stride = 1) {
-    residual {
-        conv(width, 3, stride = stride, padding = 1, bias = false) -> batchnorm -> relu
-        conv(width, 3, padding = 1, bias = false) -> batchnorm
-    } shortcut as downsample if stride != 1 or in.channels != width {
-        conv(width, 1, stride = stride, bias = false) -> batchnorm
-    }
-    relu
-}
-
-block stage(width, blocks, stride = 1) {
-    repeat i in 0 .. blocks {
-        basic(width, stride = stride if i == 0 else 1)
-    }
-}
-"""
+# the basic block with a named shortcut, and a stage of them
+BLOCKS = BASIC_BLOCK.replace("shortcut if", "shortcut as downsample if") + "\n" + STAGE_BLOCK
 
 SEEDS = [
-    # the example of the brief
-    """\
-block basic(width, stride = 1) {
-    residual {
-        conv(width, 3, stride = stride, padding = 1, bias = false) -> batchnorm -> relu
-        conv(width, 3, padding = 1, bias = false) -> batchnorm
-    } shortcut if stride != 1 or in.channels != width {
-        conv(width, 1, stride = stride, bias = false) -> batchnorm
-    }
-    relu
-}
-network Tiny(classes = 10) {
-    input image: 3 x 32 x 32
-    conv(16, 3, padding = 1, bias = false) -> batchnorm -> relu
-    basic(16)
-    basic(32, stride = 2) as layer2
-    skip = conv(32, 1)          # a named tensor
-    concat { branch { conv(8, 1) } branch { maxpool(3, stride = 1, padding = 1) -> conv(8, 1) } }
-    global_avgpool -> flatten -> linear(classes) as fc
-}
-""",
+    TINY,  # the example of the brief
     # LeNet-5
     """\
 network LeNet5(classes = 10) {

@@ -5,32 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sample_specs import TINY
 
 from cnnspec import ast
 from cnnspec.diagnostics import DiagnosticError, Span
 from cnnspec.evaluate import InShape, evaluate
 from cnnspec.parser import KEYWORDS, parse, parse_expr
 
-EXAMPLE = """\
-block basic(width, stride = 1) {
-    residual {
-        conv(width, 3, stride = stride, padding = 1, bias = false) -> batchnorm -> relu
-        conv(width, 3, padding = 1, bias = false) -> batchnorm
-    } shortcut if stride != 1 or in.channels != width {
-        conv(width, 1, stride = stride, bias = false) -> batchnorm
-    }
-    relu
-}
-network Tiny(classes = 10) {
-    input image: 3 x 32 x 32
-    conv(16, 3, padding = 1, bias = false) -> batchnorm -> relu
-    basic(16)
-    basic(32, stride = 2) as layer2
-    skip = conv(32, 1)          # a named tensor
-    concat { branch { conv(8, 1) } branch { maxpool(3, stride = 1, padding = 1) -> conv(8, 1) } }
-    global_avgpool -> flatten -> linear(classes) as fc
-}
-"""
+EXAMPLE = TINY
 
 
 def strip(node: Any) -> Any:

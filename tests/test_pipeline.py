@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from sample_specs import BASIC_BLOCK, STAGE_BLOCK
 
 from cnnspec import ast
 from cnnspec.diagnostics import DiagnosticError
@@ -13,24 +14,7 @@ from cnnspec.loader import load_program
 from cnnspec.model import Model, check_program
 from cnnspec.parser import parse
 
-BLOCKS = textwrap.dedent(
-    """
-    block basic(width, stride = 1) {
-        residual {
-            conv(width, 3, stride = stride, padding = 1, bias = false) -> batchnorm -> relu
-            conv(width, 3, padding = 1, bias = false) -> batchnorm
-        } shortcut if stride != 1 or in.channels != width {
-            conv(width, 1, stride = stride, bias = false) -> batchnorm
-        }
-        relu
-    }
-    block stage(width, blocks, stride = 1) {
-        repeat i in 0 .. blocks {
-            basic(width, stride = stride if i == 0 else 1)
-        }
-    }
-    """
-)
+BLOCKS = BASIC_BLOCK + STAGE_BLOCK
 
 NET = textwrap.dedent(
     """
@@ -198,7 +182,7 @@ def test_a_file_that_does_not_parse_still_has_its_used_files_checked() -> None:
         load_program("net.cnn", broken, files.get)
     found = [(d.span.file, d.span.line, d.message) for d in exc.value.diagnostics]
     assert found == [
-        ("blocks.cnn", 7, "unexpected `1`"),
+        ("blocks.cnn", 6, "unexpected `1`"),
         ("net.cnn", 5, "unexpected `=>`"),
     ]
 
