@@ -269,27 +269,29 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from cnnspec.train.config import TrainError
-
-    try:
-        model = _load(args, args.file)
+    def run(model: Model) -> None:
         from cnnspec.train.evaluate import run_eval
 
         run_eval(model, args.checkpoint, args.data, args.out, args.device)
-    except TrainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERRORS
-    return EXIT_OK
+
+    return _with_checkpoint(args, run)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from cnnspec.train.config import TrainError
-
-    try:
-        model = _load(args, args.file)
+    def run(model: Model) -> None:
         from cnnspec.train.evaluate import run_predict
 
         run_predict(model, args.checkpoint, args.images, args.top, args.device)
+
+    return _with_checkpoint(args, run)
+
+
+def _with_checkpoint(args: argparse.Namespace, run: Callable[[Model], None]) -> int:
+    """`eval` and `predict`: load the spec, run, and turn a TrainError into a message."""
+    from cnnspec.train.config import TrainError
+
+    try:
+        run(_load(args, args.file))
     except TrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERRORS
