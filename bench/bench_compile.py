@@ -44,7 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, bench_env, cnnspec_bin
+from common import ROOT, bench_env, cnnspec_bin, run_timed
 
 REPORT = ROOT / "BENCHMARKS.md"
 SECTION = "## compile"
@@ -281,16 +281,10 @@ def compile_command() -> tuple[list[str], str]:
 
 
 def run_once(argv: Sequence[str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, check=False, cwd=ROOT, env=bench_env()
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"`{' '.join(argv)}` failed ({proc.returncode}):\n{proc.stderr}")
-    if "class ResNet152" not in proc.stdout:
+    run = run_timed(argv, cwd=ROOT)
+    if "class ResNet152" not in run.proc.stdout:
         sys.exit(f"`{' '.join(argv)}` printed no ResNet152 class")
-    return elapsed
+    return run.wall
 
 
 def imports_torch(argv: Sequence[str]) -> bool:

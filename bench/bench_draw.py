@@ -27,13 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from common import ROOT, bench_env, cnnspec_bin
+from common import ROOT, cnnspec_bin, run_timed
 
 SPEC = ROOT / "specs" / "resnet50.cnn"
 TARGET_RATIO = 5.0  # cnnspec draw should be at least this many times faster
@@ -78,19 +77,13 @@ class Timing:
 
 
 def run_once(argv: Sequence[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
-    start = time.perf_counter()
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, check=False, cwd=ROOT, env=bench_env()
-    )
-    elapsed = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"`{' '.join(argv)}` failed ({proc.returncode}):\n{proc.stderr}")
-    return elapsed, proc
+    run = run_timed(argv, cwd=ROOT)
+    return run.wall, run.proc
 
 
 def time_cnnspec(label: str, out: Path, runs: int, *options: str) -> Timing:
     argv = [str(cnnspec_bin()), "draw", str(SPEC), "-o", str(out), *options]
-    run_once(argv)  # warm-up: file cache, Lark's grammar cache, .pyc files
+    run_once(argv)  # warm-up: file cache, .pyc files
     return Timing(label, tuple(run_once(argv)[0] for _ in range(runs)))
 
 
