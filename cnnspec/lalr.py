@@ -23,6 +23,7 @@ import json
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from cnnspec.resources import data_dir, grammar_path
@@ -144,21 +145,26 @@ def _plans(rules: list[list[Any]]) -> list[_Rule]:
     return plans
 
 
+def tables_path() -> Path:
+    return data_dir("grammars") / "cnnspec.lalr.json"
+
+
+def grammar_digest(grammar: str) -> str:
+    """What the tables record of the grammar they were made from."""
+    return hashlib.sha256(grammar.encode("utf-8")).hexdigest()
+
+
 @lru_cache(maxsize=1)
 def tables() -> Tables | None:
     """The tables, or None when they are missing or belong to another grammar."""
     try:
-        grammar = grammar_path().read_bytes()
-        data = json.loads((data_dir("grammars") / "cnnspec.lalr.json").read_bytes())
+        grammar = grammar_path().read_text(encoding="utf-8")
+        data = json.loads(tables_path().read_bytes())
     except (OSError, ValueError):
         return None
-    if data.get("format") != FORMAT or data.get("grammar_sha256") != _digest(grammar):
+    if data.get("format") != FORMAT or data.get("grammar_sha256") != grammar_digest(grammar):
         return None
     return Tables(data)
-
-
-def _digest(grammar: bytes) -> str:
-    return hashlib.sha256(grammar).hexdigest()
 
 
 def parse(tables: Tables, text: str, start: str, builder: Any) -> Any:
@@ -227,7 +233,7 @@ def parse(tables: Tables, text: str, start: str, builder: Any) -> Any:
                 values[-1] = handler((starts[-1], ends[-1]), values[-1])  # type: ignore[misc]
             elif how == GENERAL:
                 _reduce(rules[~action], stacks, handlers)
-                states.append(0)
+                states.append(0)  # a slot for the goto below, as for UNIT and WRAP
             states[-1] = actions[states[-2]][origin]
             if token is None and states[-1] == end_state:
                 return values[-1]

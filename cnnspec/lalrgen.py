@@ -16,7 +16,6 @@ Lark version always give the same bytes (a test regenerates the file and compare
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from collections import deque
@@ -28,18 +27,10 @@ from lark.grammar import Rule
 from lark.lexer import BasicLexer, PatternStr, UnlessCallback
 from lark.parsers.lalr_analysis import Shift
 
-from cnnspec.resources import data_dir, grammar_path
+from cnnspec.lalr import FORMAT, grammar_digest, tables_path
+from cnnspec.resources import grammar_path
 
-FORMAT = 1
 START_SYMBOLS = ("start", "expr_start")
-
-
-def tables_path() -> Any:
-    return data_dir("grammars") / "cnnspec.lalr.json"
-
-
-def grammar_digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def generate(grammar: str) -> dict[str, Any]:

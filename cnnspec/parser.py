@@ -186,12 +186,8 @@ def _lark_tree(text: str, path: str, start: str, builder: _Builder) -> Tree[Toke
     except _SyntaxError as exc:
         if not (builder.line_offset or builder.col_offset):
             raise
-        moved = [replace(d, span=builder._at(*_position(d.span))) for d in exc.diagnostics]
+        moved = [replace(d, span=builder._at(*d.span[1:])) for d in exc.diagnostics]
         raise _SyntaxError(moved) from None
-
-
-def _position(span: Span) -> tuple[int, int, int, int]:
-    return (span.line, span.col, span.end_line, span.end_col)
 
 
 def _tok(token: Token) -> lalr.Tok:
