@@ -39,6 +39,7 @@ from cnnspec.loader import Program
 from cnnspec.naming import BodyNames, body_names
 from cnnspec.ops import (
     LAYERS,
+    REGISTRY,
     ArgError,
     ArgSpec,
     ArgType,
@@ -58,6 +59,7 @@ from cnnspec.ops import (
 INIT_SCHEMES = ("torchvision", "pytorch")
 MAX_NODES = 50_000  # ~1 s to reach; ResNet-152 has 516 nodes, a 10,000-layer stack 20,000
 MAX_ELEMENTS = 2**40
+MAX_PARAMS = 2**40  # 1.1 trillion: 4 TiB of fp32 weights; ResNet-152 has 60 million
 MAX_NESTING = 200
 
 
@@ -108,6 +110,7 @@ class Elaborator:
     bindings: list[tuple[str, Binding]] = field(default_factory=list)
     input_overrides: Mapping[str, Shape | None] = field(default_factory=dict)  # None: refused
     name_cache: dict[int, BodyNames] = field(default_factory=dict)
+    params: int = 0  # the parameters of the nodes so far (to refuse absurd counts)
 
     # ------------------------------------------------------------- diagnostics
     def report(self, diagnostic: Diagnostic, frame: Frame | None = None) -> None:
@@ -217,8 +220,27 @@ class Elaborator:
                 frame,
             )
             shape = None
+        if shape is not None and len(inputs) == 1:
+            self.count_params(frame, op, args, self.shape_of(inputs[0]), shape, span)
         self.graph.add(Node(name, op, args, inputs, span, shape, frame.training_only))
         return name
+
+    def count_params(  # noqa: PLR0917 -- a node's fields, as add_node has them
+        self, frame: Frame, op: str, args: dict[str, Any], inp: Shape | None, out: Shape, span: Span
+    ) -> None:
+        """Refuse a layer, or a network, of over :data:`MAX_PARAMS` parameters."""
+        if inp is None:
+            return
+        count = REGISTRY[op].params(args, inp, out)
+        if count > MAX_PARAMS:  # refused alone: not counted in the network's total
+            message = f"a layer with {count:,} parameters is absurdly large (over 2**40)"
+        else:
+            before, self.params = self.params, self.params + count
+            if not before <= MAX_PARAMS < self.params:
+                return
+            message = f"the network has over 2**40 parameters ({self.params:,} here)"
+        hint = "check the channel counts and the features of the linear layers"
+        self.report(error("too-large", span, message, f"{count:,} parameters", [hint]), frame)
 
     # ------------------------------------------------------------------ bodies
     def body(self, body: ast.Body, frame: Frame, transparent: bool = False) -> None:

@@ -55,7 +55,14 @@ class NoParseError(Exception):
 
 
 class TooDeepError(Exception):
-    """The input nests deeper than :data:`MAX_DEPTH`."""
+    """The input nests deeper than :data:`MAX_DEPTH`; ``at``: the token that went too deep.
+
+    The parse stops there: refusing takes time linear in the text before that point.
+    """
+
+    def __init__(self, at: Tok) -> None:
+        super().__init__(f"nested deeper than {MAX_DEPTH} at {at.line}:{at.column}")
+        self.at = at
 
 
 class _Lexer(NamedTuple):
@@ -222,7 +229,7 @@ def parse(tables: Tables, text: str, start: str, builder: Any) -> Any:
                 if token is None:
                     raise NoParseError  # a shift of the end: not a complete input
                 if len(states) > MAX_DEPTH:
-                    raise TooDeepError
+                    raise TooDeepError(token)
                 states.append(action)
                 values.append(token)
                 starts.append(first)

@@ -9,14 +9,40 @@ model zoo shipped with cnnspec is searched (``use "resnet_blocks.cnn"`` works an
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cnnspec import ast
-from cnnspec.diagnostics import Collector, DiagnosticError, Note, error, sort_diagnostics
+from cnnspec.diagnostics import (
+    Collector,
+    Diagnostic,
+    DiagnosticError,
+    Note,
+    Span,
+    error,
+    sort_diagnostics,
+)
 from cnnspec.ops import LAYERS
 
-Reader = Callable[[str], "str | None"]  # path -> text, or None when there is no such file
+MAX_FILE_BYTES = 16 * 2**20  # a spec file larger than this is refused before it is read
+
+
+class Unreadable(NamedTuple):
+    """Why a reader gave no text, for the diagnostic that says so.
+
+    ``kind``: ``missing`` (no such file), ``name`` (a name no file can have: a NUL in it,
+    too long), ``not-regular`` (a directory, device, FIFO, socket), ``too-large`` (over
+    :data:`MAX_FILE_BYTES`), ``encoding`` (not UTF-8), ``denied`` or ``error`` (another
+    operating-system error). ``reason`` says it in words, to follow "cannot read `x`: ".
+    """
+
+    kind: str
+    reason: str
+
+
+# path -> its text; or why not (None: no such file, as ``dict.get`` says it)
+Reader = Callable[[str], "str | Unreadable | None"]
 
 
 @dataclass
@@ -85,16 +111,11 @@ class _Visitor:
         stack = [*stack, path]
         for use in module.uses:
             target = _resolve(path, use.path, self.read, self.fallback)
-            if target is None:
-                self.diags.add(
-                    error(
-                        "missing-file",
-                        use.span,
-                        f"cannot find `{use.path}`",
-                        "no such file",
-                        [f"paths are relative to {posixpath.dirname(path) or '.'}/"],
-                    )
-                )
+            if isinstance(target, Unreadable):
+                hints = [f"paths are relative to {posixpath.dirname(path) or '.'}/"]
+                if target.kind != "missing":
+                    hints = []
+                self.diags.add(unreadable(use.path, target, use.span, hints, "cannot find"))
                 continue
             target_path, target_text = target
             if target_path in stack:
@@ -127,17 +148,69 @@ def _resolve(
     name: str,
     read: Reader,
     fallback: Callable[[str], str | None],
-) -> tuple[str, str] | None:
+) -> tuple[str, str] | Unreadable:
+    """The path and text of the file ``importer`` uses as ``name``, or why there is none.
+
+    The zoo is searched only when no file of that name is beside the importer.
+    """
     local = posixpath.normpath(posixpath.join(posixpath.dirname(importer), name))
     text = read(local)
-    if text is not None:
+    if isinstance(text, str):
         return local, text
-    zoo = fallback(name)
+    failure = text or Unreadable("missing", "no such file")
+    if failure.kind not in ("missing", "name"):
+        return failure
+    try:
+        zoo = fallback(name)
+    except (OSError, ValueError):  # a name no file can have (too long, a NUL in it)
+        zoo = None
     if zoo is not None:
-        text = read(zoo)
-        if text is not None:
-            return zoo, text
-    return None
+        found = read(zoo)
+        if isinstance(found, str):
+            return zoo, found
+    return failure
+
+
+_CODES = {"missing": "missing-file", "name": "missing-file", "too-large": "too-large"}
+_LABELS = {
+    "missing": "no such file",
+    "name": "no file can have this name",
+    "not-regular": "not a regular file",
+    "too-large": f"over {MAX_FILE_BYTES // 2**20} MiB",
+    "encoding": "not UTF-8",
+}
+_HINTS = {
+    "too-large": f"spec files are limited to {MAX_FILE_BYTES // 2**20} MiB",
+    "encoding": "save it as UTF-8 (e.g. `iconv -f latin1 -t utf-8 old.cnn > new.cnn`)",
+}
+
+
+def unreadable(
+    name: str, failure: Unreadable, span: Span, hints: Sequence[str] = (), missing: str = ""
+) -> Diagnostic:
+    """The diagnostic for a file that could not be read (``missing``: the message's start
+    when the file does not exist, instead of "cannot read `name`: no such file")."""
+    shown = shorten(name)
+    if failure.kind == "missing" and missing:
+        message = f"{missing} `{shown}`"
+    else:
+        message = f"cannot read `{shown}`: {failure.reason}"
+    extra = _HINTS.get(failure.kind)
+    return error(
+        _CODES.get(failure.kind, "unreadable-file"),
+        span,
+        message,
+        _LABELS.get(failure.kind, "cannot be read") if span.line else "",
+        [*([extra] if extra else []), *hints],
+    )
+
+
+def shorten(name: str, width: int = 80) -> str:
+    """A long file name cut in the middle, for messages: ``a/a/a/…/a/a.cnn``."""
+    if len(name) <= width:
+        return name
+    keep = (width - 1) // 2
+    return f"{name[:keep]}…{name[-keep:]}"
 
 
 def _check_duplicate_blocks(program: Program, diags: Collector) -> None:

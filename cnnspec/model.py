@@ -6,6 +6,8 @@ the one place besides the CLI that touches the file system.
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +19,7 @@ from cnnspec.diagnostics import NO_SPAN, Diagnostic, DiagnosticError, error, sor
 from cnnspec.elaborate import elaborate
 from cnnspec.graph import Graph, lint
 from cnnspec.infer import Totals, infer, totals
-from cnnspec.loader import Program, load_program
+from cnnspec.loader import MAX_FILE_BYTES, Program, Unreadable, load_program, unreadable
 from cnnspec.ops import Shape
 from cnnspec.resources import zoo_spec
 
@@ -78,10 +80,12 @@ class Model:
         """An instance of the generated network class, compiled in memory.
 
         ``kwargs`` go to its constructor; the source is registered with ``linecache`` so
-        that ``inspect.getsource`` (and so ``torch.jit.script``) can read it.
+        that ``inspect.getsource`` (and so ``torch.jit.script``) can read it. Without
+        PyTorch, an :class:`ImportError` that says how to install it.
         """
-        from cnnspec.runtime import load_module
+        from cnnspec.runtime import load_module, require_torch
 
+        require_torch()
         generated = self.generate(class_name)
         module = load_module(generated.source, self.name)
         network: nn.Module = getattr(module, generated.class_name)(**kwargs)
@@ -144,12 +148,64 @@ def is_library(program: Program) -> bool:
     return not entry.networks and bool(entry.blocks)
 
 
-def read_file(path: str) -> str | None:
-    """The file reader the CLI and :func:`load` give the loader."""
+def read_file(path: str) -> str | Unreadable:
+    """The file reader the CLI and :func:`load` give the loader: the text of a regular
+    file of at most :data:`~cnnspec.loader.MAX_FILE_BYTES` in UTF-8 (a byte-order mark
+    dropped), or why not.
+
+    Nothing but a regular file is read (``/dev/zero`` would never end, a FIFO would
+    wait for a writer): its type and size are checked before it is read, again on the
+    file opened, and the read itself stops past the limit.
+    """
+    import stat
+
+    if "\0" in path:
+        return Unreadable("name", "the name contains a NUL character")
     try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return None
+        info = Path(path).stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+            return _not_a_spec(info)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(fd)  # the file opened: it may have changed since
+            if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+                return _not_a_spec(info)
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except (FileNotFoundError, NotADirectoryError):
+        return Unreadable("missing", "no such file")
+    except IsADirectoryError:
+        return Unreadable("not-regular", "it is a directory")
+    except PermissionError:
+        return Unreadable("denied", "permission denied")
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            return Unreadable("name", "the name is too long for the file system")
+        return Unreadable("error", exc.strerror or str(exc))
+    except ValueError as exc:  # a name the operating system cannot take
+        return Unreadable("name", str(exc))
+    if len(data) > MAX_FILE_BYTES:
+        return Unreadable("too-large", f"it is over {MAX_FILE_BYTES // 2**20} MiB")
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return Unreadable(
+            "encoding",
+            f"it is not valid UTF-8 (byte 0x{data[exc.start]:02x} on line {line}, "
+            f"byte offset {exc.start} in the file)",
+        )
+
+
+def _not_a_spec(info: os.stat_result) -> Unreadable:
+    """Why a file that exists is not read: its type or its size."""
+    import stat
+
+    from cnnspec.fileio import file_kind
+
+    if not stat.S_ISREG(info.st_mode):
+        return Unreadable("not-regular", f"it is {file_kind(info.st_mode)}, not a regular file")
+    limit = MAX_FILE_BYTES // 2**20
+    return Unreadable("too-large", f"it has {info.st_size:,} bytes (the limit is {limit} MiB)")
 
 
 def _zoo_fallback(name: str) -> str | None:
@@ -162,24 +218,22 @@ def load_source(source: str | Path) -> tuple[str, str]:
     if isinstance(source, Path) or ("{" not in source and "\n" not in source):
         path = str(source)
         text = read_file(path)
-        if text is None and not Path(path).exists():
-            zoo = zoo_spec(path)
+        if isinstance(text, Unreadable) and text.kind in ("missing", "name"):
+            zoo = _zoo_spec(path)
             if zoo is not None:
                 path, text = str(zoo), read_file(str(zoo))
-        if text is None:
-            raise DiagnosticError(
-                [
-                    error(
-                        "missing-file",
-                        NO_SPAN,
-                        f"cannot read `{path}`",
-                        "",
-                        ["give a .cnn file or a zoo name such as resnet50"],
-                    )
-                ]
-            )
+        if isinstance(text, Unreadable):
+            hints = ["give a .cnn file or a zoo name such as resnet50"] * (text.kind == "missing")
+            raise DiagnosticError([unreadable(path, text, NO_SPAN, hints)])
         return path, text
     return "<spec>", source
+
+
+def _zoo_spec(name: str) -> Path | None:
+    try:
+        return zoo_spec(name)
+    except (OSError, ValueError):  # a name no file can have
+        return None
 
 
 def load_program_from(source: str | Path) -> Program:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from lark import Lark, Token, Tree
     from lark.exceptions import UnexpectedInput
 
+BOM = "\ufeff"  # a UTF-8 file may start with one (Windows editors write it)
 KEYWORDS = frozenset({
     "use", "block", "network", "input", "output", "if", "else", "aux", "from", "residual",
     "shortcut", "concat", "branch", "repeat", "in", "as", "and", "or", "not", "true", "false",
@@ -54,8 +55,11 @@ def parse(text: str, path: str = "<spec>") -> ast.Module:
 
     A parse stops at the first syntax error; the file's top-level definitions are then
     parsed one by one, so that a mistake in each of them is reported in the same run
-    (see :func:`_by_definition`).
+    (see :func:`_by_definition`). A byte-order mark that starts the text is read as a
+    space, so that columns still count the text's characters.
     """
+    if text.startswith(BOM):
+        text = " " + text[1:]
     try:
         module: ast.Module = _parse(text, path, "start", _Builder(path))
     except _SyntaxError as exc:
@@ -145,9 +149,8 @@ def _parse(text: str, path: str, start: str, builder: _Builder) -> Any:
     except lalr.NoParseError:
         builder.problems.clear()
         result = build_from_lark(builder, _lark_tree(text, path, start, builder))
-    except lalr.TooDeepError:
-        _lark_tree(text, path, start, builder)  # a syntax error further on comes first
-        raise _too_deep(path) from None
+    except lalr.TooDeepError as exc:  # refused at once: Lark would take minutes on it
+        raise _SyntaxError([_too_deep(builder._tok(exc.at))]) from None
     if builder.problems:
         raise DiagnosticError(sort_diagnostics(builder.problems))
     return result
@@ -176,7 +179,7 @@ def build_from_lark(builder: _Builder, tree: Tree[Token]) -> Any:
     try:
         return visit(tree)
     except RecursionError:
-        raise _too_deep(builder.path) from None
+        raise DiagnosticError([_too_deep(Span(builder.path, 1, 1, 1, 2))]) from None
 
 
 def _lark_tree(text: str, path: str, start: str, builder: _Builder) -> Tree[Token]:
@@ -201,9 +204,17 @@ def _tok(token: Token) -> lalr.Tok:
     )
 
 
-def _too_deep(path: str) -> DiagnosticError:
-    span = Span(path, 1, 1, 1, 2)
-    return DiagnosticError([error("syntax", span, "the spec is nested too deeply to parse")])
+def _too_deep(span: Span) -> Diagnostic:
+    return error(
+        "syntax",
+        span,
+        "the spec is nested too deeply to parse",
+        "too deep here",
+        [
+            f"the parser's stack holds {lalr.MAX_DEPTH} entries: about 490 nested parentheses"
+            " or signs, 240 nested calls or `residual`s, 160 nested `if`s"
+        ],
+    )
 
 
 def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
@@ -223,7 +234,7 @@ def _parse_tree(text: str, path: str, start: str) -> Tree[Token]:
         diagnostic = _syntax_diagnostic(exc, text, path, previous, start == "start")
         raise _SyntaxError([diagnostic]) from None
     except RecursionError:
-        raise _too_deep(path) from None
+        raise DiagnosticError([_too_deep(Span(path, 1, 1, 1, 2))]) from None
 
 
 # ------------------------------------------------------------- syntax errors
@@ -687,7 +698,9 @@ class _Builder:
         digits = text.replace("_", "")
         huge = kind is int and len(digits) > _MAX_DIGITS  # int() refuses 4300+ digits
         value = 0 if huge else kind(digits)
-        if huge or not math.isfinite(value) or abs(value) >= 2**MAX_BITS:
+        # an int is compared as it is: converting 10**309 to a float overflows
+        finite = isinstance(value, int) or math.isfinite(value)
+        if huge or not finite or abs(value) >= 2**MAX_BITS:
             self.problems.append(
                 error(
                     "too-large",

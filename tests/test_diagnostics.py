@@ -52,8 +52,8 @@ from cnnspec.diagnostics import (
     render_human,
     summary_line,
 )
-from cnnspec.loader import load_program
-from cnnspec.model import check_library, check_program, is_library
+from cnnspec.loader import Unreadable, load_program
+from cnnspec.model import check_library, check_program, is_library, read_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = ROOT / "tests" / "diagnostics"
@@ -64,7 +64,7 @@ COMMAND_LINE = "<command line>"
 # codes of other commands (tested with those commands). A new code that is in neither
 # set needs a case here.
 NOT_USER_ERRORS = {"internal", "graph-invariant"}
-OTHER_COMMANDS = {"compile-unsupported"}
+OTHER_COMMANDS = {"compile-unsupported", "bad-output"}  # tests/test_fileio.py
 
 _EXPECT = re.compile(r'\b(error|warning)\[([a-z-]+)\](?:\s+"((?:[^"\\]|\\.)*)")?')
 _STRING = re.compile(r'"([^"\\\n]|\\.)*"')
@@ -142,9 +142,9 @@ def case_names() -> list[str]:
 CASES = [load_case(name) for name in case_names()]
 
 
-def read_repo_file(path: str) -> str | None:
-    file = ROOT / path
-    return file.read_text(encoding="utf-8") if file.is_file() else None
+def read_repo_file(path: str) -> str | Unreadable:
+    """The CLI's reader, with paths relative to the repository root."""
+    return read_file(str(ROOT / path))
 
 
 def diagnose(case: Case) -> tuple[list[Diagnostic], dict[str, str]]:
@@ -153,7 +153,7 @@ def diagnose(case: Case) -> tuple[list[Diagnostic], dict[str, str]]:
     try:
         overrides, inputs = parse_sets(args.set), parse_inputs(args.input)
         text = read_repo_file(case.entry)
-        assert text is not None
+        assert isinstance(text, str)
         program = load_program(case.entry, text, read_repo_file)
         if is_library(program) and not args.set and not args.input:
             return check_library(program), program.sources  # blocks only: names checked

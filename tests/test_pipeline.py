@@ -10,7 +10,7 @@ from sample_specs import BASIC_BLOCK, STAGE_BLOCK
 from cnnspec import ast
 from cnnspec.diagnostics import DiagnosticError
 from cnnspec.graph import lint
-from cnnspec.loader import load_program
+from cnnspec.loader import Unreadable, load_program
 from cnnspec.model import Model, check_program
 from cnnspec.parser import parse
 
@@ -192,3 +192,51 @@ def test_a_use_of_a_missing_file_in_a_file_that_does_not_parse_is_reported() -> 
     with pytest.raises(DiagnosticError) as exc:
         load_program("net.cnn", text, {"net.cnn": text}.get)
     assert [d.code for d in exc.value.diagnostics] == ["missing-file", "syntax"]
+
+
+def test_the_reader_says_why_a_file_is_unreadable_and_the_loader_reports_it() -> None:
+    """The loader stays pure: the reader returns why it has no text, the loader words it."""
+    failures = {
+        "a.cnn": Unreadable("missing", "no such file"),
+        "b.cnn": Unreadable("name", "the name is too long for the file system"),
+        "c.cnn": Unreadable("not-regular", "it is a FIFO (named pipe), not a regular file"),
+        "d.cnn": Unreadable("too-large", "it has 20,000,000 bytes (the limit is 16 MiB)"),
+        "e.cnn": Unreadable("encoding", "it is not valid UTF-8 (byte 0xe9 on line 1, ...)"),
+        "f.cnn": Unreadable("denied", "permission denied"),
+    }
+    text = "".join(f'use "{name}"\n' for name in failures) + "network N { input x: 8 }\n"
+    files: dict[str, str | Unreadable] = {"net.cnn": text, **failures}
+    with pytest.raises(DiagnosticError) as exc:
+        load_program("net.cnn", text, files.get, lambda name: None)
+    found = [(d.span.line, d.code, d.message) for d in exc.value.diagnostics]
+    assert found == [
+        (1, "missing-file", "cannot find `a.cnn`"),
+        (2, "missing-file", "cannot read `b.cnn`: the name is too long for the file system"),
+        (
+            3,
+            "unreadable-file",
+            "cannot read `c.cnn`: it is a FIFO (named pipe), not a regular file",
+        ),
+        (4, "too-large", "cannot read `d.cnn`: it has 20,000,000 bytes (the limit is 16 MiB)"),
+        (
+            5,
+            "unreadable-file",
+            "cannot read `e.cnn`: it is not valid UTF-8 (byte 0xe9 on line 1, ...)",
+        ),
+        (6, "unreadable-file", "cannot read `f.cnn`: permission denied"),
+    ]
+
+
+def test_a_missing_file_is_looked_for_in_the_zoo_but_an_unreadable_one_is_not() -> None:
+    text = 'use "x.cnn"\nuse "y.cnn"\nnetwork N { input x: 8 }\n'
+    files: dict[str, str | Unreadable] = {
+        "net.cnn": text,
+        "x.cnn": Unreadable("missing", "no such file"),
+        "y.cnn": Unreadable("encoding", "it is not valid UTF-8"),
+        "zoo/x.cnn": "block bx() { relu }\n",
+        "zoo/y.cnn": "block by() { relu }\n",
+    }
+    with pytest.raises(DiagnosticError) as exc:
+        load_program("net.cnn", text, files.get, lambda name: f"zoo/{name}")
+    assert [(d.span.line, d.code) for d in exc.value.diagnostics] == [(2, "unreadable-file")]
+    assert "zoo/x.cnn" in exc.value.sources
