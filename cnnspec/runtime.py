@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import linecache
 import sys
 import types
+
+TORCH_ADVICE = (
+    "pip install 'cnnspec[torch]' (PyTorch alone) or pip install 'cnnspec[train]' "
+    "(what `cnnspec train` needs: torch, torchvision, scikit-learn, matplotlib)"
+)
+
+
+def require_torch() -> None:
+    """An :class:`ImportError` that says how to install PyTorch when it does not import."""
+    try:
+        importlib.import_module("torch")
+    except ImportError as exc:
+        missing = isinstance(exc, ModuleNotFoundError) and exc.name == "torch"
+        why = "is not installed" if missing else f"does not import ({exc})"
+        raise ImportError(
+            f"building a network needs PyTorch, which {why}: {TORCH_ADVICE}", name="torch"
+        ) from exc
 
 
 def load_module(source: str, stem: str) -> types.ModuleType:

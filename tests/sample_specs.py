@@ -39,3 +39,12 @@ network Tiny(classes = 10) {
 }
 """
 )
+
+# the smallest network that trains on the bundled 8 x 8 digits (training tests)
+DIGITS_TINY = """network Tiny(classes = 10) {
+    input image: 1 x 8 x 8
+    conv(4, 3) -> relu
+    flatten
+    linear(classes)
+}
+"""

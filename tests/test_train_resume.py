@@ -35,7 +35,7 @@ def _finish(proc: subprocess.Popen[bytes], code: int = 0) -> str:
     return text
 
 
-def _wait_for(path: Path, ready: object, proc: subprocess.Popen[bytes]) -> dict[str, object]:
+def _wait_for(path: Path, ready: object, proc: subprocess.Popen[bytes]) -> checkpoint.Checkpoint:
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the run ended before it could be interrupted"
@@ -51,7 +51,7 @@ def _wait_for(path: Path, ready: object, proc: subprocess.Popen[bytes]) -> dict[
 
 
 def _same_weights(a: Path, b: Path) -> None:
-    left, right = checkpoint.load(a)["model"], checkpoint.load(b)["model"]
+    left, right = checkpoint.load(a).model, checkpoint.load(b).model
     assert left.keys() == right.keys()
     for name in left:
         assert torch.equal(left[name], right[name]), name
@@ -61,18 +61,18 @@ def _same_weights(a: Path, b: Path) -> None:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reference") / "run"
     _finish(_train(out))
-    assert checkpoint.load(out / "last.pt")["epoch"] == EPOCHS
+    assert checkpoint.load(out / "last.pt").epoch == EPOCHS
     return out
 
 
 def test_resume_after_sigkill_gives_the_same_weights(reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "killed"
     proc = _train(out)
-    state = _wait_for(out / "last.pt", lambda s: s["epoch"] >= 1, proc)
+    state = _wait_for(out / "last.pt", lambda s: s.epoch >= 1, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
-    assert int(state["epoch"]) < EPOCHS  # type: ignore[call-overload]
+    assert state.epoch < EPOCHS
     text = _finish(_train(out, "--resume"))
     assert "resuming" in text
     rows = json.loads((out / "metrics.json").read_text())
@@ -83,14 +83,15 @@ def test_resume_after_sigkill_gives_the_same_weights(reference: Path, tmp_path: 
 def test_ctrl_c_saves_mid_epoch_and_resumes_exactly(reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "interrupted"
     proc = _train(out)
-    _wait_for(out / "last.pt", lambda s: s["epoch"] >= 1, proc)
+    _wait_for(out / "last.pt", lambda s: s.epoch >= 1, proc)
     time.sleep(0.15)  # into the next epoch
     proc.send_signal(signal.SIGINT)
     text = _finish(proc, 130)
     saved = checkpoint.load(out / "last.pt")
     assert "interrupted: saved" in text
-    assert saved["epoch"] >= 1
-    assert saved["step"] > 0  # mid-epoch, with the partial epoch's state
+    assert saved.epoch >= 1
+    assert saved.step > 0  # mid-epoch, with the partial epoch's state
+    assert saved.partial is not None
     _finish(_train(out, "--resume"))
     _same_weights(reference / "last.pt", out / "last.pt")
 
@@ -109,8 +110,10 @@ def test_two_process_gloo_ddp(reference: Path, tmp_path: Path) -> None:
     assert config["runtime"]["batch_per_process"] == 32
     assert config["runtime"]["steps_per_epoch"] == single["runtime"]["steps_per_epoch"]
     ddp, ref = checkpoint.load(out / "last.pt"), checkpoint.load(reference / "last.pt")
-    assert ddp["scheduler"]["last_epoch"] == ref["scheduler"]["last_epoch"]  # optimizer steps
-    assert not any(k.startswith("module.") for k in ddp["model"])
+    assert (ddp.world, ref.world) == (2, 1)
+    assert ddp.steps_per_epoch == ref.steps_per_epoch  # optimizer steps
+    assert ddp.schedule == ref.schedule
+    assert not any(k.startswith("module.") for k in ddp.model)
     rows = json.loads((out / "metrics.json").read_text())
     assert len(rows) == EPOCHS
     assert rows[-1]["val_acc"] > 0.6

@@ -6,7 +6,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -28,23 +28,23 @@ class Restored:
     net: nn.Module
     pre: Preprocess
     classes: list[str]
-    state: dict[str, Any]
+    state: checkpoint.Weights
     device: torch.device
 
 
 def restore(spec: Model, path: str | Path, device_name: str = "auto") -> Restored:
     """Load ``path`` into ``spec``'s network; refuse a checkpoint of another network."""
     dev = device.pick_device(device_name)
-    state = checkpoint.load(path, dev)
-    info = state["data"]
-    spec = fit_classes(spec, len(info["classes"]))
+    state = checkpoint.load_weights(path, dev)
+    info = state.data
+    spec = fit_classes(spec, len(info.classes))
     net = spec.build()
-    checkpoint.check_signature(state["signature"], checkpoint.signature(spec, net), path)
-    net.load_state_dict(state["model"])
+    checkpoint.check_signature(state.signature, checkpoint.signature(spec, net), path)
+    checkpoint.load_into(net, state.model, path)
     net.to(dev).eval()
-    shape = (int(info["shape"][0]), int(info["shape"][1]), int(info["shape"][2]))
-    pre = Preprocess(shape, info["mean"], info["std"], dev)
-    return Restored(net, pre, list(info["classes"]), state, dev)
+    shape = (info.shape[0], info.shape[1], info.shape[2])
+    pre = Preprocess(shape, info.mean, info.std, dev)
+    return Restored(net, pre, list(info.classes), state, dev)
 
 
 def confusion(preds: Tensor, labels: Tensor, classes: int) -> list[list[int]]:
@@ -64,7 +64,7 @@ def run_eval(  # noqa: PLR0917
     """Print accuracy, per-class accuracy and the confusion matrix; save confusion.png."""
     console = console or Console()
     r = restore(spec, path, device_name)
-    source = source or str(r.state["config"]["data"])
+    source = source or r.state.settings.data
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConversionWarning)
         data = load_data(source, r.pre.shape, len(r.classes))

@@ -3,12 +3,15 @@
 Per step it does the work and nothing more: metrics accumulate on the device and are
 read (a host sync) only when the progress bar refreshes and at the end of an epoch.
 Every epoch ends with ``last.pt`` (and ``best.pt`` when validation accuracy improves),
-written atomically by rank 0; ``--resume`` continues from ``last.pt`` and, on CPU with
-a fixed seed, reaches the same weights as an uninterrupted run.
+written atomically by rank 0; ``--resume`` continues from ``last.pt`` (with the settings
+:mod:`~cnnspec.train.resume` allows) and, on CPU with a fixed seed, reaches the same
+weights as an uninterrupted run. The learning rate of every step comes from the run's
+:class:`~cnnspec.train.schedule.Schedule`, which the checkpoint carries.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import signal
@@ -38,6 +41,8 @@ from torch import Tensor, nn
 from cnnspec.train import checkpoint, device, report
 from cnnspec.train.config import TrainConfig, TrainError
 from cnnspec.train.data import Batches, Data, Preprocess, load_data
+from cnnspec.train.resume import Resumed, reconcile, show
+from cnnspec.train.schedule import Schedule
 
 if TYPE_CHECKING:
     from cnnspec.model import Model
@@ -111,6 +116,11 @@ def compute_loss(
     return loss, logits
 
 
+def _listed(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return f"{len(names)} ({shown})"
+
+
 def main_output(out: Tensor | Sequence[Tensor | None]) -> Tensor:
     if isinstance(out, Tensor):
         return out
@@ -177,6 +187,12 @@ class Trainer:
         self.dev = runtime.device
         device.configure(runtime)  # first: threads started later inherit the FP mode
         self.out = Path(config.out)
+        self._prepare_output()
+        self.saved: checkpoint.Checkpoint | None = None
+        self.resumed: Resumed | None = None
+        if config.resume:
+            self.saved, self.resumed = self._reconcile(spec)
+            config = self.config = self.resumed.config
         if config.batch_size % runtime.world:
             raise TrainError(
                 f"--batch-size {config.batch_size} (the global batch) must divide evenly "
@@ -184,8 +200,10 @@ class Trainer:
             )
         self.local_batch = config.batch_size // runtime.world
         self.autocast = device.autocast(self.dev, config.precision)
-        self._prepare_output()
+        self._make_output()
         self.data = self._load_data(spec)
+        if self.saved is not None:
+            self._check_data(self.saved)
         self.spec = fit_classes(spec, len(self.data.classes))
         self.aux = [(a.name, a.weight) for a in self.spec.graph.aux]
 
@@ -193,6 +211,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.net = self.spec.build()
         self.signature = checkpoint.signature(self.spec, self.net)
+        if self.saved is not None:
+            checkpoint.check_signature(self.saved.signature, self.signature, self.last)
         self.net.to(self.dev)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -225,7 +245,7 @@ class Trainer:
         )
         self.steps_per_epoch = len(self.train_batches)
         self.optimizer = self._optimizer()
-        self.scheduler = self._scheduler()
+        self.schedule = self._schedule()
         self.scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         model: nn.Module = self.net
@@ -239,15 +259,19 @@ class Trainer:
         self.model = model
         self.result = Result(out=self.out)
         self.epoch, self.start_step = 0, 0  # epochs completed; steps done in the next one
-        self.partial: dict[str, Any] | None = None
+        self.partial: checkpoint.Partial | None = None
         self.interrupt = _DeferredInterrupt()
-        if config.resume:
-            self._resume()
+        if self.saved is not None:
+            self._resume(self.saved)
 
     # ---------------------------------------------------------------- set-up
 
+    @property
+    def last(self) -> Path:
+        return self.out / "last.pt"
+
     def _prepare_output(self) -> None:
-        last = self.out / "last.pt"
+        last = self.last
         if self.config.resume:
             if not last.is_file():
                 raise TrainError(f"--resume: there is no {last} to continue from")
@@ -256,6 +280,8 @@ class Trainer:
                 f"{self.out} already holds a run ({last}); add --resume to continue it "
                 "or choose another --out"
             )
+
+    def _make_output(self) -> None:
         if self.runtime.main:
             try:
                 self.out.mkdir(parents=True, exist_ok=True)
@@ -289,30 +315,102 @@ class Trainer:
             return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
         return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
 
-    def _scheduler(self) -> torch.optim.lr_scheduler.LRScheduler:
-        total = self.config.epochs * self.steps_per_epoch
-        if self.config.scheduler == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=total)
-        if self.config.scheduler == "step":
-            return torch.optim.lr_scheduler.StepLR(self.optimizer, max(1, total // 3), 0.1)
-        return torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
-
-    def _resume(self) -> None:
-        state = checkpoint.load(self.out / "last.pt", self.dev)
-        checkpoint.check_signature(state["signature"], self.signature, self.out / "last.pt")
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        checkpoint.set_rng_states(state["rng"])
-        self.epoch, self.start_step = int(state["epoch"]), int(state["step"])
-        self.partial = state.get("partial")
-        self.result.history = list(state["history"])
-        self.result.best_acc, self.result.best_epoch = state["best_acc"], state["best_epoch"]
+    def _reconcile(self, spec: Model) -> tuple[checkpoint.Checkpoint, Resumed]:
+        """Read ``last.pt`` and settle the settings to continue with (or refuse)."""
+        saved = checkpoint.load(self.last, self.dev)
+        if saved.spec_hash != checkpoint.spec_hash(spec):
+            raise TrainError(
+                f"cannot resume the run in {self.out}: the spec's text has changed since "
+                f"it began (sha256 {saved.spec_hash[:12]}... then, "
+                f"{checkpoint.spec_hash(spec)[:12]}... now). A run keeps its network: resume "
+                f"with the spec it began with ({self.out / 'config.json'} holds its text) "
+                "or start a new run with another --out"
+            )
+        resumed = reconcile(saved.settings, self.config, saved.epoch, saved.step)
+        resumed.config.check()
         if self.runtime.main:
-            where = f"epoch {self.epoch}" + (f", step {self.start_step}" if self.start_step else "")
-            self.console.print(f"resuming {self.out / 'last.pt'} after {where}")
+            where = f"epoch {saved.epoch}" + (f", step {saved.step}" if saved.step else "")
+            self.console.print(f"resuming {self.last} after {where}")
+            for text in resumed.warnings:
+                self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        return saved, resumed
+
+    def _check_data(self, saved: checkpoint.Checkpoint) -> None:
+        """The data a run continues on is the data it began with."""
+        info, data = saved.data, self.data
+        problems = []
+        if info.classes != data.classes:
+            problems.append(f"classes {_listed(info.classes)} then, {_listed(data.classes)} now")
+        sizes = (len(data.train), len(data.val))
+        if info.train is not None and (info.train, info.val) != sizes:
+            problems.append(
+                f"{info.train} training and {info.val} validation images then, "
+                f"{sizes[0]} and {sizes[1]} now"
+            )
+        if problems:
+            raise TrainError(
+                f"cannot resume the run in {self.out}: the data of --data {self.config.data} "
+                f"has changed since it began: {'; '.join(problems)}"
+            )
+
+    def _schedule(self) -> Schedule:
+        """The run's plan, or the resumed run's, re-planned when ``--epochs`` or the number
+        of steps per epoch changed (:meth:`Schedule.replan`)."""
+        c, steps = self.config, self.steps_per_epoch
+        saved = self.saved
+        if saved is None:
+            return Schedule.plan(c.scheduler, 0, c.epochs * steps)
+        old_steps, planned = saved.steps_per_epoch, saved.settings.epochs
+        if saved.step and steps != old_steps:
+            raise TrainError(
+                f"cannot resume the run in {self.out} in the middle of epoch "
+                f"{saved.epoch + 1}: an epoch has {steps} steps now, {old_steps} in this run "
+                f"(it ran with {saved.world} process(es), now {self.runtime.world}); resume "
+                "as it ran, at least until the epoch is done"
+            )
+        plan = saved.lr_schedule
+        if (steps, c.epochs) == (old_steps, planned) or saved.epoch >= c.epochs:
+            return plan
+        at = saved.epoch * old_steps + saved.step
+        new = plan.replan(c.scheduler, at, saved.epoch * steps + saved.step, c.epochs * steps)
+        if c.epochs != planned and self.runtime.main:
+            lr = show(c.lr * new.factor(saved.epoch * steps + saved.step))
+            if saved.epoch >= planned:
+                what = f"a new {c.scheduler} cycle from --lr {show(c.lr)}"
+                self.console.print(
+                    f"note: extending the finished run from {planned} to {c.epochs} epochs: "
+                    f"epochs {planned + 1}-{c.epochs} follow {what}",
+                    highlight=False,
+                )
+            else:
+                self.console.print(
+                    f"note: the run was planned for {planned} epochs, now {c.epochs}: the rest "
+                    f"of its {c.scheduler} schedule now spans epochs {saved.epoch + 1}-"
+                    f"{c.epochs} (the learning rate goes on from {lr})",
+                    highlight=False,
+                )
+        return new
+
+    def _resume(self, saved: checkpoint.Checkpoint) -> None:
+        checkpoint.load_into(self.net, saved.model, self.last)
+        try:
+            self.optimizer.load_state_dict(saved.optimizer)
+            if self.scaler is not None and saved.scaler:
+                self.scaler.load_state_dict(saved.scaler)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise TrainError(
+                f"{self.last} is not a valid cnnspec checkpoint: its optimizer state does not "
+                f"fit this network's {self.config.optimizer} optimizer ({str(exc)[:160]})"
+            ) from None
+        for group in self.optimizer.param_groups:  # settings that may change on resume
+            group["weight_decay"] = self.config.weight_decay
+            if self.config.optimizer == "sgd":
+                group["momentum"] = self.config.momentum
+        checkpoint.set_rng_states(saved.rng)
+        self.epoch, self.start_step = saved.epoch, saved.step
+        self.partial = saved.partial
+        self.result.history = [row.model_dump() for row in saved.history]
+        self.result.best_acc, self.result.best_epoch = saved.best_acc, saved.best_epoch
 
     # ----------------------------------------------------------------- state
 
@@ -323,13 +421,15 @@ class Trainer:
             "partial": partial,
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "schedule": self.schedule.to_data(),
+            "steps_per_epoch": self.steps_per_epoch,
+            "world": self.runtime.world,
             "rng": checkpoint.rng_states(),
             "history": self.result.history,
             "best_acc": self.result.best_acc,
             "best_epoch": self.result.best_epoch,
-            "signature": self.signature,
+            "signature": self.signature.model_dump(),
             "spec_hash": checkpoint.spec_hash(self.spec),
             "data": {
                 "name": self.data.name,
@@ -337,6 +437,8 @@ class Trainer:
                 "shape": list(self.data.shape),
                 "mean": list(self.data.mean),
                 "std": list(self.data.std),
+                "train": len(self.data.train),
+                "val": len(self.data.val),
             },
             "config": self.config.to_dict(),
         }
@@ -373,10 +475,41 @@ class Trainer:
 
     # ------------------------------------------------------------------ run
 
+    def _record(self) -> dict[str, Any]:
+        """``config.json``: the run's record; a resumed run adds where it resumed and what
+        changed to the record's ``resumed`` list."""
+        record = self.config_record()
+        saved = self.saved
+        if saved is None:
+            return record
+        try:
+            before = json.loads((self.out / "config.json").read_text(encoding="utf-8"))
+            earlier = list(before["resumed"]) if isinstance(before, dict) else []
+        except (OSError, ValueError, KeyError, TypeError):
+            earlier = []
+        changed = dict(self.resumed.changes) if self.resumed is not None else {}
+        if saved.settings.epochs != self.config.epochs:
+            changed["epochs"] = (saved.settings.epochs, self.config.epochs)
+        entry = {
+            "epoch": saved.epoch,
+            "step": saved.step,
+            "changed": {k: list(v) for k, v in changed.items()},
+        }
+        record["resumed"] = [*earlier, entry]
+        return record
+
     def run(self) -> Result:
         c = self.config
+        if self.saved is not None and self.epoch >= c.epochs:
+            if self.runtime.main:
+                self.console.print(
+                    f"note: the run in {self.out} has finished its {c.epochs} epochs; nothing "
+                    f"to do (--epochs N, more than {c.epochs}, extends it)",
+                    highlight=False,
+                )
+            return self.result
         if self.runtime.main:
-            report.write_config(self.out, self.config_record())
+            report.write_config(self.out, self._record())
             self.console.print(
                 f"training {self.spec.name} ({self.spec.total_params:,} params) on "
                 f"{self.data.name} ({len(self.data.train)} train / {len(self.data.val)} val, "
@@ -424,22 +557,25 @@ class Trainer:
         sums = _zeros(self.dev)
         step, elapsed = self.start_step, 0.0
         if self.partial is not None:
-            gen.set_state(
-                self.partial["gen"].cpu() if self.dev.type != "cuda" else self.partial["gen"]
-            )
-            sums = _Sums(
-                *(
-                    torch.tensor(v, device=self.dev, dtype=sums.loss.dtype)
-                    for v in self.partial["sums"]
-                )
-            )
-            elapsed = float(self.partial["time"])
+            try:
+                gen.set_state(self.partial.gen.cpu())
+            except RuntimeError as exc:
+                raise TrainError(
+                    f"{self.last} is not a valid cnnspec checkpoint: partial.gen is not a "
+                    f"generator state of {self.dev} ({str(exc)[:80]})"
+                ) from None
+            dtype, saved = sums.loss.dtype, self.partial.sums
+            sums = _Sums(*(torch.tensor(v, device=self.dev, dtype=dtype) for v in saved))
+            elapsed = self.partial.time
             progress.update(task, completed=step)
         self.partial = None
         self.model.train()
         start = time.perf_counter()
         try:
             for images, labels in self.train_batches.batches(self.epoch, self.start_step):
+                lr = c.lr * self.schedule.factor(self.epoch * self.steps_per_epoch + step)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
                 sums = self._step(images, labels, gen, sums)
                 step += 1
                 self.result.steps += 1
@@ -450,9 +586,12 @@ class Trainer:
                     raise KeyboardInterrupt
         except KeyboardInterrupt:
             if self.runtime.main and self.interrupt.requested:
+                values = [float(v) for v in sums]
+                if not math.isfinite(values[0]):  # never save weights a NaN step has spoiled
+                    raise self._non_finite_error(e) from None
                 partial = {
                     "gen": gen.get_state(),
-                    "sums": [float(v) for v in sums],
+                    "sums": values,
                     "time": elapsed + time.perf_counter() - start,
                 }
                 path = checkpoint.save(self.out / "last.pt", self.state(step, partial))
@@ -466,6 +605,8 @@ class Trainer:
         if not math.isfinite(train_loss):
             self._non_finite(e)
         val_loss, val_acc = self.evaluate()
+        if not math.isfinite(val_loss):  # the last step's update spoiled the weights
+            self._non_finite(e)
         seconds = elapsed + time.perf_counter() - start
         self.epoch = e
         row = {
@@ -474,7 +615,7 @@ class Trainer:
             "train_acc": train_acc,
             "val_loss": val_loss,
             "val_acc": val_acc,
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": c.lr * self.schedule.factor(e * self.steps_per_epoch),  # the next step's
             "time_s": seconds,
             "train_time_s": train_seconds,
             "images_per_s": seen / train_seconds if train_seconds > 0 else 0.0,
@@ -505,7 +646,6 @@ class Trainer:
         else:
             loss.backward()  # type: ignore[no-untyped-call]
             self.optimizer.step()
-        self.scheduler.step()
         with torch.no_grad():
             n = y.shape[0]
             return _Sums(
@@ -530,11 +670,15 @@ class Trainer:
             )
 
     def _non_finite(self, epoch: int) -> None:
-        kept = self.out / "last.pt"
+        raise self._non_finite_error(epoch)
+
+    def _non_finite_error(self, epoch: int) -> NonFiniteLossError:
+        kept = self.last
         where = f"{kept} (epoch {self.epoch})" if kept.exists() else "none was written yet"
-        raise NonFiniteLossError(
+        return NonFiniteLossError(
             f"the loss became NaN or infinite in epoch {epoch}; stopped. Last good checkpoint: "
-            f"{where}. Try a lower --lr, --precision fp32 or bf16"
+            f"{where}. Try a lower --lr (--resume continues from the checkpoint with it), "
+            "--precision fp32 or bf16"
         )
 
     def evaluate(self) -> tuple[float, float]:
