@@ -8,6 +8,7 @@ traceback. ``check`` and ``summary`` do not import torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from cnnspec import __version__
 from cnnspec.diagnostics import (
+    MAX_SHOWN,
     NO_SPAN,
     Diagnostic,
     DiagnosticError,
@@ -23,10 +25,11 @@ from cnnspec.diagnostics import (
     render_json,
     summary_line,
 )
-from cnnspec.fileio import OutputError
 from cnnspec.model import check_library, check_program, is_library, load_program_from
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from cnnspec.loader import Program
     from cnnspec.model import Model
 
@@ -38,6 +41,17 @@ class UsageError(Exception):
 
 
 # --------------------------------------------------------------------- options
+
+
+def _is_name(text: str) -> bool:
+    """A name as the grammar's NAME takes it (`²` is one; Python's isidentifier says no)."""
+    import re
+
+    return re.fullmatch(r"[^\W\d]\w*", text) is not None
+
+
+def _is_dim(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 40  # far past any size cap
 
 
 def parse_sets(items: Sequence[str]) -> dict[str, Any]:
@@ -52,7 +66,7 @@ def parse_sets(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, text = item.partition("=")
         key = key.strip()
-        if not sep or not key.isidentifier():
+        if not sep or not _is_name(key):
             raise UsageError(f"--set expects NAME=VALUE, got {item!r}")
         try:
             values[key] = evaluate(parse_expr(text, f"--set {key}"), {}, InShape(None))
@@ -77,8 +91,10 @@ def parse_inputs(items: Sequence[str]) -> dict[str, tuple[int, ...]]:
     for item in items:
         key, sep, text = item.partition("=")
         dims = text.lower().replace("×", "x").replace(" ", "").split("x")
-        if not sep or not key.isidentifier() or not all(d.isdigit() for d in dims):
-            raise UsageError(f"--input expects NAME=CxHxW (e.g. image=3x224x224), got {item!r}")
+        # ASCII digits only (`²` is a digit to str.isdigit), and few enough for int()
+        if not sep or not _is_name(key) or not all(_is_dim(d) for d in dims):
+            shown = repr(item) if len(item) <= 80 else repr(item[:80]) + "..."
+            raise UsageError(f"--input expects NAME=CxHxW (e.g. image=3x224x224), got {shown}")
         shapes[key] = tuple(int(d) for d in dims)
     return shapes
 
@@ -95,7 +111,7 @@ def _report(diags: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> N
         return
     if fmt == "json":
         return
-    sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr)))
+    sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr), MAX_SHOWN))
 
 
 def _check(args: argparse.Namespace, program: Program) -> Model:
@@ -103,8 +119,15 @@ def _check(args: argparse.Namespace, program: Program) -> Model:
     return check_program(program, args.network, overrides, inputs)
 
 
+def _read(source: str) -> Program:
+    """A command-line FILE is a path or a zoo name, never spec text (`{` in a name)."""
+    from pathlib import Path
+
+    return load_program_from(Path(source))
+
+
 def _load(args: argparse.Namespace, source: str) -> Model:
-    return _check(args, load_program_from(source))
+    return _check(args, _read(source))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -113,7 +136,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     failed = False
     for source in args.files:
         try:
-            program = load_program_from(source)
+            program = _read(source)
             sources.update(program.sources)
             if is_library(program) and not args.set and not args.input:
                 found = check_library(program)  # no input shape: names only
@@ -158,12 +181,14 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cnnspec.draw import Diagram, DotNotFoundError, DrawOptions, format_of, render_dot
+    from cnnspec.fileio import check_target
 
     if args.output is not None:
         try:
             format_of(args.output)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+        check_target(args.output)  # before the work, not after
     model = _load(args, args.file)
     _report(model.warnings, model.sources, "human")
     options = DrawOptions(
@@ -189,75 +214,94 @@ def cmd_compile(args: argparse.Namespace) -> int:
     """Write one generated PyTorch module per spec (atomically), or print it."""
     from pathlib import Path
 
-    from cnnspec.emit import identifier
-    from cnnspec.fileio import atomic_write
+    from cnnspec.fileio import OutputError, atomic_write, check_target
+    from cnnspec.pyescape import identifier
 
     out = args.output
-    to_dir = out is not None and (out.endswith(("/", "\\")) or Path(out).is_dir())
+    to_dir = out is not None and (out.endswith(("/", "\\")) or _is_dir(Path(out)))
     if out is not None and not to_dir and len(args.files) > 1:
         raise UsageError("several specs need -o DIR/ (a directory)")
     if args.class_name is not None and len(args.files) > 1:
         raise UsageError("--class-name applies to one spec at a time")
     if args.stdout and out is not None:
         raise UsageError("--stdout and -o exclude each other")
-    generated: list[tuple[Path, str]] = []
+    generated: dict[Path, tuple[Model, str]] = {}
     for source in args.files:  # check and generate everything before writing anything
         model = _load(args, source)
         _report(model.warnings, model.sources, "human")
         code = model.source(args.class_name)
         stem = identifier(Path(model.path).stem).lower()
         target = Path(out) / f"{stem}.py" if to_dir else Path(out or f"{stem}.py")
-        generated.append((target, code))
-    if to_dir and not args.stdout:
+        if target in generated and not args.stdout:
+            raise OutputError(
+                f"{generated[target][0].path} and {model.path} would both be written to {target}",
+                ["compile them one at a time, each with its own -o"],
+            )
+        generated[target] = (model, code)
+    if args.stdout:
+        for _, code in generated.values():
+            sys.stdout.write(code)
+        return EXIT_OK
+    if to_dir:
         try:
             Path(out).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
-    for target, code in generated:
-        if args.stdout:
-            sys.stdout.write(code)
-        else:
-            print(atomic_write(target, code))
+    for target, (model, _) in generated.items():
+        check_target(target)
+        if _is_source(target, model):
+            raise OutputError(
+                f"cannot write {target}: it is a spec being compiled",
+                ["give -o a .py path"],
+            )
+    for target, (_, code) in generated.items():
+        print(atomic_write(target, code))
     return EXIT_OK
 
 
-def _default_out(model: Model) -> str:
-    """``runs/<spec>``, or ``runs/<spec>-2``, ... when that one already holds a run."""
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, ...: not a directory; writing it will say why
+        return False
+
+
+def _is_source(target: Path, model: Model) -> bool:
+    """``target`` is the spec or one of the files it uses (same file, any path)."""
+    for source in model.sources:
+        with contextlib.suppress(OSError):  # no such file (yet)
+            if target.samefile(source):
+                return True
+    return False
+
+
+def _default_out(model: Model, resume: bool = False) -> str:
+    """``runs/<spec>``, or ``runs/<spec>-2``, ... when that one already holds a run; with
+    ``resume``, the last of them that holds a run."""
     from pathlib import Path
 
     stem, n = Path(model.path).stem, 1
-    while Path("runs", stem if n == 1 else f"{stem}-{n}", "last.pt").exists():
+
+    def folder(n: int) -> Path:
+        return Path("runs", stem if n == 1 else f"{stem}-{n}")
+
+    while (folder(n) / "last.pt").exists():
         n += 1
-    return str(Path("runs", stem if n == 1 else f"{stem}-{n}"))
+    return str(folder(n - 1 if resume and n > 1 else n))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a spec (imports torch); under torchrun, as one rank of several."""
-    from cnnspec.train.config import TrainConfig, TrainError
+    from cnnspec.train.config import TrainConfig, TrainError, require_packages, setting_names
 
     try:
+        require_packages("train")
         model = _load(args, args.file)
         _report(model.warnings, model.sources, "human")
-        config = TrainConfig(
-            data=args.data,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            optimizer=args.optimizer,
-            weight_decay=args.weight_decay,
-            scheduler=args.scheduler,
-            label_smoothing=args.label_smoothing,
-            augment=args.augment,
-            device=args.device,
-            precision=args.precision,
-            channels_last=args.channels_last,
-            compile=args.compile,
-            workers=args.workers,
-            seed=args.seed,
-            out=args.out or _default_out(model),
-            resume=args.resume,
-            progress=args.progress,
-        )
+        # the options given; the others are the defaults, or the run's own with --resume
+        given = {n: getattr(args, n) for n in setting_names() if getattr(args, n, None) is not None}
+        given["out"] = args.out or _default_out(model, args.resume)
+        config = TrainConfig(**given, explicit=frozenset(given))
         config.check()
         from cnnspec.train.loop import train
 
@@ -288,9 +332,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _with_checkpoint(args: argparse.Namespace, run: Callable[[Model], None]) -> int:
     """`eval` and `predict`: load the spec, run, and turn a TrainError into a message."""
-    from cnnspec.train.config import TrainError
+    from cnnspec.train.config import TrainError, require_packages
 
     try:
+        require_packages(args.command)
         run(_load(args, args.file))
     except TrainError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -421,52 +466,70 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_parsers(sub: Any) -> None:
     """``train``, ``eval`` and ``predict`` (docs/train.md); their defaults come from
-    :class:`cnnspec.train.config.TrainConfig`, which imports no torch."""
-    from cnnspec.train.config import TrainConfig
+    :class:`cnnspec.train.config.TrainConfig`, which imports no torch. An option of
+    ``train`` that is not given is ``None`` here: the default, or with ``--resume`` the
+    run's own setting. A number out of its range is a usage error (exit 2)."""
+    from cnnspec.train.config import TrainConfig, option_type
+    from cnnspec.train.resume import show
 
     d = TrainConfig()
+
+    def default(name: str) -> str:
+        return f"(default: {show(getattr(d, name))}; with --resume: the run's)"
+
     p = sub.add_parser("train", help="train a spec on a dataset (CPU, GPU or torchrun)")
     p.add_argument("file", metavar="FILE", help="a .cnn file or a zoo name (lenet5)")
     p.add_argument(
         "--data",
-        default=d.data,
         metavar="SOURCE",
-        help="digits (default), synthetic, mnist:PATH, fashion-mnist:PATH, "
-        "cifar10:PATH or imagefolder:PATH",
+        help="digits, synthetic, mnist:PATH, fashion-mnist:PATH, cifar10:PATH or "
+        f"imagefolder:PATH {default('data')}",
     )
-    p.add_argument("--epochs", type=_positive, default=d.epochs)
+    p.add_argument(
+        "--epochs",
+        type=option_type("epochs"),
+        help=f"{default('epochs')}; with --resume, another number re-plans the rest of the run",
+    )
     p.add_argument(
         "--batch-size",
-        type=_positive,
-        default=d.batch_size,
-        help="the global batch size (split across torchrun processes)",
+        type=option_type("batch_size"),
+        help=f"the global batch size (split across torchrun processes) {default('batch_size')}",
     )
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default=d.optimizer)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--scheduler", choices=["none", "cosine", "step"], default=d.scheduler)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--lr", type=option_type("lr"), help=f"peak learning rate {default('lr')}")
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], help=default("optimizer"))
+    p.add_argument("--weight-decay", type=option_type("weight_decay"), help=default("weight_decay"))
+    p.add_argument("--scheduler", choices=["none", "cosine", "step"], help=default("scheduler"))
+    p.add_argument(
+        "--label-smoothing", type=option_type("label_smoothing"), help=default("label_smoothing")
+    )
     p.add_argument(
         "--augment",
         action=argparse.BooleanOptionalAction,
-        default=d.augment,
-        help="random small rotations, shifts and scalings of training images",
+        default=None,
+        help=f"random small rotations, shifts and scalings of training images {default('augment')}",
     )
     p.add_argument("--device", default=d.device, metavar="auto|cpu|cuda|cuda:N")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default=d.precision)
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help=default("precision"))
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument(
-        "--workers", type=int, default=d.workers, help="image-loading processes (imagefolder)"
+        "--workers",
+        type=option_type("workers"),
+        default=d.workers,
+        help="image-loading processes (imagefolder)",
     )
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=option_type("seed"), help=default("seed"))
     p.add_argument(
         "--out",
         default=None,
         metavar="DIR",
         help="where metrics, plots and checkpoints go (default: runs/<spec>)",
     )
-    p.add_argument("--resume", action="store_true", help="continue from DIR/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in DIR from its last.pt (docs/train.md: what may change)",
+    )
     p.add_argument(
         "--no-progress",
         dest="progress",
@@ -530,8 +593,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     except DiagnosticError as exc:
         _fail(exc.diagnostics, exc.sources, fmt)
-    except OutputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -558,5 +619,5 @@ def _fail(diags: Sequence[Diagnostic], sources: dict[str, str], fmt: str) -> Non
     if fmt == "json":
         print(render_json(diags))
     else:
-        sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr)))
+        sys.stderr.write(render_human(diags, sources, _use_color(sys.stderr), MAX_SHOWN))
         print(f"failed: {summary_line(diags)}", file=sys.stderr)

@@ -14,7 +14,6 @@ import builtins
 import hashlib
 import keyword
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -25,6 +24,7 @@ from cnnspec import ast
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
 from cnnspec.naming import BodyNames, body_names
 from cnnspec.ops import ArgType, Op, format_shape, lookup, show_value
+from cnnspec.pyescape import identifier
 from cnnspec.pyformat import LINE_LENGTH, Call, Expr, Kw, List, layout, statement
 from cnnspec.symbolic import Sym, SymbolicError, const, translate, uses
 from cnnspec.symbolic import binary as sym_binary
@@ -135,15 +135,6 @@ _INPLACE_OK_BEFORE_ADD = frozenset({"conv", "batchnorm", "linear"})
 # ------------------------------------------------------------------- names
 
 
-def identifier(text: str) -> str:
-    """A valid ASCII-safe Python identifier for any spec name."""
-    text = unicodedata.normalize("NFKC", text)
-    text = re.sub(r"\W", "_", text, flags=re.ASCII)
-    if not text or text[0].isdigit():
-        text = "_" + text
-    return text
-
-
 def pascal(text: str) -> str:
     parts = [p for p in identifier(text).split("_") if p]
     name = "".join(p[:1].upper() + p[1:] for p in parts) or "Block"
@@ -158,9 +149,13 @@ class Namespace:
     used: set[str] = field(default_factory=set)
 
     def claim(self, wanted: str) -> str:
-        base = identifier(wanted)
-        if base in self.reserved or base in AMBIGUOUS or base.startswith("__"):
-            base = base.strip("_") + "_" if base.strip("_") else "v_"
+        # No leading underscore: `_modules`, `_parameters`, ... are nn.Module's own state,
+        # and NamedTuple fields may not start with one. A leading digit gets a `v`.
+        base = identifier(wanted).lstrip("_")
+        if not base or base[0].isdigit():
+            base = "v" + base
+        if base in self.reserved or base in AMBIGUOUS:
+            base += "_"
         name, n = base, 1
         while name in self.used or name in self.reserved:
             n += 1
@@ -1294,9 +1289,9 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
     source = render(
         "torch_module.py.j2",
         version=__version__,
-        spec=_safe_comment(PurePath(model.path).name),
+        spec=PurePath(model.path).name,
         digest=_digest(model.sources),
-        overrides=_safe_comment(overrides),
+        overrides=overrides,
         network=rendered,
         blocks=blocks,
         named_tuple=em.named_tuple,
@@ -1310,7 +1305,16 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
         outputs=["N x " + format_shape(model.graph[n].shape or ()) for n in model.graph.outputs],
         all_lines=layout(List(tuple(f'"{n}"' for n in sorted(exported))), 0, "__all__ = "),
     )
+    _check_syntax(source)
     return GeneratedModule(source, name, em.named_tuple[0] if em.named_tuple else None)
+
+
+def _check_syntax(source: str) -> None:
+    """Never hand out code Python would not read: that is a bug in cnnspec (exit 3)."""
+    try:
+        compile(source, "<cnnspec compile>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise RuntimeError(f"the generated code is not valid Python: {exc}") from None
 
 
 def _imports(code: list[str], outputs: tuple[str, list[str], int] | None) -> list[str]:
@@ -1332,8 +1336,3 @@ def _digest(sources: Mapping[str, str]) -> str:
     for path, text in sorted((PurePath(p).name, t) for p, t in sources.items()):
         h.update(f"{path}\0{text}\0".encode())
     return h.hexdigest()[:12]
-
-
-def _safe_comment(text: str) -> str:
-    """Text for a comment or docstring: no control characters, no quotes to close."""
-    return "".join(ch if ch.isprintable() and ch not in '"\\' else "?" for ch in text)

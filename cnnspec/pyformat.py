@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cnnspec import pyescape
+
 LINE_LENGTH = 88
 
 
@@ -125,6 +127,7 @@ def statement(
     lines = layout(node, indent, prefix, width=width)
     if not comment:
         return lines
+    comment = pyescape.comment(comment)
     if len(lines) == 1 and len(lines[0]) + 2 + len(comment) + 2 <= width:
         return [f"{lines[0]}  # {comment}"]
     return [" " * indent + f"# {comment}", *lines]

@@ -8,6 +8,7 @@ expression with its precedence, and its value when it is constant.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 
 from cnnspec import ast
 from cnnspec.evaluate import FUNCTIONS, OPERATORS  # the same functions the checker evaluates
+from cnnspec.pyescape import string_literal
 
 # Python precedence, loosest first (for parentheses).
 TERNARY, OR, AND, NOT, COMPARE, ADD, MUL, UNARY, POWER, ATOM = range(10)
@@ -66,23 +68,15 @@ def literal(value: Any) -> str:
     if isinstance(value, bool):
         return "True" if value else "False"
     if isinstance(value, str):
-        return py_string(value)
-    if isinstance(value, float):
-        return repr(value)
+        return string_literal(value)
+    if isinstance(value, float):  # inf and nan have no literal
+        return repr(value) if math.isfinite(value) else f'float("{value}")'
     if isinstance(value, int):
         return str(value)
     if isinstance(value, tuple):
         inner = ", ".join(literal(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     raise SymbolicError(f"cannot write {value!r} as Python")
-
-
-def py_string(text: str) -> str:
-    """A Python string literal, quoted the way Black would (double unless that needs more
-    escapes); every control or non-ASCII character escaped."""
-    body = text.encode("unicode_escape").decode("ascii")
-    quote = "'" if text.count('"') > text.count("'") else '"'
-    return quote + body.replace(quote, "\\" + quote) + quote
 
 
 def const(value: Any) -> Sym:

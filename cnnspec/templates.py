@@ -7,12 +7,13 @@ from typing import Any
 
 import jinja2
 
+from cnnspec import pyescape
 from cnnspec.resources import data_dir
 
 
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
         bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
@@ -21,6 +22,9 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    # spec text reaches the page only through these (cnnspec.pyescape)
+    env.filters.update(comment=pyescape.comment, docstring=pyescape.docstring)
+    return env
 
 
 def render(template: str, **context: Any) -> str:

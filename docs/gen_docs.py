@@ -236,8 +236,26 @@ network Net {
     Example(
         "too-large",
         {"bad.cnn": _net("input image: 3 x 32 x 32\nrelu * 1_000_000")},
+        note="The same code refuses the other absurd sizes (see the limits in "
+        "[language.md](language.md#limits)): a number of `2**256` or more, a tensor of over "
+        "`2**40` elements, a layer or a network of over `2**40` parameters, blocks nested "
+        "over 200 deep, and a spec file over 16 MiB.",
     ),
-    Example("missing-file", {"bad.cnn": 'use "blocks/resnet.cnn"\n' + _net("input x: 10")}),
+    Example(
+        "missing-file",
+        {"bad.cnn": 'use "blocks/resnet.cnn"\n' + _net("input x: 10")},
+        note="A name that no file can have (one with a NUL character, or too long for the "
+        "file system) is reported with this code too, saying why.",
+    ),
+    Example(
+        "unreadable-file",
+        {"bad.cnn": 'use "/dev/zero"\n' + _net("input x: 10")},
+        note="Only regular files are read: a directory, a device or a FIFO is refused "
+        "before it is read. A file that is not UTF-8 is refused with the place of its "
+        "first bad byte: ``cannot read `old.cnn`: it is not valid UTF-8 (byte 0xe9 on "
+        "line 3, byte offset 75 in the file)``. The same holds for the file given on the "
+        "command line, whose diagnostic has no location.",
+    ),
     Example(
         "use-cycle",
         {"bad.cnn": 'use "a.cnn"\n' + _net("input x: 10")},
@@ -274,6 +292,14 @@ network Net {
             )
         },
         args=("check", "bad.cnn", "--set", "clases=100", "--input", "image=1x28"),
+    ),
+    Example(
+        "bad-output",
+        {"net.cnn": _net("input image: 1 x 28 x 28\nflatten -> linear(10)")},
+        args=("compile", "net.cnn", "-o", "net.cnn"),
+        note="Reported by `compile` and `draw` before anything is written: an `-o` that is "
+        "not a regular file (a symlink, FIFO or device node), two specs that would write "
+        "the same file, the spec itself, a name too long or a missing directory.",
     ),
     Example(
         "compile-unsupported",

@@ -172,3 +172,35 @@ def test_json_outputs_match_the_published_schema(
     assert code == 1
     (diag,) = CheckReport.model_validate_json(out).diagnostics
     assert diag.code == "unknown-layer" and diag.hints[0].startswith("did you mean `relu`")
+
+
+@pytest.mark.parametrize("name", ["{x}.cnn", "a\nb.cnn", "net {.cnn"])
+def test_a_file_name_with_a_brace_or_newline_is_a_file_not_spec_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(SPEC)
+    code, _, err = run(capsys, "check", str(path))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    "value", ["image=²x32x32", "image=3x" + "9" * 5000 + "x32", "image=3x٣x32"]
+)
+def test_input_values_int_cannot_take_are_usage_errors(
+    spec: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["summary", str(spec), "--input", value])
+    assert exc.value.code == 2
+    assert "--input expects NAME=CxHxW" in capsys.readouterr().err
+
+
+def test_set_takes_any_name_the_language_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "net.cnn"
+    path.write_text(SPEC.replace("classes", "²"))
+    code, out, err = run(capsys, "summary", str(path), "--set", "²=7", "--format", "json")
+    assert code == 0, err
+    assert json.loads(out)["outputs"][0]["shape"][-1] == 7

@@ -21,7 +21,8 @@ import pytest
 import cnnspec
 from cnnspec.cli import main
 from cnnspec.diagnostics import DiagnosticError
-from cnnspec.emit import Namespace, identifier, pascal
+from cnnspec.emit import Namespace, pascal
+from cnnspec.pyescape import identifier
 from cnnspec.runtime import load_module
 
 ROOT = Path(__file__).resolve().parent.parent

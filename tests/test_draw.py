@@ -334,9 +334,10 @@ def test_an_unwritable_output_path_is_a_clear_error(
         target = tmp_path / name
         code, stdout, err = run(capsys, "draw", str(SMALL), "-o", str(target))
         assert code == 1 and stdout == ""
-        assert (
-            err.strip() == f"error: cannot write {target}: directory {target.parent} does not exist"
-        )
+        assert err.splitlines() == [
+            f"error[bad-output]: cannot write {target}: directory {target.parent} does not exist",
+            "failed: 1 error, 0 warnings",
+        ]
     assert not (tmp_path / "missing").exists()
     assert list(tmp_path.iterdir()) == []
 
