@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= specs/lenet5.cnn
 OUT    ?= build/demo
 
-.PHONY: demo test install lint graphviz clean bench tables
+.PHONY: demo test install lint graphviz clean bench tables fuzz
 
 install: $(STAMP)
 
@@ -59,6 +59,19 @@ tables: install
 
 bench: install
 	$(BIN)/python bench/run_all.py
+
+# The mutation fuzzer (tests/fuzzer.py) for FUZZ_SECONDS, or FUZZ_MUTANTS mutants when
+# given; minimal reproducers of what it finds go to build/fuzz/. FUZZ_BUILD=0 skips
+# importing, building and running the generated modules. `make test` runs a bounded,
+# deterministic part of it (tests/test_fuzz_mutants.py).
+FUZZ_SECONDS ?= 600
+FUZZ_MUTANTS ?=
+FUZZ_SEED    ?= 1
+FUZZ_BUILD   ?= 1
+fuzz: install
+	$(BIN)/python tests/fuzzer.py --seed $(FUZZ_SEED) --out build/fuzz \
+		$(if $(FUZZ_MUTANTS),--mutants $(FUZZ_MUTANTS),--seconds $(FUZZ_SECONDS)) \
+		$(if $(filter 1,$(FUZZ_BUILD)),--build)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -82,6 +82,7 @@ def load_program(
     diags = Collector()
     _Visitor(read, fallback, parse or _default_parser(), program, diags).visit(entry, text, [])
     _check_duplicate_blocks(program, diags)
+    _check_duplicate_params(program, diags)
     if diags.has_errors:
         raise DiagnosticError(sort_diagnostics(diags.items), program.sources)
     return program
@@ -241,3 +242,23 @@ def _check_duplicate_blocks(program: Program, diags: Collector) -> None:
                 )
             else:
                 first[block.name] = block
+
+
+def _check_duplicate_params(program: Program, diags: Collector) -> None:
+    """`block b(w, w = 4)`: a parameter named twice (Python would refuse the class)."""
+    for module in program.modules.values():
+        for definition in (*module.blocks, *module.networks):
+            seen: dict[str, ast.Param] = {}
+            for param in definition.params:
+                first = seen.setdefault(param.name, param)
+                if first is not param:
+                    diags.add(
+                        error(
+                            "duplicate-name",
+                            param.span,
+                            f"parameter `{param.name}` of `{definition.name}` is named twice",
+                            "named again here",
+                            ["rename or remove one of them"],
+                            [Note(first.span, "first named here")],
+                        )
+                    )

@@ -82,6 +82,11 @@ def req(name: str, type_: ArgType, doc: str = "") -> ArgSpec:
     return ArgSpec(name, type_, None, True, (), doc)
 
 
+# PyTorch's layers take sizes, strides, paddings ... as 32-bit integers (conv2d's stride
+# overflows at 2**63, pooling's at 2**31): a larger integer argument is refused here.
+MAX_INT_ARG = 2**31 - 1
+
+
 class ArgError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -98,6 +103,8 @@ def coerce(spec: ArgSpec, value: Any) -> Any:
             raise ArgError(f"must be at least 1, got {value}")
         if value < 0:
             raise ArgError(f"must not be negative, got {value}")
+        if value > MAX_INT_ARG:
+            raise ArgError(f"must be at most 2**31 - 1 (PyTorch's limit), got {value}")
         return value
     if t is ArgType.FLOAT:
         if not _is_number(value):
@@ -138,6 +145,8 @@ def _pair(value: Any, positive: bool) -> tuple[int, int]:
     if len(items) != 2 or not all(_is_int(v) and v >= low for v in items):
         what = "positive" if positive else "non-negative"
         raise ArgError(f"expected a {what} integer or a pair of them, got {_show(value)}")
+    if any(v > MAX_INT_ARG for v in items):
+        raise ArgError(f"must be at most 2**31 - 1 (PyTorch's limit), got {_show(value)}")
     return (items[0], items[1])
 
 
@@ -296,6 +305,18 @@ def _out_size(
             ("use a smaller kernel or stride, more padding, or a larger input",),
         )
     return out
+
+
+def _rrelu_shape(args: Args, inp: Shape) -> Shape:
+    if args["lower"] > args["upper"]:
+        raise ShapeError(
+            "bad-argument",
+            f"`rrelu` needs lower <= upper, got lower = {args['lower']:g}, "
+            f"upper = {args['upper']:g}",
+            "lower > upper",
+            ("the slope is drawn from [lower, upper] in training",),
+        )
+    return inp
 
 
 def _conv_shape(args: Args, inp: Shape) -> Shape:
@@ -750,6 +771,7 @@ def _ops() -> list[Op]:
             "rrelu",
             activation,
             (arg("lower", ArgType.FLOAT, 1 / 8), arg("upper", ArgType.FLOAT, 1 / 3)),
+            _rrelu_shape,
             torch="nn.RReLU",
             emit="nn.RReLU(lower={lower?0.125}, upper={upper?0.3333333333333333})",
             doc="randomized leaky ReLU",

@@ -287,12 +287,16 @@ def test_the_human_format_shows_at_most_a_few_hundred(
 
 
 def test_absurd_parameter_counts_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
-    Path("huge.cnn").write_text(
+    Path("huge.cnn").write_text("network N {\n    input x: 1099511627776\n    linear(1048576)\n}\n")
+    _, err = check_cli(["check", "huge.cnn"], capsys)
+    assert "error[too-large]: a layer with 1,152,921,504,607,895,552 parameters" in err
+    check_cli(["compile", "huge.cnn", "--stdout"], capsys)
+    # the issue's example: 1.2e24 weights, refused already by PyTorch's 32-bit size limit
+    Path("issue.cnn").write_text(
         "network N {\n    input x: 1099511627776\n    linear(1099511627776)\n}\n"
     )
-    _, err = check_cli(["check", "huge.cnn"], capsys)
-    assert "error[too-large]: a layer with 1,208,925,819,615,728,686,333,952 parameters" in err
-    check_cli(["compile", "huge.cnn", "--stdout"], capsys)
+    _, err = check_cli(["check", "issue.cnn"], capsys)
+    assert "error[bad-argument]" in err and "2**31 - 1" in err
 
 
 def test_a_real_large_network_is_not_refused() -> None:
