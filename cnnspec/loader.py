@@ -247,7 +247,8 @@ def _check_duplicate_blocks(program: Program, diags: Collector) -> None:
 def _check_duplicate_params(program: Program, diags: Collector) -> None:
     """`block b(w, w = 4)`: a parameter named twice (Python would refuse the class)."""
     for module in program.modules.values():
-        for definition in (*module.blocks, *module.networks):
+        definitions: list[ast.BlockDef | ast.NetworkDef] = [*module.blocks, *module.networks]
+        for definition in definitions:
             seen: dict[str, ast.Param] = {}
             for param in definition.params:
                 first = seen.setdefault(param.name, param)
