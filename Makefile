@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= specs/lenet5.cnn
 OUT    ?= build/demo
 
-.PHONY: demo test install lint graphviz clean bench tables fuzz
+.PHONY: demo test install lint graphviz clean bench tables fuzz gpu-wheels
 
 install: $(STAMP)
 
@@ -72,6 +72,24 @@ fuzz: install
 	$(BIN)/python tests/fuzzer.py --seed $(FUZZ_SEED) --out build/fuzz \
 		$(if $(FUZZ_MUTANTS),--mutants $(FUZZ_MUTANTS),--seconds $(FUZZ_SECONDS)) \
 		$(if $(filter 1,$(FUZZ_BUILD)),--build)
+
+# Wheels (CPython 3.12, manylinux x86-64) of what cnnspec needs beyond PyTorch, NumPy,
+# matplotlib and scikit-learn, for a bare GPU machine without network: bench/gpu_check.sh
+# installs from build/gpu-wheels only what that machine lacks (docs/train.md, "GPU").
+# The pins are the versions of .venv (tests/test_gpu_check.py checks that they agree).
+GPU_WHEELS_DIR := build/gpu-wheels
+GPU_WHEELS := lark==1.3.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
+	typing-inspection==0.4.5 typing-extensions==4.16.0 graphviz==0.21 networkx==3.6.1 \
+	jinja2==3.1.6 markupsafe==3.0.4 rich==15.0.0 pygments==2.21.0 markdown-it-py==4.3.0 \
+	mdurl==0.1.2
+gpu-wheels: install
+	@mkdir -p $(GPU_WHEELS_DIR)
+	$(BIN)/python -m pip download --quiet --disable-pip-version-check --no-deps \
+		--only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+		--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform manylinux1_x86_64 -d $(GPU_WHEELS_DIR) $(GPU_WHEELS)
+	@ls $(GPU_WHEELS_DIR)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -365,7 +365,8 @@ def set_rng_states(states: Rng) -> None:
     if states.cuda is not None and torch.cuda.is_available():
         # another number or kind of GPU: its generators stay fresh
         with contextlib.suppress(RuntimeError, IndexError):
-            torch.cuda.set_rng_state_all(states.cuda)
+            # a checkpoint loaded onto the GPU holds them there; states are CPU tensors
+            torch.cuda.set_rng_state_all([state.cpu() for state in states.cuda])
 
 
 # ---------------------------------------------------------------- save/load

@@ -163,6 +163,11 @@ def stratified_split(
     return Split(images[tr], labels[tr]), Split(images[va], labels[va])
 
 
+# The ``synthetic`` source's training and validation images (bench/gpu_check.py's CPU
+# smoke test shrinks them to keep its runs short).
+SYNTHETIC_SIZES = (2048, 512)
+
+
 def _synthetic(shape: tuple[int, int, int], classes: int) -> tuple[list[str], Split, Split]:
     """Random images and labels (for benchmarks: nothing to learn)."""
     gen = torch.Generator().manual_seed(SPLIT_SEED)
@@ -171,7 +176,8 @@ def _synthetic(shape: tuple[int, int, int], classes: int) -> tuple[list[str], Sp
         images = torch.randint(0, 256, (n, *shape), generator=gen, dtype=torch.uint8)
         return Split(images, torch.randint(0, classes, (n,), generator=gen))
 
-    return [str(i) for i in range(classes)], split(2048), split(512)
+    train, val = SYNTHETIC_SIZES
+    return [str(i) for i in range(classes)], split(train), split(val)
 
 
 _MNIST_FILES = {

@@ -55,17 +55,33 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def start(device: str) -> Runtime:
-    """Pick the device; under torchrun also join the process group (NCCL on GPU, else gloo)."""
+    """Pick the device; under torchrun also join the process group (:func:`backend`)."""
     if not launched_by_torchrun():
         return Runtime(pick_device(device))
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = pick_device(device, local_rank)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    try:
+        dev = pick_device(device, local_rank)
+    except TrainError as exc:
+        if device not in ("auto", "cuda") or not torch.cuda.is_available():
+            raise
+        raise TrainError(
+            f"{exc} for {local_world} processes on this machine (one GPU each); "
+            "--device cuda:0 puts every process on GPU 0 (slower: gloo, not NCCL)"
+        ) from None
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+        dist.init_process_group(backend(dev, device, local_world))
     return Runtime(dev, rank, world, local_rank)
+
+
+def backend(dev: torch.device, requested: str, local_world: int) -> str:
+    """NCCL when every process on this machine has a GPU of its own; gloo on CPU, and
+    when the processes share one GPU (``--device cuda:N``), which NCCL refuses."""
+    shared = requested.startswith("cuda:") and local_world > 1
+    return "nccl" if dev.type == "cuda" and not shared else "gloo"
 
 
 def stop(runtime: Runtime) -> None:
@@ -83,6 +99,12 @@ def configure(runtime: Runtime) -> None:
         torch.backends.cudnn.allow_tf32 = True
     else:
         torch.set_flush_denormal(True)
+
+
+def synchronize(dev: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously): before reading a clock."""
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def autocast(

@@ -467,6 +467,7 @@ class Trainer:
             "runtime": {
                 "device": str(self.dev),
                 "world_size": self.runtime.world,
+                "backend": dist.get_backend() if self.runtime.distributed else None,
                 "batch_per_process": self.local_batch,
                 "steps_per_epoch": self.steps_per_epoch,
                 "torch": torch.__version__,
@@ -599,6 +600,7 @@ class Trainer:
                     f"interrupted: saved {path} (epoch {e}, step {step}); continue with --resume"
                 )
             raise
+        device.synchronize(self.dev)  # the GPU's time, not the time to queue its work
         train_seconds = elapsed + time.perf_counter() - start
         self.start_step = 0
         train_loss, train_acc, seen = _reduce(sums, self.runtime)
