@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import io
 import json
@@ -534,10 +535,23 @@ def _worker_main(scratch: str, memory: int, build: bool) -> int:
             answer = _run_case(cli.main, Path(scratch), request)
         except BaseException as exc:  # the harness itself failed: say so, keep going
             answer = {"exit": None, "problems": [["harness", f"{type(exc).__name__}: {exc}"]]}
-        answer["maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        answer["maxrss_kib"] = _peak_rss_kib()
         reply.write(json.dumps(answer) + "\n")
         reply.flush()
     return 0
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak resident memory. Not ``ru_maxrss``: Linux carries that over an
+    exec from the forked parent, so a worker started by a big pytest process would seem
+    to have used the parent's memory; ``VmHWM`` is this program's own."""
+    import resource
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _lay_out(where: Path, request: dict[str, Any]) -> None:
