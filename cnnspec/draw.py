@@ -545,20 +545,20 @@ class _Renderer:
     def item(self, dot: graphviz.Digraph, item: Item) -> None:
         node, theme = item.last, self.theme
         attrs = {"style": "rounded,filled" + (",dashed" if item.training_only else "")}
-        if item.kind == "node" and node.op == "input":
+        if item.kind == "node" and node.family is Family.IO:
             fill, text = theme.io
             label = _html([f"<B>{_esc(node.name)}</B>", _esc(f"input {_shape(node.shape)}")])
             attrs |= {"style": "filled", "fillcolor": fill, "fontcolor": text, "color": fill}
         elif item.kind == "node" and node.spec.merge:
-            add = node.op == "add"
-            label = "+" if add else _esc(node.op)
+            glyph = node.spec.glyph
+            label = _esc(glyph or node.op)
             attrs |= {
                 "tooltip": f"{node.name}: {node.op}",
                 "fillcolor": theme.fill(Family.MERGE),
                 "width": "0.3",
                 "height": "0.3",
             }
-            if add:
+            if glyph:
                 attrs |= {"shape": "circle", "fontsize": "14", "margin": "0.02"}
         elif item.kind == "node":
             name, op = _relative(node.name, item.parent), op_text(node)

@@ -871,9 +871,12 @@ class Elaborator:
         if all(s is not None for s in shapes):
             known = [s for s in shapes if s is not None]
             labels = labels or [_short(s) for s in sources]
-            shape = (_add_shape if op == "add" else _concat_shape)(
-                known, labels, where, self, frame
-            )
+            rule = REGISTRY[op].merge_shape
+            assert rule is not None, op
+            try:
+                shape = rule(known, labels)
+            except ShapeError as exc:
+                self.report(error(exc.code, where, exc.message, exc.label, exc.hints), frame)
         frame.current = self.add_node(frame, name, op, {}, sources, span, shape)
 
     def residual(
@@ -1113,64 +1116,6 @@ def _differs(param: ast.Param, value: Value) -> bool:
 
 def _short(name: str) -> str:
     return f"`{name}`"
-
-
-def _add_shape(
-    shapes: list[Shape], labels: list[str], where: Span, el: Elaborator, frame: Frame
-) -> Shape | None:
-    if all(s == shapes[0] for s in shapes):
-        return shapes[0]
-    sides = ", ".join(
-        f"{lab} gives {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True)
-    )
-    hints = []
-    if labels == ["body", "shortcut"]:
-        hints.append(_projection_hint(shapes[1], shapes[0]))
-    else:
-        hints.append("add needs tensors of equal shape")
-    el.report(
-        error(
-            "shape-mismatch",
-            where,
-            f"{'residual ' if labels == ['body', 'shortcut'] else ''}add needs equal shapes",
-            sides,
-            hints,
-        ),
-        frame,
-    )
-    return None
-
-
-def _projection_hint(source: Shape, target: Shape) -> str:
-    if len(source) == 3 and len(target) == 3 and target[1] and source[1] % target[1] == 0:
-        stride = source[1] // target[1]
-        stride_arg = f", stride = {stride}" if stride != 1 else ""
-        return (
-            "add a projection shortcut: `shortcut { "
-            f"conv({target[0]}, 1{stride_arg}, bias = false) -> batchnorm }}`"
-        )
-    return "add a projection shortcut that maps the input to the body's shape"
-
-
-def _concat_shape(
-    shapes: list[Shape], labels: list[str], where: Span, el: Elaborator, frame: Frame
-) -> Shape | None:
-    ranks = {len(s) for s in shapes}
-    spatial = {s[1:] for s in shapes}
-    if len(ranks) == 1 and len(spatial) == 1:
-        return (sum(s[0] for s in shapes), *shapes[0][1:])
-    sides = ", ".join(f"{lab}: {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True))
-    el.report(
-        error(
-            "concat-mismatch",
-            where,
-            "concat needs equal spatial sizes in every branch",
-            sides,
-            ["pad or stride the branches so that their height and width agree"],
-        ),
-        frame,
-    )
-    return None
 
 
 # ------------------------------------------------------------------- entry point

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cnnspec import ast
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
 from cnnspec.naming import BodyNames, body_names
-from cnnspec.ops import ArgType, Op, format_shape, lookup, show_value
+from cnnspec.ops import REGISTRY, ArgType, Op, format_shape, lookup, show_value
 from cnnspec.pyescape import identifier
 from cnnspec.pyformat import LINE_LENGTH, Call, Expr, Kw, List, layout, statement
 from cnnspec.symbolic import Sym, SymbolicError, const, translate, uses
@@ -110,26 +110,6 @@ RESERVED = (
     | frozenset(dir(builtins))
     | MODULE_GLOBALS
 )
-
-# After these, the output tensor is fresh and its producer's backward does not need it:
-# an in-place op (ReLU(inplace=True), `x += identity`) is safe.
-_FRESH = frozenset(
-    {
-        "conv",
-        "batchnorm",
-        "linear",
-        "add",
-        "concat",
-        "maxpool",
-        "avgpool",
-        "adaptive_avgpool",
-        "adaptive_maxpool",
-        "global_avgpool",
-        "global_maxpool",
-        "upsample",
-    }
-)
-_INPLACE_OK_BEFORE_ADD = frozenset({"conv", "batchnorm", "linear"})
 
 
 # ------------------------------------------------------------------- names
@@ -512,8 +492,8 @@ class ClassCompiler:
         if op is None and prim.name not in self.em.model.program.blocks:
             var = self.tensor_var(prim.name, flow, prim.span)  # a chain from a tensor
             return Flow(var, self.tensor_shape.get(var, flow.shape), "", flow.path)
-        if op is not None and op.name == "flatten":
-            return self.flatten(flow, names[prim], prim.span)
+        if op is not None and op.functional:
+            return self.functional(op, flow, names[prim], prim.span)
         attr = self.attrs.claim(names[prim])
         node, shape = self.module(prim, flow, first=first)
         self.init.extend(_stmt(node, 0, f"self.{attr} = "))
@@ -546,13 +526,12 @@ class ClassCompiler:
         """Results go to `x`; a network's first step reads its named input."""
         return self.x
 
-    def flatten(self, flow: Flow, leaf: str, span: Span) -> Flow:
-        features = _product(flow.shape)
+    def functional(self, op: Op, flow: Flow, leaf: str, span: Span) -> Flow:
+        """A layer written as a call in forward (`torch.flatten(x, 1)`), not a module."""
         path = self.full(leaf)
-        self.fwd.extend(
-            _stmt(f"torch.flatten({flow.var}, 1)", 0, f"{self.x} = ", self.comment(path, span))
-        )
-        return Flow(self.x, (features,), "", path or "")
+        call = op.functional.format(x=flow.var)
+        self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, span)))
+        return Flow(self.x, _op_shape(op, {}, flow.shape), "", path or "")
 
     # ------------------------------------------------------------- modules
     def module(self, call: ast.Call, flow: Flow, first: bool) -> tuple[Call, SymShape]:
@@ -561,7 +540,7 @@ class ClassCompiler:
         if op is None:
             return self.block_call(call, flow)
         args = self.op_args(op, call, flow)
-        inplace = flow.producer in _FRESH  # "" at a body's start, after a named tensor
+        inplace = _fresh(flow.producer)
         return _construct(op, args, flow.shape, inplace), _op_shape(op, args, flow.shape)
 
     def op_args(self, op: Op, call: ast.Call, flow: Flow) -> dict[str, Sym]:
@@ -793,7 +772,7 @@ class ClassCompiler:
         comment = self.comment(path, res.span)
         if not res.body.stmts:
             self.fwd.append(f"{self.x} = {flow.var} + {identity}")
-        elif out.producer in _INPLACE_OK_BEFORE_ADD and out.var == self.x:
+        elif _inplace_before_add(out.producer) and out.var == self.x:
             self.fwd.extend(_stmt(identity, 0, f"{self.x} += ", comment))
         else:
             self.fwd.extend(_stmt(f"{out.var} + {identity}", 0, f"{self.x} = ", comment))
@@ -842,11 +821,12 @@ class ClassCompiler:
         refs = [a.value for a in call.args]
         vars_ = [self.tensor_var(r.name, flow, r.span) for r in refs if isinstance(r, ast.NameRef)]
         shapes = [flow.shape if v == flow.var else self.tensor_shape.get(v, (None,)) for v in vars_]
-        if op.name == "add":
-            self.fwd.append(f"{self.x} = " + " + ".join(vars_))
-            return Flow(self.x, flow.shape, "add", "")
-        self.fwd.extend(_stmt(Call("torch.cat", (List(tuple(vars_)), "1")), 0, f"{self.x} = "))
-        return Flow(self.x, _concat_shape(shapes), "concat", "")
+        if op.merge_operator:  # element-wise: the shape is the input's
+            self.fwd.append(f"{self.x} = " + f" {op.merge_operator} ".join(vars_))
+            return Flow(self.x, flow.shape, op.name, "")
+        cat = Call(op.merge_function, (List(tuple(vars_)), "1"))  # along the channels
+        self.fwd.extend(_stmt(cat, 0, f"{self.x} = "))
+        return Flow(self.x, _concat_shape(shapes), op.name, "")
 
     def if_stmt(self, stmt: ast.If, flow: Flow, names: BodyNames) -> Flow:
         cond = self.sym(stmt.cond, flow)
@@ -1057,6 +1037,18 @@ def _same(value: Any, default: Any, spec: Any) -> bool:
     if isinstance(value, bool) != isinstance(default, bool):
         return False
     return bool(value == default)
+
+
+def _fresh(producer: str) -> bool:
+    """Whether the tensor `producer` made is fresh ("" at a body's start, after a named
+    tensor or a block: not known to be), so that an in-place op may follow it."""
+    op = REGISTRY.get(producer)
+    return op is not None and op.fresh_output
+
+
+def _inplace_before_add(producer: str) -> bool:
+    op = REGISTRY.get(producer)
+    return op is not None and op.inplace_before_add
 
 
 def _op_shape(op: Op, args: Mapping[str, Sym], shape: SymShape) -> SymShape:

@@ -76,8 +76,10 @@ def totals(graph: Graph) -> Totals:
         buffers=sum(n.meta.get("buffers", 0) for n in nodes),
         macs=sum(n.meta.get("macs", 0) for n in inference),
         training_macs=sum(n.meta.get("macs", 0) for n in nodes),
-        activation_elements=sum(n.meta.get("elements", 0) for n in inference if n.op != "input"),
-        input_elements=sum(n.meta.get("elements", 0) for n in nodes if n.op == "input"),
+        activation_elements=sum(
+            n.meta.get("elements", 0) for n in inference if n.family is not Family.IO
+        ),
+        input_elements=sum(n.meta.get("elements", 0) for n in nodes if n.family is Family.IO),
     )
 
 
@@ -119,14 +121,15 @@ def _lossy_downsampling(graph: Graph) -> Iterable[Diagnostic]:
 
 def _redundant_bias(graph: Graph) -> Iterable[Diagnostic]:
     for node in graph:
-        if node.op != "conv" or not node.args.get("bias"):
+        if not node.spec.bias_lint or not node.args.get("bias"):
             continue
         succ = graph.successors(node.name)
-        if len(succ) == 1 and graph[succ[0]].op == "batchnorm":
+        if len(succ) == 1 and graph[succ[0]].spec.cancels_bias:
+            norm = graph[succ[0]].op
             yield warning(
                 "redundant-bias",
                 node.span,
-                f"`{node.name}` has a bias right before batchnorm, which cancels it",
+                f"`{node.name}` has a bias right before {norm}, which cancels it",
                 "bias = true",
-                ["write `bias = false`: batchnorm's shift does the same"],
+                [f"write `bias = false`: {norm}'s shift does the same"],
             )

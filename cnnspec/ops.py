@@ -13,7 +13,7 @@ multiply-add each, bias not counted.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -181,6 +181,8 @@ CountRule = Callable[[Args, Shape, Shape], int]
 # (kernel_h, kernel_w, stride_h, stride_w), effective kernel (dilation applied)
 Window = tuple[int, int, int, int]
 WindowRule = Callable[[Args, Shape], Window | None]
+# A merge's shape rule: its inputs' shapes and the names messages call them by.
+MergeShapeRule = Callable[[Sequence[Shape], Sequence[str]], Shape]
 
 
 def _zero(args: Args, inp: Shape, out: Shape) -> int:
@@ -215,6 +217,21 @@ class Op:
     # `inplace=True` where that is safe. Empty: the module without arguments.
     emit: str = ""
     merge: bool = False  # takes several tensors (add, concat)
+    # A merge's shape rule (raises ShapeError), and how `cnnspec compile` writes it: the
+    # inputs joined by an element-wise operator (`a + b`: the shape is the input's), or else
+    # merge_function called on their list along the channels (`torch.cat([a, b], 1)`).
+    merge_shape: MergeShapeRule | None = None
+    merge_operator: str = ""
+    merge_function: str = ""
+    # `cnnspec compile` writes it as this call in forward, not a module: {x} is its input.
+    functional: str = ""
+    # Its output is a fresh tensor its backward does not need: an in-place op after it
+    # (ReLU(inplace=True), `x += identity`) is safe.
+    fresh_output: bool = False
+    inplace_before_add: bool = False  # a residual's sum may be written `x += identity` after it
+    cancels_bias: bool = False  # a bias right before it is cancelled (it subtracts the mean)
+    bias_lint: bool = False  # redundant-bias: warn when its `bias` feeds an op that cancels it
+    glyph: str = ""  # drawn as a small circle holding this text instead of its name
     doc: str = ""
     aliases: tuple[str, ...] = field(default=())
 
@@ -517,6 +534,45 @@ def _upsample_window(args: Args, inp: Shape) -> Window:
     return (1, 1, 1, 1)
 
 
+def _add_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
+    if all(s == shapes[0] for s in shapes):
+        return shapes[0]
+    sides = ", ".join(
+        f"{lab} gives {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True)
+    )
+    residual = list(labels) == ["body", "shortcut"]
+    hint = (
+        _projection_hint(shapes[1], shapes[0]) if residual else "add needs tensors of equal shape"
+    )
+    message = f"{'residual ' if residual else ''}add needs equal shapes"
+    raise ShapeError("shape-mismatch", message, sides, (hint,))
+
+
+def _projection_hint(source: Shape, target: Shape) -> str:
+    if len(source) == 3 and len(target) == 3 and target[1] and source[1] % target[1] == 0:
+        stride = source[1] // target[1]
+        stride_arg = f", stride = {stride}" if stride != 1 else ""
+        return (
+            "add a projection shortcut: `shortcut { "
+            f"conv({target[0]}, 1{stride_arg}, bias = false) -> batchnorm }}`"
+        )
+    return "add a projection shortcut that maps the input to the body's shape"
+
+
+def _concat_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
+    ranks = {len(s) for s in shapes}
+    spatial = {s[1:] for s in shapes}
+    if len(ranks) == 1 and len(spatial) == 1:
+        return (sum(s[0] for s in shapes), *shapes[0][1:])
+    sides = ", ".join(f"{lab}: {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True))
+    raise ShapeError(
+        "concat-mismatch",
+        "concat needs equal spatial sizes in every branch",
+        sides,
+        ("pad or stride the branches so that their height and width agree",),
+    )
+
+
 # ---------------------------------------------------------------------- labels
 
 
@@ -585,6 +641,9 @@ def _ops() -> list[Op]:
                 "padding={padding?0}, dilation={dilation?1}, groups={groups?1}, "
                 "bias={bias?True})"
             ),
+            fresh_output=True,
+            inplace_before_add=True,
+            bias_lint=True,
             doc="2-D convolution",
         ),
         Op(
@@ -600,6 +659,7 @@ def _ops() -> list[Op]:
                 "nn.MaxPool2d(kernel_size={kernel}, stride={stride?=kernel}, "
                 "padding={padding?0}, dilation={dilation?1}, ceil_mode={ceil_mode?False})"
             ),
+            fresh_output=True,
             doc="max pooling",
         ),
         Op(
@@ -620,6 +680,7 @@ def _ops() -> list[Op]:
                 "padding={padding?0}, ceil_mode={ceil_mode?False}, "
                 "count_include_pad={count_include_pad?True})"
             ),
+            fresh_output=True,
             doc="average pooling",
         ),
         Op(
@@ -633,6 +694,7 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.AdaptiveAvgPool2d",
             emit="nn.AdaptiveAvgPool2d({output_size})",
+            fresh_output=True,
             doc="average pooling to a fixed output size",
         ),
         Op(
@@ -646,6 +708,7 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.AdaptiveMaxPool2d",
             emit="nn.AdaptiveMaxPool2d({output_size})",
+            fresh_output=True,
             doc="max pooling to a fixed output size",
         ),
         Op(
@@ -658,6 +721,7 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.AdaptiveAvgPool2d",
             emit="nn.AdaptiveAvgPool2d((1, 1))",
+            fresh_output=True,
             doc="average over all positions: C x 1 x 1",
         ),
         Op(
@@ -670,6 +734,7 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.AdaptiveMaxPool2d",
             emit="nn.AdaptiveMaxPool2d((1, 1))",
+            fresh_output=True,
             doc="max over all positions: C x 1 x 1",
         ),
         Op(
@@ -688,6 +753,9 @@ def _ops() -> list[Op]:
                 "nn.BatchNorm{dims}d({in}, eps={eps?1e-05}, momentum={momentum?0.1}, "
                 "affine={affine?True})"
             ),
+            fresh_output=True,
+            inplace_before_add=True,
+            cancels_bias=True,
             doc="batch normalization (2-D, or 1-D on features)",
         ),
         Op(
@@ -735,6 +803,7 @@ def _ops() -> list[Op]:
             window=_flatten_window,
             torch="nn.Flatten",
             emit="nn.Flatten(1)",
+            functional="torch.flatten({x}, 1)",
             doc="C x H x W -> C*H*W features",
         ),
         Op(
@@ -752,6 +821,8 @@ def _ops() -> list[Op]:
             ranks=(1,),
             torch="nn.Linear",
             emit="nn.Linear({in}, {out_features}, bias={bias?True})",
+            fresh_output=True,
+            inplace_before_add=True,
             doc="fully connected layer",
         ),
         Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
@@ -837,10 +908,30 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.Upsample",
             emit='nn.Upsample(scale_factor={scale_factor}, mode={mode?"nearest"})',
+            fresh_output=True,
             doc="nearest or bilinear upsampling",
         ),
-        Op("add", Family.MERGE, (), merge=True, doc="element-wise sum of equal shapes"),
-        Op("concat", Family.MERGE, (), merge=True, doc="join along the channels"),
+        Op(
+            "add",
+            Family.MERGE,
+            (),
+            merge=True,
+            merge_shape=_add_shape,
+            merge_operator="+",
+            fresh_output=True,
+            glyph="+",
+            doc="element-wise sum of equal shapes",
+        ),
+        Op(
+            "concat",
+            Family.MERGE,
+            (),
+            merge=True,
+            merge_shape=_concat_shape,
+            merge_function="torch.cat",
+            fresh_output=True,
+            doc="join along the channels",
+        ),
         Op("input", Family.IO, (), doc="a network input"),
     ]
 
