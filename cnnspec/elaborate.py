@@ -185,6 +185,13 @@ class Elaborator:
     def open_scope(self, path: str, kind: str, label: str, span: Span) -> None:
         self.graph.scopes.setdefault(path, Scope(path, kind, label, span))
 
+    def open_block_scope(
+        self, path: str, block: ast.BlockDef, env: Mapping[str, Value], span: Span
+    ) -> None:
+        args = tuple((p.name, env[p.name]) for p in block.params if p.name in env)
+        scope = Scope(path, "block", _block_label(block, env), span, block.name, args)
+        self.graph.scopes.setdefault(path, scope)
+
     # ------------------------------------------------------------------- nodes
     def add_node(  # noqa: PLR0917 -- a node's fields in their order
         self,
@@ -1045,7 +1052,7 @@ class Elaborator:
         except Unknown:
             return self.poison(frame, call.span)
         path = self.claim(frame, call, alias, alias_span, block.name)
-        self.open_scope(path, "block", _block_label(block, env), call.span)
+        self.open_block_scope(path, block, env, call.span)
         note = Note(call.span, f"in block `{block.name}` called as `{path}`")
         inner = frame.child(
             path,

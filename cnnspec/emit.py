@@ -277,7 +277,7 @@ class Emitter:
     def instance(self, block: ast.BlockDef) -> str | None:
         """The first scope that instantiates ``block`` (its shapes go in comments)."""
         for scope in self.model.graph.scopes.values():
-            if scope.kind == "block" and scope.label.split("(")[0] == block.name:
+            if scope.block == block.name:
                 return scope.path
         return None
 

@@ -52,8 +52,10 @@ class Scope:
 
     path: str
     kind: str  # block | repeat | iteration | branch | shortcut | aux
-    label: str  # e.g. "basic(128, stride=2)"
+    label: str  # e.g. "basic(128, stride=2)": for people, never parsed back
     span: Span
+    block: str = ""  # a block instance's block name: "basic"
+    args: tuple[tuple[str, Any], ...] = ()  # and the values of all its parameters, in order
 
 
 @dataclass(frozen=True)

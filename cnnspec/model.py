@@ -128,7 +128,7 @@ def check_program(
         raise DiagnosticError(
             sort_diagnostics([*exc.diagnostics, *unchecked]), program.sources
         ) from None
-    used = {s.label.split("(")[0] for s in graph.scopes.values() if s.kind == "block"}
+    used = {s.block for s in graph.scopes.values() if s.block}
     unchecked = check_blocks(program, skip=used)
     warnings = [*warnings, *infer(graph)]
     problems = [error("graph-invariant", graph.span, p) for p in lint(graph)]

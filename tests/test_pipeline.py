@@ -11,7 +11,7 @@ from cnnspec import ast
 from cnnspec.diagnostics import DiagnosticError
 from cnnspec.graph import lint
 from cnnspec.loader import Unreadable, load_program
-from cnnspec.model import Model, check_program
+from cnnspec.model import Model, check_program, load
 from cnnspec.parser import parse
 
 BLOCKS = BASIC_BLOCK + STAGE_BLOCK
@@ -240,3 +240,16 @@ def test_a_missing_file_is_looked_for_in_the_zoo_but_an_unreadable_one_is_not() 
         load_program("net.cnn", text, files.get, lambda name: f"zoo/{name}")
     assert [(d.span.line, d.code) for d in exc.value.diagnostics] == [(2, "unreadable-file")]
     assert "zoo/x.cnn" in exc.value.sources
+
+
+def test_a_block_scope_carries_its_block_and_arguments_as_data() -> None:
+    """Back ends read the block and its arguments, never parse them back from the label."""
+    scopes = load("resnet18").graph.scopes
+    stage, block = scopes["layer2"], scopes["layer2.0"]
+    assert (stage.block, stage.args) == (
+        "basic_stage",
+        (("width", 128), ("blocks", 2), ("stride", 2)),
+    )
+    assert (block.block, dict(block.args)) == ("basic", {"width": 128, "stride": 2})
+    assert block.label == "basic(128, stride=2)"  # for people only
+    assert scopes["layer2.0.downsample"].block == ""  # not a block instance
