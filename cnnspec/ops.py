@@ -872,7 +872,23 @@ def _ops() -> list[Op]:
             emit='nn.GELU(approximate={approximate?"none"})',
         ),
         Op("silu", activation, (), torch="nn.SiLU"),
+        Op(
+            "hardswish",
+            activation,
+            (),
+            torch="nn.Hardswish",
+            emit="nn.Hardswish({inplace})",
+            doc="x * relu6(x + 3) / 6 (MobileNetV3)",
+        ),
         Op("sigmoid", activation, (), torch="nn.Sigmoid"),
+        Op(
+            "hardsigmoid",
+            activation,
+            (),
+            torch="nn.Hardsigmoid",
+            emit="nn.Hardsigmoid({inplace})",
+            doc="relu6(x + 3) / 6",
+        ),
         Op("tanh", activation, (), torch="nn.Tanh"),
         Op(
             "softmax",

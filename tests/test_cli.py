@@ -125,6 +125,40 @@ def test_check_exit_codes(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert usage.value.code == 2
 
 
+HARD = """\
+network Hard {
+    input image: 3 x 8 x 8
+    conv(4, 3, padding = 1) -> hardswish -> hardsigmoid
+    flatten -> linear(5) -> hardsigmoid -> hardswish
+}
+"""
+
+
+def test_hard_activations_check_and_summarize(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hardswish` and `hardsigmoid` keep the shape (C x H x W or F) and count nothing."""
+    path = tmp_path / "hard.cnn"
+    path.write_text(HARD)
+    assert run(capsys, "check", str(path)) == (0, "", "ok: 1 file checked, 0 errors, 0 warnings\n")
+    code, out, _ = run(capsys, "summary", str(path), "--format", "json")
+    assert code == 0
+    data = json.loads(out)
+    rows = [(r["name"], r["op"], r["output_shape"], r["params"], r["macs"]) for r in data["layers"]]
+    assert rows[2:4] == [
+        ("hardswish1", "hardswish", [4, 8, 8], 0, 0),
+        ("hardsigmoid1", "hardsigmoid", [4, 8, 8], 0, 0),
+    ]
+    assert rows[-2:] == [
+        ("hardsigmoid2", "hardsigmoid", [5], 0, 0),
+        ("hardswish2", "hardswish", [5], 0, 0),
+    ]
+    conv, fc = 3 * 4 * 9 + 4, 4 * 64 * 5 + 5
+    assert data["total_params"] == conv + fc
+    assert data["total_macs"] == (conv - 4) * 64 + fc - 5
+    assert data["outputs"] == [{"node": "hardswish2", "shape": [5]}]
+
+
 def test_bad_override_is_a_diagnostic(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "summary", str(spec), "--set", "clases=3")
     assert code == 1

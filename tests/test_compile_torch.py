@@ -15,6 +15,9 @@
   exporter, LeNet-5 with the legacy TorchScript one too; each passes ``onnx.checker``
   and gives the eager outputs under onnx's reference evaluator. Each skips cleanly when
   its package is missing.
+- Activations: each compiles to a module computing ``torch.nn.functional``'s function
+  bit for bit, ``inplace=True`` only after a fresh tensor (never on the input), no
+  params or MACs, ruff-clean, and scripts.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_compile import assert_clean
 
 import cnnspec
 from cnnspec.model import Model, is_library, load_program_from
+from cnnspec.ops import REGISTRY
 
 torch = pytest.importorskip("torch")
 
@@ -168,6 +173,57 @@ def test_float_arguments_written_as_integers_script() -> None:
     scripted = torch.jit.script(net)
     inputs = random_inputs(model)
     assert_same_outputs(eager(scripted, inputs), eager(net, inputs))
+
+
+# -------------------------------------------------------------------- activations
+
+ACTIVATION_NET = """
+network Act {{
+    input image: 3 x 5 x 5
+    {op}
+    conv(4, 1) -> {op}
+    flatten -> linear(6) -> {op}
+}}
+"""
+# Each activation must compute torch.nn.functional's function of its name, bit for bit;
+# in_place: written `inplace=True` after a fresh tensor (the conv's, the linear's), never
+# on the input.
+ACTIVATIONS = [
+    ("relu", True),
+    ("relu6", True),
+    ("hardswish", True),
+    ("hardsigmoid", True),
+    ("silu", False),
+    ("sigmoid", False),
+    ("tanh", False),
+]
+
+
+@pytest.mark.parametrize("op, in_place", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+def test_activation_computes_torch_function(op: str, in_place: bool, tmp_path: Path) -> None:
+    """Compile, import, run: the output is ``torch.nn.functional.<op>`` of the layers
+    before it; the input is left alone; no params, no MACs; the code is clean, scripts,
+    and its in-place modules let autograd run backward."""
+    model, net = build(ACTIVATION_NET.format(op=op))
+    source = model.source()
+    assert_clean(source, tmp_path)
+    rows = [r for r in model.summary()["layers"] if r["op"] == op]
+    counted = [(r["name"], r["params"], r["macs"]) for r in rows]
+    assert counted == [(f"{REGISTRY[op].name_prefix}{i}", 0, 0) for i in (1, 2, 3)]
+    module = REGISTRY[op].torch
+    plain, in_place_count = source.count(f"= {module}()"), source.count(f"= {module}(inplace=True)")
+    assert (plain, in_place_count) == ((1, 2) if in_place else (3, 0))
+    image = torch.linspace(-5, 5, 2 * 3 * 5 * 5).reshape(2, 3, 5, 5)  # past the clamps
+    given = image.clone()
+    f = getattr(torch.nn.functional, op)
+    with torch.no_grad():
+        first = f(image)
+        expected = f(net.fc1(torch.flatten(f(net.conv1(first)), 1)))
+        got = net(image)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert torch.equal(image, given)
+    assert_same_outputs(eager(torch.jit.script(net), (image,)), got)
+    net(image.requires_grad_()).sum().backward()  # no "modified by an inplace operation"
 
 
 # ------------------------------------------------------------------- torch.export

@@ -291,3 +291,30 @@ def test_prelu_params_equal_torch(channels: int, per_channel: bool) -> None:
     module = nn.PReLU(n)
     assert shape == tuple(module(torch.zeros(1, *inp)).shape[1:])
     assert REGISTRY["prelu"].params(args, inp, shape) == count(module)
+
+
+# ------------------------------------------------------------------- activations
+
+# The activations without arguments, and the torch module each stands for.
+ACTIVATIONS = [
+    ("relu", nn.ReLU),
+    ("relu6", nn.ReLU6),
+    ("silu", nn.SiLU),
+    ("sigmoid", nn.Sigmoid),
+    ("tanh", nn.Tanh),
+    ("hardswish", nn.Hardswish),
+    ("hardsigmoid", nn.Hardsigmoid),
+]
+
+
+@pytest.mark.parametrize("op, module", ACTIVATIONS, ids=[a[0] for a in ACTIVATIONS])
+@pytest.mark.parametrize("inp", [(5,), (3, 4, 6)], ids=["features", "chw"])
+def test_activations_agree_with_torch(op: str, module: Any, inp: Shape) -> None:
+    """The shape torch gives, the params it has (none), no MACs, and its module's name."""
+    entry = REGISTRY[op]
+    assert entry.torch == f"nn.{module.__name__}"
+    args = cnnspec_args(op, {})
+    agree(op, {}, inp, module)
+    shape = entry.shape(args, inp)
+    assert entry.params(args, inp, shape) == count(module()) == 0
+    assert entry.macs(args, inp, shape) == 0
