@@ -1298,6 +1298,25 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
         all_lines=layout(List(tuple(f'"{n}"' for n in sorted(exported))), 0, "__all__ = "),
     )
     _check_syntax(source)
+    undefined = _undefined_names(source)
+    if undefined:
+        where, names = undefined[0]
+        raise DiagnosticError(
+            [
+                error(
+                    "compile-unsupported",
+                    net.span,
+                    f"cannot compile this network: the generated `{where}` would read "
+                    f"{', '.join(f'`{n}`' for n in names)}, which it does not define",
+                    "",
+                    [
+                        "a size that a loop inside a block computes is known inside that "
+                        "block only: move the layers that read it into the block"
+                    ],
+                )
+            ],
+            model.sources,
+        )
     return GeneratedModule(source, name, em.named_tuple[0] if em.named_tuple else None)
 
 
@@ -1307,6 +1326,32 @@ def _check_syntax(source: str) -> None:
         compile(source, "<cnnspec compile>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         raise RuntimeError(f"the generated code is not valid Python: {exc}") from None
+
+
+def _undefined_names(source: str) -> list[tuple[str, list[str]]]:
+    """``(Class.method, names)`` for every method that reads a name nothing defines: code
+    that would raise NameError when built or run is refused, never written."""
+    import symtable
+
+    top = symtable.symtable(source, "<cnnspec compile>", "exec")
+    known = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    known |= set(dir(builtins))
+    found: list[tuple[str, list[str]]] = []
+
+    def visit(table: symtable.SymbolTable, where: str) -> None:
+        if table.get_type() == "function":
+            names = sorted(
+                s.get_name()
+                for s in table.get_symbols()
+                if s.is_referenced() and s.is_global() and s.get_name() not in known
+            )
+            if names:
+                found.append((where, names))
+        for child in table.get_children():
+            visit(child, f"{where}.{child.get_name()}" if where else child.get_name())
+
+    visit(top, "")
+    return found
 
 
 def _imports(code: list[str], outputs: tuple[str, list[str], int] | None) -> list[str]:
