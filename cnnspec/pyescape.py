@@ -8,6 +8,9 @@ reaches generated code passes through exactly one of these, chosen by where it l
 - :func:`comment`: the text after ``#``;
 - :func:`docstring`: the text between ``\"\"\"`` quotes.
 
+Comments and docstrings show unprintable characters with the escapes diagnostics use on
+a terminal (:func:`cnnspec.diagnostics.escape`).
+
 A comment or docstring never holds a line break of any kind (``\\r``, ``\\n``, ``\\x0b``,
 ``\\x0c``, ``\\x1c``-``\\x1e``, ``\\x85``, U+2028, U+2029), a control or bidirectional
 formatting character, or a quote sequence that ends it: those are written as visible
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+
+from cnnspec.diagnostics import escape
 
 _NOT_WORD = re.compile(r"\W", flags=re.ASCII)
 
@@ -39,27 +44,16 @@ def string_literal(text: str) -> str:
     return quote + body.replace(quote, "\\" + quote) + quote
 
 
-def visible(text: str) -> str:
-    """``text`` with every unprintable character (controls, line and paragraph
-    separators, format characters, surrogates, unassigned code points) shown as its
-    Python escape: ``\\x1b``, ``\\u2028``. Printable text, Unicode included, is kept."""
-    if text.isprintable():
-        return text
-    return "".join(
-        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
-    )
-
-
 # PEP 263: `coding:` or `coding=` in a comment on line 1 or 2 declares the file's encoding
 _CODING = re.compile(r"(coding)([:=])", flags=re.IGNORECASE)
 
 
 def comment(text: str) -> str:
     """Text that stays inside one ``#`` comment line and never declares an encoding."""
-    return _CODING.sub(lambda m: m[1] + ("\\x3a" if m[2] == ":" else "\\x3d"), visible(text))
+    return _CODING.sub(lambda m: m[1] + ("\\x3a" if m[2] == ":" else "\\x3d"), escape(text))
 
 
 def docstring(text: str) -> str:
     """Text that stays inside a ``\"\"\"`` docstring on one line and reads back as
-    :func:`visible` shows it (backslashes and quotes escaped)."""
-    return visible(text).replace("\\", "\\\\").replace('"', '\\"')
+    :func:`~cnnspec.diagnostics.escape` shows it (backslashes and quotes escaped)."""
+    return escape(text).replace("\\", "\\\\").replace('"', '\\"')
