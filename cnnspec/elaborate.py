@@ -478,7 +478,7 @@ class Elaborator:
             return
         chosen = stmt.then if cond else stmt.otherwise
         if chosen is not None:
-            self.body(chosen, frame, transparent=True)  # a lone `if` keeps single-item naming
+            self.body(chosen, frame, transparent=True)
 
     def aux(self, stmt: ast.Aux, frame: Frame) -> None:
         weight = 1.0
@@ -1064,6 +1064,9 @@ class Elaborator:
         inner.solo = True
         self.body(block.body, inner)
         frame.current = inner.current
+        scope = self.graph.scopes[path]
+        if scope.output is None:
+            self.graph.scopes[path] = replace(scope, output=inner.current)
 
 
 _WEIGHT = ArgSpec("weight", ArgType.FLOAT, 1.0, doc="loss weight of an aux head")
@@ -1089,9 +1092,8 @@ def _depth(frame: Frame) -> int:
 
 
 def _single_item(stmt: ast.Stmt) -> bool:
-    """One unnamed item (or an `if` whose chosen body will be checked the same way)."""
-    if isinstance(stmt, ast.If):
-        return True
+    """One unnamed item. An `if` is not: the layers it holds keep their own names whatever
+    it chose, as the compiled class, which decides it when built, names them."""
     return isinstance(stmt, ast.Chain) and len(stmt.items) == 1 and stmt.items[0].alias is None
 
 

@@ -14,22 +14,39 @@ import builtins
 import hashlib
 import keyword
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cnnspec import ast
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
+from cnnspec.domain import TOP, Undecidable
 from cnnspec.naming import BodyNames, body_names
-from cnnspec.ops import REGISTRY, ArgType, Op, format_shape, lookup, show_value
+from cnnspec.ops import (
+    REGISTRY,
+    ArgError,
+    ArgSpec,
+    ArgType,
+    Op,
+    Shape,
+    ShapeError,
+    coerce,
+    format_shape,
+    lookup,
+    resolve_defaults,
+    show_value,
+)
 from cnnspec.pyescape import identifier
 from cnnspec.pyformat import LINE_LENGTH, Call, Expr, Kw, List, layout, statement
-from cnnspec.symbolic import Sym, SymbolicError, const, translate, uses
+from cnnspec.symbolic import Sym, SymbolicError, const, lift, translate, uses
 from cnnspec.symbolic import binary as sym_binary
 from cnnspec.symbolic import call as sym_call
 from cnnspec.symbolic import name as sym_name
+from cnnspec.symbolic import ternary as sym_ternary
+from cnnspec.symbolic import unary as sym_unary
 
 if TYPE_CHECKING:
     from cnnspec.model import Model
@@ -166,6 +183,7 @@ class PyClass:
     returns: str = "Tensor"
     has_forward: bool = True
     spatial: bool = False  # the constructor takes in_height, in_width
+    rank: int = 3  # of the input it takes: 3 (C x H x W) or 1 (features)
 
 
 @dataclass(frozen=True)
@@ -182,9 +200,13 @@ class RenderedClass:
     has_forward: bool
 
 
+# The width left to a statement of a method body: 8 columns in, 4 more inside an `if`.
+_WIDTH: ContextVar[int] = ContextVar("width", default=LINE_LENGTH - 8)
+
+
 def _stmt(node: Any, indent: int, prefix: str = "", comment: str = "") -> list[str]:
-    """A statement inside a method body (8 columns in), laid out for the final width."""
-    return statement(node, indent, prefix, comment, width=LINE_LENGTH - 8)
+    """A statement inside a method body, laid out for the final width."""
+    return statement(node, indent, prefix, comment, width=_WIDTH.get())
 
 
 def _indent(lines: Iterable[str], width: int) -> list[str]:
@@ -243,8 +265,16 @@ def _unsupported(span: Span, message: str, hint: str) -> CompileError:
 @dataclass
 class Emitter:
     model: Model
-    classes: dict[str, PyClass] = field(default_factory=dict)  # block name -> class
+    # block name (a parameterised class) or `block@path` (one specialised for an instance)
+    classes: dict[str, PyClass] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    # blocks with no parameterised Python form here: why (said in the specialised classes)
+    failed: dict[str, str] = field(default_factory=dict)
+    special: dict[tuple[str, Any, Any], str] = field(default_factory=dict)  # -> class key
+    # bodies compiled as classes of their own (by the body's identity), and their names
+    body_blocks: dict[int, ast.BlockDef] = field(default_factory=dict)
+    body_names: Namespace = field(default_factory=lambda: Namespace(frozenset()))
+    body_docs: dict[str, str] = field(default_factory=dict)
     class_names: Namespace = field(default_factory=Namespace)
     imports: set[str] = field(default_factory=set)
     param_types: dict[tuple[str, str], set[str]] = field(default_factory=dict)
@@ -259,20 +289,71 @@ class Emitter:
                 self.last_shape[".".join(parts[:i])] = node.shape
 
     # ------------------------------------------------------------- blocks
-    def block_class(self, block: ast.BlockDef) -> str:
+    def block_class(self, block: ast.BlockDef, rank: int) -> str | None:
+        """The parameterised class of ``block`` for inputs of ``rank``; None when it has
+        no Python form with symbolic parameters (then each instance gets its own class)."""
+        if block.name in self.failed:
+            return None
+        if block.name in self.classes and self.classes[block.name].rank != rank:
+            return None  # compiled for the other rank
         if block.name not in self.classes:
-            self.classes[block.name] = PyClass(
-                self.class_names.claim(pascal(block.name)), "nn.Module", "", []
-            )
-            built = ClassCompiler(
-                self,
-                self.classes[block.name].name,
-                self.instance(block),
-                self.model.sources.get(block.span.file, ""),
-            ).block(block)
+            name = self.class_names.claim(pascal(block.name))
+            self.classes[block.name] = PyClass(name, "nn.Module", "", [])
+            try:
+                built = ClassCompiler(
+                    self,
+                    name,
+                    self.instance(block),
+                    self.model.sources.get(block.span.file, ""),
+                    owner=block.name,
+                ).block(block, rank)
+            except (CompileError, SymbolicError) as exc:
+                del self.classes[block.name]
+                self.class_names.used.discard(name)
+                self.failed[block.name] = str(exc)
+                return None
             self.classes[block.name] = built
             self.order.append(block.name)
         return self.classes[block.name].name
+
+    def special_class(self, block: ast.BlockDef, path: str, shape: SymShape) -> str:
+        """A class for the instance of ``block`` at ``path`` alone: its parameters and
+        input size are constants (the checker's values), so everything folds."""
+        scope = self.model.graph.scopes[path]
+        key = (block.name, scope.args, tuple(d.value for d in shape if d is not None))
+        if key not in self.special:
+            name = self.class_names.claim(pascal(block.name) + _arg_suffix(scope.args))
+            class_key = f"{block.name}@{path}"
+            self.special[key] = class_key
+            self.classes[class_key] = ClassCompiler(
+                self,
+                name,
+                path,
+                self.model.sources.get(block.span.file, ""),
+                concrete=True,
+                owner=block.name,
+            ).specialised(block, scope.args, shape, self.failed.get(block.name, ""))
+            self.order.append(class_key)
+        return self.classes[self.special[key]].name
+
+    def tuple_params(self, block: str) -> set[str]:
+        """The parameters of ``block`` some instance passes a tuple (a kernel (1, 3)):
+        the generated class cannot compute sizes from them as numbers."""
+        return {
+            name
+            for scope in self.model.graph.scopes.values()
+            if scope.block == block
+            for name, value in scope.args
+            if isinstance(value, tuple)
+        }
+
+    def scope_shape(self, path: str) -> SymShape | None:
+        """The checked output shape of the block instance at ``path``."""
+        scope = self.model.graph.scopes.get(path)
+        if scope is None or scope.output is None:
+            return None
+        shape = self.model.graph[scope.output].shape
+        return None if shape is None else tuple(const(d) for d in shape)
 
     def instance(self, block: ast.BlockDef) -> str | None:
         """The first scope that instantiates ``block`` (its shapes go in comments)."""
@@ -322,6 +403,11 @@ class ClassCompiler:
     params: list[PyParam] = field(default_factory=list)
     base: str = "nn.Module"
     x: str = "x"  # the forward variable the tensor flows in (never a spec tensor's name)
+    # Its values are the checker's constants (the network, or a block specialised for one
+    # instance): graph paths name real nodes, and block outputs come from the graph.
+    concrete: bool = False
+    owner: str = ""  # the block (or network) it compiles: names the classes of bodies
+    hoisted: list[str] = field(default_factory=list)  # locals naming channel counts
 
     def pick_flow_var(self, body: ast.Body, taken: Iterable[str] = ()) -> None:
         names = {*taken, *_tensor_names(body.stmts)}
@@ -370,18 +456,23 @@ class ClassCompiler:
             ) from None
 
     # ---------------------------------------------------------- classes
-    def block(self, block: ast.BlockDef) -> PyClass:
+    def block(self, block: ast.BlockDef, rank: int) -> PyClass:
         self.file = block.span.file
         self.locals.used.update({"in_channels", "in_height", "in_width"})
         self.pick_flow_var(block.body, [p.name for p in block.params])
+        tuples = self.em.tuple_params(block.name)
         for p in block.params:
-            self.env[p.name] = sym_name(self.locals.claim(p.name))
+            self.env[p.name] = Sym(self.locals.claim(p.name), maybe_tuple=p.name in tuples)
         params = [PyParam("in_channels", "int", None)]
         late: list[str] = []  # defaults computed from other parameters
+        spatial = (sym_name("in_height"), sym_name("in_width"))
+        flow = Flow(
+            self.x, (sym_name("in_channels"), *spatial)[: max(rank, 1)], "", self.instance or ""
+        )
         for p in block.params:
             py = self.env[p.name].code
             kinds = set(self.em.param_types.get((block.name, p.name), set()))
-            default = self.sym(p.default, None) if p.default is not None else None
+            default = self.sym(p.default, flow) if p.default is not None else None
             if default is not None and default.const:
                 kinds.add(_kind(default.value))
                 params.append(PyParam(py, _annotation(kinds), default.code))
@@ -392,8 +483,6 @@ class ClassCompiler:
             else:
                 params.append(PyParam(py, _annotation(kinds), None))
         self.init.extend(late)
-        spatial = (sym_name("in_height"), sym_name("in_width"))
-        flow = Flow(self.x, (sym_name("in_channels"), *spatial), "", self.instance or "")
         names = body_names(block.body)
         solo = _solo(block.body)
         if solo is not None:
@@ -401,20 +490,50 @@ class ClassCompiler:
         else:
             out = self.body(block.body, flow, names)
             self.fwd.append(f"return {out.var}")
-            what = f"Block `{block.name}` ({self.where(block.span)})"
+            what = self.em.body_docs.get(block.name, "").removesuffix(".") or (
+                f"Block `{block.name}` ({self.where(block.span)})"
+            )
             doc = what + (
                 f"; shapes in comments are those of `{self.instance}`." if self.instance else "."
             )
             built = PyClass(
                 self.name, "nn.Module", doc, params, self.init, [f"{self.x}: Tensor"], self.fwd
             )
+        _drop_unused(built.init, self.hoisted)
         if any(uses(sym_name(line), s.code) for line in built.init for s in spatial):
             built.params[1:1] = [
                 PyParam("in_height", "int", None),
                 PyParam("in_width", "int", None),
             ]
             built.spatial = True
+        built.rank = rank
         return built
+
+    def specialised(
+        self, block: ast.BlockDef, args: tuple[tuple[str, Any], ...], shape: SymShape, why: str
+    ) -> PyClass:
+        """The class of one instance: parameters and input size fixed to its values."""
+        self.file = block.span.file
+        self.pick_flow_var(block.body, [p.name for p in block.params])
+        self.env.update((n, const(v)) for n, v in args)
+        flow = Flow(self.x, shape, "", self.instance or "")
+        names = body_names(block.body)
+        values = ", ".join(f"{n} = {show_value(v)}" for n, v in args)
+        doc = (
+            f"Block `{block.name}` ({self.where(block.span)}) as `{self.instance}` uses it"
+            + (f" ({values})" if values else "")
+            + ", sizes fixed: "
+            + (why or "its sizes have no closed form in its parameters")
+            + "."
+        )
+        solo = _solo(block.body)
+        if solo is not None:
+            built = self.solo_class(block, solo, flow, names, [])
+            built.doc = doc
+            return built
+        out = self.body(block.body, flow, names)
+        self.fwd.append(f"return {out.var}")
+        return PyClass(self.name, "nn.Module", doc, [], self.init, [f"{self.x}: Tensor"], self.fwd)
 
     def solo_class(
         self,
@@ -428,10 +547,17 @@ class ClassCompiler:
         doc = f"Block `{block.name}` ({self.where(block.span)})."
         prim = item.primary
         if item.times is not None or isinstance(prim, ast.Repeat):
-            self.sequential_loop(item, flow, "self")
+            try:
+                self.sequential_loop(item, flow, "self")
+            except CompileError:
+                if not self.concrete:
+                    raise
+                self.init.clear()
+                modules, _ = self.unroll(item, flow, self.instance or "")
+                self.init.extend(_stmt(Call("super().__init__", tuple(modules), explode=True), 0))
             return PyClass(self.name, "nn.Sequential", doc, params, self.init, has_forward=False)
         assert isinstance(prim, ast.Call)
-        node, _ = self.module(prim, flow, first=True)
+        node, _ = self.module(prim, flow, first=True, path=self.instance)
         if not isinstance(node, Call) or node.func == "nn.Sequential":
             raise _unsupported(prim.span, "cannot compile this block", "give it a name")
         base = node.func
@@ -475,12 +601,20 @@ class ClassCompiler:
     def item(self, item: ast.Item, flow: Flow, names: BodyNames, first: bool) -> Flow:
         prim = item.primary
         if item.times is not None or isinstance(prim, ast.Repeat):
-            attr = self.attrs.claim(names[item if item.times is not None else prim])
-            self.init.append(f"self.{attr} = nn.Sequential()")
-            out = self.sequential_loop(item, flow, f"self.{attr}")
-            return self.apply(
-                attr, flow, out.shape, producer="", path=self.full(attr), span=item.span
-            )
+            leaf = names[item if item.times is not None else prim]
+            attr = self.attrs.claim(leaf)
+            init_at = len(self.init)
+            try:
+                self.init.append(f"self.{attr} = nn.Sequential()")
+                shape = self.sequential_loop(item, flow, f"self.{attr}").shape
+            except CompileError:
+                if not self.concrete:
+                    raise
+                del self.init[init_at:]  # each iteration gets its own class instead
+                modules, shape = self.unroll(item, flow, self.full(leaf) or leaf)
+                node = Call("nn.Sequential", tuple(modules), explode=True)
+                self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            return self.apply(attr, flow, shape, producer="", path=self.full(attr), span=item.span)
         if isinstance(prim, ast.Residual):
             return self.residual(prim, item, flow, names)
         if isinstance(prim, ast.ConcatBlock):
@@ -495,7 +629,7 @@ class ClassCompiler:
         if op is not None and op.functional:
             return self.functional(op, flow, names[prim], prim.span)
         attr = self.attrs.claim(names[prim])
-        node, shape = self.module(prim, flow, first=first)
+        node, shape = self.module(prim, flow, first=first, path=self.full(names[prim]))
         self.init.extend(_stmt(node, 0, f"self.{attr} = "))
         return self.apply(
             attr,
@@ -505,6 +639,14 @@ class ClassCompiler:
             path=self.full(names[prim]),
             span=prim.span,
         )
+
+    def layer_or_block(self, item: ast.Item) -> bool:
+        """A layer (not a merge) or a block call: not a chain from a named tensor."""
+        prim = item.primary
+        if item.times is not None or not isinstance(prim, ast.Call):
+            return False
+        op = lookup(prim.name)
+        return (op is not None and not op.merge) or prim.name in self.em.model.program.blocks
 
     def tensor_var(self, name: str, flow: Flow, span: Span) -> str:
         if name == "_":
@@ -520,7 +662,22 @@ class ClassCompiler:
         self.fwd.extend(
             _stmt(f"self.{attr}({flow.var})", 0, f"{target} = ", self.comment(path, span))
         )
-        return Flow(target, shape, producer, path or "")
+        return Flow(target, self.named(shape), producer, path or "")
+
+    def named(self, shape: SymShape) -> SymShape:
+        """A channel count that is a nested expression gets a local name in the
+        constructor (`channels = (init_features + layers * growth) // 2`), so that the
+        sizes after it read as short expressions of it. Unused names are dropped when
+        the class is done (:func:`_drop_unused`)."""
+        channels = shape[0] if shape else None
+        if isinstance(self, Dry) or channels is None or channels.const:
+            return shape
+        if "(" not in channels.code and len(channels.code) <= 40:
+            return shape
+        var = self.locals.claim("channels")
+        self.init.extend(_stmt(_node(channels), 0, f"{var} = "))
+        self.hoisted.append(var)
+        return (sym_name(var), *shape[1:])
 
     def flow_target(self, flow: Flow) -> str:
         """Results go to `x`; a network's first step reads its named input."""
@@ -534,14 +691,27 @@ class ClassCompiler:
         return Flow(self.x, _op_shape(op, {}, flow.shape), "", path or "")
 
     # ------------------------------------------------------------- modules
-    def module(self, call: ast.Call, flow: Flow, first: bool) -> tuple[Call, SymShape]:
-        """The constructor of a layer or block call, and the output shape."""
+    def module(
+        self, call: ast.Call, flow: Flow, first: bool, path: str | None = None
+    ) -> tuple[Call, SymShape]:
+        """The constructor of a layer or block call at graph ``path``, and the output
+        shape."""
         op = lookup(call.name)
         if op is None:
-            return self.block_call(call, flow)
+            return self.block_call(call, flow, path)
         args = self.op_args(op, call, flow)
         inplace = _fresh(flow.producer)
-        return _construct(op, args, flow.shape, inplace), _op_shape(op, args, flow.shape)
+        try:
+            node = _construct(op, args, flow.shape, inplace)
+        except SymbolicError as exc:
+            raise _unsupported(
+                call.span,
+                f"{exc}: it depends on a parameter through a rule with no closed form "
+                "in Python (ceil-mode pooling, a tuple passed where sizes are computed)",
+                "give that argument a constant value where the size is computed, or "
+                "set ceil_mode = false",
+            ) from None
+        return node, _op_shape(op, args, flow.shape)
 
     def op_args(self, op: Op, call: ast.Call, flow: Flow) -> dict[str, Sym]:
         names = [a.name for a in op.args]
@@ -559,7 +729,7 @@ class ClassCompiler:
                 )
         return args
 
-    def block_call(self, call: ast.Call, flow: Flow) -> tuple[Call, SymShape]:
+    def block_call(self, call: ast.Call, flow: Flow, path: str | None) -> tuple[Call, SymShape]:
         block = self.em.model.program.blocks[call.name]
         bound: dict[str, Sym] = {}
         positional = [p.name for p in block.params]
@@ -570,14 +740,33 @@ class ClassCompiler:
             if p.name in bound and bound[p.name].const:
                 kinds = self.em.param_types.setdefault((block.name, p.name), set())
                 kinds.add(_kind(bound[p.name].value))
-        class_name = self.em.block_class(block)
-        if None in flow.shape[:1] or (
-            self.em.classes[block.name].spatial and (len(flow.shape) != 3 or None in flow.shape)
+        return self.block_instance(block, bound, flow, path, call.span)
+
+    def block_instance(
+        self, block: ast.BlockDef, bound: dict[str, Sym], flow: Flow, path: str | None, span: Span
+    ) -> tuple[Call, SymShape]:
+        """The constructor call of ``block`` with arguments ``bound``, and its output."""
+        class_name = self.em.block_class(block, len(flow.shape))
+        here = path if self.concrete and path in self.em.model.graph.scopes else None
+        if (
+            class_name is None
+            or None in flow.shape[:1]
+            or (
+                self.em.classes[block.name].spatial and (len(flow.shape) != 3 or None in flow.shape)
+            )
         ):
+            known = all(b.const for b in bound.values()) and all(
+                d is not None and d.const for d in flow.shape
+            )
+            if here is not None and known:
+                out = self.em.scope_shape(here)
+                if out is not None:
+                    return Call(self.em.special_class(block, here, flow.shape), ()), out
             raise _unsupported(
-                call.span,
-                f"the input size of block `{block.name}` is not known here",
-                "compute spatial sizes from parameters",
+                span,
+                self.em.failed.get(block.name)
+                or f"the input size of block `{block.name}` is not known here",
+                "compute sizes from the block's parameters",
             )
         sizes = 3 if self.em.classes[block.name].spatial else 1
         args: list[str | Kw] = [s.code for s in flow.shape[:sizes] if s is not None]
@@ -592,19 +781,21 @@ class ClassCompiler:
                 given = const(float(given.value))  # the class declares a float
             value, py = given.code, param.name
             args.append(value if p.default is None else Kw(py, value))
-        out = Dry(self.em, block).run(bound, flow.shape)
+        out = self.em.scope_shape(here) if here is not None else None
+        if out is None:
+            out = Dry(self.em, block).run(bound, flow.shape)
         return Call(class_name, tuple(args)), out
 
     def sequential_loop(self, item: ast.Item, flow: Flow, target: str) -> Flow:
         """`item * n` or `repeat`: a loop appending to an nn.Sequential."""
         prim = item.primary
-        if isinstance(prim, ast.Repeat):
+        if item.times is None and isinstance(prim, ast.Repeat):
             start = self.sym(prim.start, flow) if prim.start is not None else const(0)
             stop = self.sym(prim.stop, flow)
             var = prim.var
             body_items = _solo(prim.body)
             body = prim.body
-        else:
+        else:  # `item * n`: n times the item itself (a repeat too)
             assert item.times is not None
             start, stop, var = const(0), self.sym(item.times, flow), None
             body_items = ast.Item(prim, None, None, item.span)
@@ -637,7 +828,7 @@ class ClassCompiler:
                 self.env.pop(var, None)
             else:
                 self.env[var] = saved
-        final_c = (
+        final_c: Sym | None = (
             out_channels
             if out_channels is not None
             and not uses(out_channels, carry)
@@ -646,6 +837,11 @@ class ClassCompiler:
         )
         if out_channels is not None and out_channels.code == carry:
             final_c = channels
+        elif out_channels is not None and _grows(out_channels, carry, loop_var):
+            assert out_channels.linear is not None  # channels + g each time: a closed form
+            final_c = channels + (stop - start) * lift(out_channels.linear[1])
+        elif final_c is not None and uses(final_c, carry) and isinstance(self, Dry):
+            final_c = None  # the loop's variable lives in the block's constructor only
         spatial = tuple(
             o if o is not None and i is not None and o.code == i.code else None
             for o, i in zip(out[1:], inner.shape[1:], strict=False)
@@ -659,19 +855,69 @@ class ClassCompiler:
         if solo is not None and solo.times is None and isinstance(solo.primary, ast.Call):
             node, shape = self.module(solo.primary, flow, first=True)
             return node, shape
-        return self.sequential_of(body, flow, lines)
+        return self.sub_module(body, flow, lines)
+
+    def body_class(
+        self, body: ast.Body, flow: Flow, path: str | None, role: str
+    ) -> tuple[Call, SymShape]:
+        """A body that is more than a chain of layers (a concat, a residual, named
+        tensors) as a class of its own, taking the parameters it reads (a DenseNet
+        block's repeated layer becomes `DenseBlockLayer(in_channels, growth, bn_size)`)."""
+        free = list(dict.fromkeys(n for n in _name_refs(body) if n in self.env))
+        block = self.em.body_blocks.get(id(body))
+        if block is None:
+            name = self.em.body_names.claim(f"{self.owner}_{role}")
+            block = ast.BlockDef(
+                name, tuple(ast.Param(n, None, body.span) for n in free), body, body.span, body.span
+            )
+            self.em.body_blocks[id(body)] = block
+            self.em.body_docs[name] = (
+                f"The {role} body of `{self.owner}` ({self.where(body.span)}), as a class."
+            )
+        bound = {p.name: self.env[p.name] for p in block.params}
+        return self.block_instance(block, bound, flow, None, body.span)
+
+    def unroll(self, item: ast.Item, flow: Flow, path: str) -> tuple[list[Call | str], SymShape]:
+        """A repeat in a concrete class, one module per iteration (the loop's body has no
+        form in a loop variable): each iteration is compiled at its own graph path."""
+        prim = item.primary
+        if item.times is None and isinstance(prim, ast.Repeat):
+            start = self.sym(prim.start, flow) if prim.start is not None else const(0)
+            stop, var, body = self.sym(prim.stop, flow), prim.var, prim.body
+        else:
+            assert item.times is not None
+            start, stop, var = const(0), self.sym(item.times, flow), None
+            body = ast.Body(
+                (ast.Chain((ast.Item(prim, None, None, item.span),), item.span),), item.span
+            )
+        if not (start.const and stop.const):
+            raise _unsupported(item.span, "the number of repeats is not known here", "")
+        saved = dict(self.env)
+        modules: list[Call | str] = []
+        shape = flow.shape
+        for index in range(int(stop.value) - int(start.value)):
+            if var:
+                self.env[var] = const(int(start.value) + index)
+            lines: list[str] = []
+            node, shape = self.sub_module(body, Flow("x", shape), lines, f"{path}.{index}")
+            if lines:
+                raise _unsupported(item.span, "cannot compile this repeat", "")
+            modules.append(node)
+        self.env = saved
+        return modules, shape
 
     def sequential_of(
-        self, body: ast.Body, flow: Flow, lines: list[str]
+        self, body: ast.Body, flow: Flow, lines: list[str], path: str | None = None
     ) -> tuple[Call | str, SymShape]:
-        """An nn.Sequential for a body that is a chain of layers and blocks (with `if`s)."""
+        """An nn.Sequential for a body that is a chain of layers and blocks (with `if`s);
+        ``path``: the graph path of the sequential (in a concrete class)."""
         names = body_names(body)
-        entries: list[tuple[str, Call, str | None]] = []  # (name, ctor, condition)
+        entries: list[tuple[str, Call, Sym | None]] = []  # (name, ctor, condition)
         shape = flow.shape
         producer = ""
         first = True
 
-        def walk(stmts: Iterable[ast.Stmt], cond: str | None) -> None:
+        def walk(stmts: Iterable[ast.Stmt], cond: Sym | None) -> None:
             nonlocal shape, producer, first
             for stmt in stmts:
                 if isinstance(stmt, ast.If):
@@ -680,26 +926,16 @@ class ClassCompiler:
                         chosen = stmt.then if test.value else stmt.otherwise
                         walk(chosen.stmts if chosen else (), cond)
                         continue
-                    if stmt.otherwise is not None:
-                        raise _unsupported(
-                            stmt.span,
-                            "cannot compile `else` inside a repeated or nested chain",
-                            "move it into a block",
-                        )
                     before = shape
+                    walk(stmt.then.stmts, test if cond is None else sym_binary("and", cond, test))
+                    then_shape, shape = shape, before
+                    otherwise = sym_unary("not", test)
                     walk(
-                        stmt.then.stmts, test.code if cond is None else f"{cond} and ({test.code})"
+                        stmt.otherwise.stmts if stmt.otherwise else (),
+                        otherwise if cond is None else sym_binary("and", cond, otherwise),
                     )
-                    if (
-                        before[0] is not None
-                        and shape[0] is not None
-                        and (before[0].code != shape[0].code)
-                    ):
-                        raise _unsupported(
-                            stmt.span,
-                            "an `if` that changes the channels cannot be compiled here",
-                            "move it into a block",
-                        )
+                    shape = _join_shapes(test, then_shape, shape)
+                    producer, first = "", False
                     continue
                 if not isinstance(stmt, ast.Chain):
                     raise _unsupported(
@@ -721,13 +957,22 @@ class ClassCompiler:
                         raise _unsupported(
                             item.span, "a merge cannot be compiled here", "move it into a block"
                         )
-                    node, shape_out = self.module(prim, Flow("x", shape, producer), first)
+                    node, shape_out = self.module(
+                        prim,
+                        Flow("x", shape, producer),
+                        first,
+                        f"{path}.{names[prim]}" if path is not None else None,
+                    )
                     entries.append((names[prim], node, cond))
                     shape, producer, first = shape_out, op.name if op else "", False
 
         walk(body.stmts, None)
         keys = Namespace(RESERVED | MODULE_ATTRS)
-        entries = [(keys.claim(n), node, cond) for n, node, cond in entries]
+        claimed: dict[str, str] = {}  # `if`/`else` may give two layers one name: one runs
+        entries = [
+            (claimed.setdefault(n, keys.claim(n)) if n not in claimed else claimed[n], node, cond)
+            for n, node, cond in entries
+        ]
         if all(cond is None for _, _, cond in entries):
             odict = Call("OrderedDict", tuple(Kw(n, node) for n, node, _ in entries), explode=True)
             self.em.imports.add("OrderedDict")
@@ -739,7 +984,7 @@ class ClassCompiler:
             if cond is None:
                 lines.extend(_stmt(node, 0, f'{var}["{n}"] = '))
             else:
-                lines.append(f"if {cond}:")
+                lines.append(f"if {cond.code}:")
                 lines.extend(_stmt(node, 4, f'{var}["{n}"] = '))
         return Call("nn.Sequential", (var,)), shape
 
@@ -755,7 +1000,7 @@ class ClassCompiler:
         if sc is not None and not (cond.const and not cond.value):
             attr = self.attrs.claim(names[sc])
             lines: list[str] = []
-            node, _ = self.sub_module(sc.body, flow, lines)
+            node, _ = self.sub_module(sc.body, flow, lines, self.full(names[sc]))
             if cond.const:
                 self.init.extend(lines)
                 self.init.extend(_stmt(node, 0, f"self.{attr} = "))
@@ -779,12 +1024,16 @@ class ClassCompiler:
         return Flow(self.x, out.shape, "add", path or "")
 
     def sub_module(
-        self, body: ast.Body, flow: Flow, lines: list[str]
+        self, body: ast.Body, flow: Flow, lines: list[str], path: str | None = None
     ) -> tuple[Call | str, SymShape]:
+        if not body.stmts:  # an identity branch
+            return Call("nn.Identity", ()), flow.shape
         solo = _solo(body)
-        if solo is not None and solo.times is None and isinstance(solo.primary, ast.Call):
-            return self.module(solo.primary, flow, first=True)
-        return self.sequential_of(body, flow, lines)
+        if solo is not None and self.layer_or_block(solo):
+            return self.module(solo.primary, flow, first=True, path=path)  # type: ignore[arg-type]
+        if not _is_chain(body, self.layer_or_block):
+            return self.body_class(body, flow, path, "layer")
+        return self.sequential_of(body, flow, lines, path)
 
     def concat(self, block: ast.ConcatBlock, flow: Flow, names: BodyNames) -> Flow:
         outs: list[str] = []
@@ -792,7 +1041,7 @@ class ClassCompiler:
         for branch in block.branches:
             attr = self.attrs.claim(names[branch])
             lines: list[str] = []
-            node, shape = self.sub_module(branch.body, flow, lines)
+            node, shape = self.sub_module(branch.body, flow, lines, self.full(names[branch]))
             self.init.extend(lines)
             self.init.extend(_stmt(node, 0, f"self.{attr} = "))
             var = self.locals.claim(names[branch])
@@ -815,7 +1064,8 @@ class ClassCompiler:
                 self.comment(path, block.span),
             )
         )
-        return Flow(self.x, _concat_shape(shapes), "concat", path or "")
+        shape = self.named(_merge_shape(REGISTRY["concat"], shapes))
+        return Flow(self.x, shape, "concat", path or "")
 
     def merge(self, call: ast.Call, op: Op, flow: Flow) -> Flow:
         refs = [a.value for a in call.args]
@@ -826,7 +1076,7 @@ class ClassCompiler:
             return Flow(self.x, flow.shape, op.name, "")
         cat = Call(op.merge_function, (List(tuple(vars_)), "1"))  # along the channels
         self.fwd.extend(_stmt(cat, 0, f"{self.x} = "))
-        return Flow(self.x, _concat_shape(shapes), op.name, "")
+        return Flow(self.x, _merge_shape(op, shapes), op.name, "")
 
     def if_stmt(self, stmt: ast.If, flow: Flow, names: BodyNames) -> Flow:
         cond = self.sym(stmt.cond, flow)
@@ -838,12 +1088,61 @@ class ClassCompiler:
                 assert isinstance(aux, ast.Aux)
                 self.aux(aux, flow, names, cond)
             return flow
-        raise _unsupported(
-            stmt.span,
-            "an `if` on a parameter can only hold aux heads here",
-            "put the conditional layers in a repeated block, or in a block "
-            "with a condition on its own parameters",
-        )
+        return self.python_if(stmt, cond, flow, names)
+
+    def python_if(self, stmt: ast.If, cond: Sym, flow: Flow, names: BodyNames) -> Flow:
+        """An `if` on parameters around layers: a Python `if` in the constructor, and on
+        a flag the constructor keeps, in forward (as torchvision writes it)."""
+        flag = self.attrs.claim("use_" + _first_name(stmt.then, names))
+        self.init.append(f"self.{flag} = {cond.code}")
+        before = set(self.attrs.used)
+        then = self.branch(stmt.then, flow, names)
+        then_attrs, self.attrs.used = self.attrs.used, set(before)
+        otherwise = self.branch(stmt.otherwise, flow, names)
+        then_only = [a for a in _assigned(then[1]) if a not in self.attrs.used]
+        else_only = [a for a in _assigned(otherwise[1]) if a not in then_attrs]
+        self.attrs.used |= then_attrs
+        # Every attribute exists either way (nn.Identity on the side that has no such
+        # layer: TorchScript compiles both sides of forward's `if`), and is declared an
+        # nn.Module where the other side may hold another kind of module.
+        then_init = [_declare_module(line, then_attrs - before) for line in then[1]] + [
+            f"self.{a}: nn.Module = nn.Identity()" for a in else_only
+        ]
+        else_init = otherwise[1] + [f"self.{a} = nn.Identity()" for a in then_only]
+        if then_init:
+            self.init.append(f"if {cond.code}:")
+            self.init.extend("    " + line if line else "" for line in then_init)
+        if else_init:
+            self.init.append("else:" if then_init else f"if {sym_unary('not', cond).code}:")
+            self.init.extend("    " + line if line else "" for line in else_init)
+        if otherwise[2] and not then[2]:
+            self.fwd.append(f"if not self.{flag}:")
+            self.fwd.extend("    " + line if line else "" for line in otherwise[2])
+        elif then[2]:
+            self.fwd.append(f"if self.{flag}:")
+            self.fwd.extend("    " + line if line else "" for line in then[2])
+            if otherwise[2]:
+                self.fwd.append("else:")
+                self.fwd.extend("    " + line if line else "" for line in otherwise[2])
+        shape = _join_shapes(cond, then[0].shape, otherwise[0].shape)
+        return Flow(self.x, self.named(shape), "", flow.path)
+
+    def branch(
+        self, body: ast.Body | None, flow: Flow, names: BodyNames
+    ) -> tuple[Flow, list[str], list[str]]:
+        """One side of an `if`: its flow and its constructor and forward lines, ending
+        with the tensor in the flow variable."""
+        saved_init, saved_fwd = self.init, self.fwd
+        self.init, self.fwd = [], []
+        width = _WIDTH.set(_WIDTH.get() - 4)
+        try:
+            out = self.body(body, flow, names) if body is not None else flow
+            if out.var != self.x:
+                self.fwd.append(f"{self.x} = {out.var}")
+            return out, self.init, self.fwd
+        finally:
+            self.init, self.fwd = saved_init, saved_fwd
+            _WIDTH.reset(width)
 
     def aux(self, stmt: ast.Aux, flow: Flow, names: BodyNames, cond: Sym | None) -> None:
         attr = self.attrs.claim(names[stmt])
@@ -853,7 +1152,8 @@ class ClassCompiler:
             else flow.var
         )
         lines: list[str] = []
-        node, _ = self.sub_module(stmt.body, Flow(source, flow.shape), lines)
+        shape = self.tensor_shape.get(source, flow.shape) if source != flow.var else flow.shape
+        node, _ = self.sub_module(stmt.body, Flow(source, shape), lines, self.full(names[stmt]))
         var = self.locals.claim(stmt.name)
         if cond is None:
             self.init.extend(lines)
@@ -882,7 +1182,7 @@ class Dry(ClassCompiler):
     """Runs a block's body symbolically in the caller's terms, for its output shape."""
 
     def __init__(self, em: Emitter, block: ast.BlockDef) -> None:
-        super().__init__(em, "_", None, "")
+        super().__init__(em, "_", None, "", owner=block.name)
         self.block_def = block
 
     def run(self, bound: Mapping[str, Sym], shape: SymShape) -> SymShape:
@@ -896,6 +1196,102 @@ class Dry(ClassCompiler):
         if solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
             return self.sequential_loop(solo, flow, "self").shape
         return self.body(self.block_def.body, flow, names).shape
+
+
+def _drop_unused(init: list[str], names: list[str]) -> None:
+    """Remove the definitions of hoisted locals nothing reads (latest first, since a
+    definition may read an earlier one)."""
+    for name in reversed(names):
+        starts = [i for i, line in enumerate(init) if line.lstrip().startswith(f"{name} = ")]
+        spans = []
+        for start in starts:
+            end, indent = start + 1, len(init[start]) - len(init[start].lstrip())
+            if init[start].rstrip().endswith(("(", "[")):  # a statement over several lines
+                while end < len(init) and len(init[end]) - len(init[end].lstrip()) > indent:
+                    end += 1
+                end += 1  # its closing bracket
+            spans.append((start, end))
+        inside = {i for a, b in spans for i in range(a, b)}
+        if any(uses(sym_name(line), name) for i, line in enumerate(init) if i not in inside):
+            continue
+        for a, b in reversed(spans):
+            del init[a:b]
+
+
+def _assigned(lines: list[str]) -> list[str]:
+    """The attributes a constructor's lines set, in order."""
+    return [m[1] for line in lines if (m := re.match(r"self\.(\w+) = ", line))]
+
+
+def _declare_module(line: str, attrs: set[str]) -> str:
+    """``self.conv1 = ...`` as ``self.conv1: nn.Module = ...`` for the attributes given."""
+    match = re.match(r"self\.(\w+) = ", line)
+    if match is None or match[1] not in attrs:
+        return line
+    return f"self.{match[1]}: nn.Module = " + line[match.end() :]
+
+
+def _name_refs(node: Any) -> Iterable[str]:
+    """Every name an AST node reads (parameters, loop variables, tensors)."""
+    if isinstance(node, ast.NameRef):
+        yield node.name
+    elif isinstance(node, tuple) and not isinstance(node, Span):
+        for child in node:
+            yield from _name_refs(child)
+
+
+def _is_chain(body: ast.Body, simple: Callable[[ast.Item], bool]) -> bool:
+    """Whether a body is chains of layer and block calls (with `if`s): an nn.Sequential."""
+    for stmt in body.stmts:
+        if isinstance(stmt, ast.If):
+            if not all(_is_chain(b, simple) for b in (stmt.then, stmt.otherwise) if b is not None):
+                return False
+        elif not isinstance(stmt, ast.Chain) or not all(map(simple, stmt.items)):
+            return False
+    return True
+
+
+def _first_name(body: ast.Body, names: BodyNames) -> str:
+    """The name of the first thing a body makes (an `if` flag is named after it)."""
+    for stmt in body.stmts:
+        chain = stmt.chain if isinstance(stmt, ast.Assign) else stmt
+        if isinstance(chain, ast.Chain) and chain.items:
+            item = chain.items[0]
+            key = item if item.times is not None else item.primary
+            if id(key) in names.names:
+                return names[key]
+    return "branch"
+
+
+def _join_shapes(cond: Sym, then: SymShape, otherwise: SymShape) -> SymShape:
+    """The shape after an `if`: per size, the branches' common value or a conditional."""
+    if len(then) != len(otherwise):
+        return tuple(None for _ in then)
+    return tuple(
+        None if a is None or b is None else sym_ternary(a, cond, b)
+        for a, b in zip(then, otherwise, strict=True)
+    )
+
+
+def _grows(channels: Sym, carry: str, loop_var: str) -> bool:
+    """Whether an iteration's output channels are ``carry + constant``."""
+    return (
+        channels.linear is not None
+        and channels.linear[0].code == carry
+        and not uses(lift(channels.linear[1]), carry)
+        and not uses(channels, loop_var)
+    )
+
+
+def _arg_suffix(args: tuple[tuple[str, Any], ...]) -> str:
+    """``N6Growth32`` for (n = 6, growth = 32): a specialised class's name says its values."""
+    parts = []
+    for name, value in args:
+        if isinstance(value, bool):
+            parts.append(pascal(name) if value else "No" + pascal(name))
+        elif isinstance(value, int):
+            parts.append(pascal(name) + str(value).replace("-", "M"))
+    return "".join(parts)
 
 
 def _tensor_names(stmts: Iterable[ast.Stmt]) -> Iterable[str]:
@@ -924,28 +1320,6 @@ def _solo(body: ast.Body) -> ast.Item | None:
 def _node(sym: Sym) -> str | Expr:
     """A symbolic value as a layout node (breakable where Black would break it)."""
     return Expr(sym.code, sym.split) if sym.split else sym.code
-
-
-def _product(shape: SymShape) -> Sym | None:
-    if not shape or any(s is None for s in shape):
-        return None
-    value = shape[0]
-    assert value is not None
-    for s in shape[1:]:
-        assert s is not None
-        value = sym_binary("*", value, s)
-    return value
-
-
-def _concat_shape(shapes: list[SymShape]) -> SymShape:
-    channels: Sym | None = const(0)
-    for s in shapes:
-        channels = (
-            sym_binary("+", channels, s[0])
-            if channels is not None and s and (s[0] is not None)
-            else None
-        )
-    return (channels, *shapes[0][1:]) if shapes else ()
 
 
 # ------------------------------------------------------------ constructors
@@ -1052,93 +1426,42 @@ def _inplace_before_add(producer: str) -> bool:
 
 
 def _op_shape(op: Op, args: Mapping[str, Sym], shape: SymShape) -> SymShape:
-    """The output shape in symbols (None where the compiler cannot say)."""
+    """The output shape in symbols: the registry's own rule run over symbols (None where
+    the generated class cannot know a size)."""
     if not shape:
         return shape
-    c = shape[0]
-    if op.name == "conv":
-        spatial = tuple(
-            _conv_dim(shape[i + 1] if len(shape) > i + 1 else None, args, i) for i in range(2)
+    try:
+        values = resolve_defaults(
+            op, {k: _domain_value(op.arg_spec(k), v) for k, v in args.items()}
         )
-        return (args["out_channels"], *spatial)
-    if op.name in ("maxpool", "avgpool"):
-        return (c, *(_pool_dim(shape, args, i) for i in range(2)))
-    if op.name in ("adaptive_avgpool", "adaptive_maxpool"):
-        out = args["output_size"]
-        if out.const:
-            pair = out.value if isinstance(out.value, tuple) else (out.value, out.value)
-            return (c, const(pair[0]), const(pair[1]))
-        return (c, None, None)
-    if op.name in ("global_avgpool", "global_maxpool"):
-        return (c, const(1), const(1))
-    if op.name == "linear":
-        return (args["out_features"],)
-    if op.name == "flatten":
-        return (_product(shape),)
-    if op.name == "upsample":
-        return (c, None, None)
-    return shape
+        out = op.shape(values, cast(Shape, tuple(TOP if d is None else d for d in shape)))
+    except (Undecidable, ShapeError, ArgError, TypeError):  # TypeError: a tuple in arithmetic
+        return tuple(None for _ in shape)
+    return _from_domain(out)
 
 
-def _pair_part(value: Sym, index: int) -> Sym | None:
-    if not value.const:
-        return None
-    v = value.value
-    return const(v[index] if isinstance(v, tuple) else v)
+def _merge_shape(op: Op, shapes: list[SymShape]) -> SymShape:
+    """A merge's output shape by its registry rule over symbols."""
+    assert op.merge_shape is not None
+    ins = [cast(Shape, tuple(TOP if d is None else d for d in s)) for s in shapes]
+    try:
+        return _from_domain(op.merge_shape(ins, [str(i) for i in range(len(ins))]))
+    except (Undecidable, ShapeError):
+        return tuple(None for _ in shapes[0]) if shapes else ()
 
 
-def _conv_dim(size: Sym | None, args: Mapping[str, Sym], index: int) -> Sym | None:
-    padding = args["padding"]
-    if padding.const and padding.value == "same":
-        return size
-    k, s, d = (_pair_part(args[n], index) for n in ("kernel", "stride", "dilation"))
-    p = const(0) if padding.const and padding.value == "valid" else _pair_part(padding, index)
-    if size is None or k is None or s is None or d is None or p is None:
-        return None
-    return _window_count(size, k, s, p, d)
+def _from_domain(shape: Shape) -> SymShape:
+    return tuple(None if d is TOP else lift(d) for d in cast(tuple[Any, ...], shape))
 
 
-def _window_count(size: Sym, k: Sym, s: Sym, p: Sym, d: Sym) -> Sym:
-    """floor((size + 2p - d(k-1) - 1) / s) + 1, folded."""
-    if s.const and s.value == 1:  # size + 2p - d(k-1)
-        grow = sym_binary(
-            "-", sym_binary("*", const(2), p), sym_binary("*", d, sym_binary("-", k, const(1)))
-        )
-        return (
-            sym_binary("+", size, grow)
-            if not (grow.const and grow.value < 0)
-            else (sym_binary("-", size, const(-grow.value)))
-        )
-    reach = sym_binary("+", sym_binary("*", d, sym_binary("-", k, const(1))), const(1))
-    offset = sym_binary("-", sym_binary("*", const(2), p), reach)  # constant when k, p, d are
-    span = (
-        sym_binary("+", size, offset)
-        if not (offset.const and offset.value < 0)
-        else (sym_binary("-", size, const(-offset.value)))
-    )
-    return sym_binary("+", sym_binary("//", span, s), const(1))
-
-
-def _pool_dim(shape: SymShape, args: Mapping[str, Sym], index: int) -> Sym | None:
-    size = shape[index + 1] if len(shape) > index + 1 else None
-    parts = [_pair_part(args[n], index) for n in ("kernel", "stride", "padding")]
-    ceil = args["ceil_mode"]
-    dil = _pair_part(args["dilation"], index) if "dilation" in args else const(1)
-    if size is None or None in parts or not ceil.const or dil is None:
-        return None
-    if not size.const:
-        if ceil.value:
-            return None  # ceil mode's last-window rule has no short closed form
-        kernel, stride, pad = (x for x in parts if x is not None)
-        return _window_count(size, kernel, stride, pad, dil)
-    from cnnspec.ops import _out_size
-
-    k, s, p = (int(x.value) for x in parts if x is not None)
-    return const(
-        _out_size(
-            "pool", "size", size.value, k=k, s=s, p=p, d=int(dil.value), ceil=bool(ceil.value)
-        )
-    )
+def _domain_value(spec: ArgSpec | None, value: Sym) -> Any:
+    """An argument as the shape rule takes it: coerced when constant; a symbol (or a
+    pair of it) otherwise; TOP where a caller may pass a tuple for it."""
+    if value.const:
+        return coerce(spec, value.value) if spec is not None else value.value
+    if spec is not None and spec.type in (ArgType.PAIR, ArgType.PADDING, ArgType.SCALE):
+        return (TOP, TOP) if value.maybe_tuple else (value, value)
+    return TOP if value.maybe_tuple else value
 
 
 # --------------------------------------------------------------- network
@@ -1261,9 +1584,9 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
     net = next(n for n in entry.networks if n.name == model.graph.name)
     name = em.class_names.claim(class_name or net.name)
     try:
-        network = NetworkCompiler(em, name, "", model.sources.get(net.span.file, "")).network(
-            net, name
-        )
+        network = NetworkCompiler(
+            em, name, "", model.sources.get(net.span.file, ""), concrete=True, owner=net.name
+        ).network(net, name)
     except CompileError as exc:
         raise DiagnosticError([exc.diagnostic], model.sources) from None
     except SymbolicError as exc:

@@ -56,6 +56,7 @@ class Scope:
     span: Span
     block: str = ""  # a block instance's block name: "basic"
     args: tuple[tuple[str, Any], ...] = ()  # and the values of all its parameters, in order
+    output: str | None = None  # a block instance's result: the node its body ends on
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
+
+from cnnspec.domain import TOP, differ, known, shapes_differ, surely
 
 Shape = tuple[int, ...]
 Args = Mapping[str, Any]
@@ -299,15 +301,18 @@ def _out_size(
     d: int,
     ceil: bool,
 ) -> int:
-    """PyTorch's output-size formula for conv/pool along one dimension."""
-    span = size + 2 * p - d * (k - 1) - 1
+    """PyTorch's output-size formula for conv/pool along one dimension (over ints or
+    symbols: written so that constants fold, ``size + 2p - reach`` before the division)."""
+    reach = d * (k - 1) + 1  # the dilated window
     if ceil:
-        out = -(-span // s) + 1
+        if not known(size):
+            return cast(int, TOP)  # the last-window rule has no closed form
+        out = -(-(size + 2 * p - reach) // s) + 1
         if (out - 1) * s >= size + p:  # the last window must start inside the input
             out -= 1
     else:
-        out = span // s + 1
-    if out < 1:
+        out = (size + 2 * p - reach) // s + 1
+    if surely(out < 1):
         rounding = "ceil" if ceil else "floor"
         formula = (
             f"{rounding}(({size} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {out}"
@@ -325,7 +330,7 @@ def _out_size(
 
 
 def _rrelu_shape(args: Args, inp: Shape) -> Shape:
-    if args["lower"] > args["upper"]:
+    if surely(args["lower"] > args["upper"]):
         raise ShapeError(
             "bad-argument",
             f"`rrelu` needs lower <= upper, got lower = {args['lower']:g}, "
@@ -340,8 +345,8 @@ def _conv_shape(args: Args, inp: Shape) -> Shape:
     _check_rank("conv", inp, (3,))
     c, h, w = inp
     groups, out_c = args["groups"], args["out_channels"]
-    if c % groups or out_c % groups:
-        which = f"{c} input channels" if c % groups else f"{out_c} output channels"
+    if surely(c % groups) or surely(out_c % groups):
+        which = f"{c} input channels" if surely(c % groups) else f"{out_c} output channels"
         raise ShapeError(
             "groups-mismatch",
             f"`conv` with groups = {groups} needs channels divisible by {groups}: {which} are not",
@@ -350,7 +355,7 @@ def _conv_shape(args: Args, inp: Shape) -> Shape:
         )
     pad = args["padding"]
     if pad == "same":
-        if args["stride"] != (1, 1):
+        if shapes_differ(args["stride"], (1, 1)):
             raise ShapeError(
                 "bad-argument",
                 'padding = "same" needs stride = 1 (as PyTorch)',
@@ -392,7 +397,7 @@ def _pool_shape(op: str) -> ShapeRule:
         (kh, kw), (sh, sw), (ph, pw) = args["kernel"], args["stride"], args["padding"]
         dh, dw = args.get("dilation", (1, 1))
         for p, k in ((ph, kh), (pw, kw)):
-            if p > k // 2:  # PyTorch checks the kernel size itself, not the dilated window
+            if surely(p > k // 2):  # PyTorch checks the kernel size itself, not the dilated window
                 raise ShapeError(
                     "bad-argument",
                     f"`{op}` padding {p} is more than half the kernel {k} (PyTorch refuses it)",
@@ -447,6 +452,17 @@ def _global_window(args: Args, inp: Shape) -> Window:
     return (inp[1], inp[2], inp[1], inp[2])
 
 
+def _norm_shape(args: Args, inp: Shape) -> Shape:
+    if surely(args["eps"] <= 0):  # PyTorch refuses it in training (and a negative in eval)
+        raise ShapeError(
+            "bad-argument",
+            f"`batchnorm` eps must be positive, got {args['eps']:g}",
+            f"eps = {args['eps']:g}",
+            ("eps keeps the division by the standard deviation finite: e.g. 1e-5",),
+        )
+    return inp
+
+
 def _norm_params(args: Args, inp: Shape, out: Shape) -> int:
     return 2 * inp[0] if args["affine"] else 0
 
@@ -486,7 +502,7 @@ def _linear_macs(args: Args, inp: Shape, out: Shape) -> int:
 
 def _prelu_shape(args: Args, inp: Shape) -> Shape:
     n = args["num_parameters"]
-    if n not in (1, inp[0]):
+    if differ(n, 1) and differ(n, inp[0]):
         raise ShapeError(
             "bad-argument",
             f"`prelu` num_parameters must be 1 or the {inp[0]} channels, got {n}",
@@ -503,7 +519,7 @@ def _prelu_params(args: Args, inp: Shape, out: Shape) -> int:
 def _softmax_shape(op: str) -> ShapeRule:
     def rule(args: Args, inp: Shape) -> Shape:
         dim = args["dim"]
-        if not -(len(inp) + 1) <= dim <= len(inp):
+        if surely(dim < -(len(inp) + 1)) or surely(dim > len(inp)):
             raise ShapeError(
                 "bad-argument",
                 f"`{op}` dim {dim} is out of range for a batch of {format_shape(inp)}",
@@ -520,7 +536,7 @@ def _upsample_shape(args: Args, inp: Shape) -> Shape:
     fh, fw = args["scale_factor"]
     out = (inp[0], math.floor(inp[1] * fh), math.floor(inp[2] * fw))
     for dim, size, factor, got in (("height", inp[1], fh, out[1]), ("width", inp[2], fw, out[2])):
-        if got < 1:  # PyTorch refuses an empty output
+        if surely(got < 1):  # PyTorch refuses an empty output
             raise ShapeError(
                 "non-positive-size",
                 f"`upsample` gives a {dim} of {got}",
@@ -535,7 +551,7 @@ def _upsample_window(args: Args, inp: Shape) -> Window:
 
 
 def _add_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
-    if all(s == shapes[0] for s in shapes):
+    if not any(shapes_differ(s, shapes[0]) for s in shapes):
         return shapes[0]
     sides = ", ".join(
         f"{lab} gives {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True)
@@ -560,9 +576,7 @@ def _projection_hint(source: Shape, target: Shape) -> str:
 
 
 def _concat_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
-    ranks = {len(s) for s in shapes}
-    spatial = {s[1:] for s in shapes}
-    if len(ranks) == 1 and len(spatial) == 1:
+    if not any(shapes_differ(s[1:], shapes[0][1:]) for s in shapes):
         return (sum(s[0] for s in shapes), *shapes[0][1:])
     sides = ", ".join(f"{lab}: {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True))
     raise ShapeError(
@@ -745,6 +759,7 @@ def _ops() -> list[Op]:
                 arg("momentum", ArgType.FLOAT, 0.1),
                 arg("affine", ArgType.BOOL, True),
             ),
+            _norm_shape,
             params=_norm_params,
             buffers=_norm_buffers,
             prefix="bn",

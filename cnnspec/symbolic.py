@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cnnspec import ast
+from cnnspec.domain import Symbolic
 from cnnspec.evaluate import FUNCTIONS, OPERATORS  # the same functions the checker evaluates
 from cnnspec.pyescape import string_literal
 
@@ -48,19 +49,84 @@ class SymbolicError(Exception):
         self.node = node
 
 
-@dataclass(frozen=True)
-class Sym:
+@dataclass(frozen=True, eq=True)
+class Sym(Symbolic):
+    """A Python expression. Its operators build expressions (``Sym("w") * 4`` is
+    ``w * 4``), so that the registry's shape rules run on it unchanged."""
+
     code: str
     prec: int = ATOM
     value: Any = _NONE
     split: tuple[str, ...] = ()  # where Black breaks it when too long: "a", "* b", ...
+    # `base + offset` for a sum (an int offset folds: `+ 2 - 3` is `- 1`)
+    linear: tuple[Sym, int | Sym] | None = None
+    maybe_tuple: bool = False  # a parameter that some caller passes a tuple
 
     @property
-    def const(self) -> bool:
+    def const(self) -> bool:  # type: ignore[override]
         return self.value is not _NONE
 
     def wrap(self, prec: int) -> str:
         return f"({self.code})" if self.prec < prec else self.code
+
+    def __add__(self, other: Any) -> Sym:
+        return binary("+", self, lift(other))
+
+    def __radd__(self, other: Any) -> Sym:
+        return binary("+", lift(other), self)
+
+    def __sub__(self, other: Any) -> Sym:
+        return binary("-", self, lift(other))
+
+    def __rsub__(self, other: Any) -> Sym:
+        return binary("-", lift(other), self)
+
+    def __mul__(self, other: Any) -> Sym:
+        return binary("*", self, lift(other))
+
+    def __rmul__(self, other: Any) -> Sym:
+        return binary("*", lift(other), self)
+
+    def __floordiv__(self, other: Any) -> Sym:
+        return binary("//", self, lift(other))
+
+    def __rfloordiv__(self, other: Any) -> Sym:
+        return binary("//", lift(other), self)
+
+    def __truediv__(self, other: Any) -> Sym:
+        return binary("/", self, lift(other))
+
+    def __mod__(self, other: Any) -> Sym:
+        return binary("%", self, lift(other))
+
+    def __rmod__(self, other: Any) -> Sym:
+        return binary("%", lift(other), self)
+
+    def __rtruediv__(self, other: Any) -> Sym:
+        return binary("/", lift(other), self)
+
+    def __neg__(self) -> Sym:
+        return unary("-", self)
+
+    def __floor__(self) -> Sym:
+        return call("floor", [self])
+
+    def __lt__(self, other: Any) -> Sym:
+        return binary("<", self, lift(other))
+
+    def __le__(self, other: Any) -> Sym:
+        return binary("<=", self, lift(other))
+
+    def __gt__(self, other: Any) -> Sym:
+        return binary(">", self, lift(other))
+
+    def __ge__(self, other: Any) -> Sym:
+        return binary(">=", self, lift(other))
+
+
+def lift(value: Any) -> Sym:
+    """A plain value as a constant symbol (symbols stay as they are)."""
+    return value if isinstance(value, Sym) else const(value)
 
 
 def literal(value: Any) -> str:
@@ -107,13 +173,33 @@ def binary(op: str, left: Sym, right: Sym) -> Sym:
     simple = _identity_fold(op, left, right)
     if simple is not None:
         return simple
+    if op in ("+", "-") and _is_int(right.value):
+        return offset(left, right.value if op == "+" else -right.value)
     prec = _PREC[op]
     if op == "**":  # right-associative
         return Sym(f"{left.wrap(prec + 1)} ** {right.wrap(prec)}", prec)
     left_prec = prec + 1 if prec == COMPARE else prec  # `a < b < c` would chain
     head = left.split if left.prec == prec and left.split else (left.wrap(left_prec),)
     tail = f"{op} {right.wrap(prec + 1)}"
-    return Sym(f"{left.wrap(left_prec)} {tail}", prec, split=(*head, tail))
+    linear = (left, right) if op == "+" else None
+    return Sym(f"{left.wrap(left_prec)} {tail}", prec, split=(*head, tail), linear=linear)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def offset(base: Sym, amount: int) -> Sym:
+    """``base + amount``, with a constant already added to ``base`` folded in."""
+    linear = base.linear
+    if linear is not None and isinstance(linear[1], int):
+        base, amount = linear[0], linear[1] + amount
+    if amount == 0:
+        return base
+    op, size = ("+", amount) if amount > 0 else ("-", -amount)
+    head = base.split if base.prec == ADD and base.split else (base.wrap(ADD),)
+    tail = f"{op} {size}"
+    return Sym(f"{base.wrap(ADD)} {tail}", ADD, split=(*head, tail), linear=(base, amount))
 
 
 def _identity_fold(op: str, left: Sym, right: Sym) -> Sym | None:

@@ -305,14 +305,17 @@ network Net {
         "compile-unsupported",
         {
             "bad.cnn": _net(
-                "input image: 3 x 32 x 32\nconv(16, 3, padding = 1)\nif extra {\n    relu\n}",
-                "network Net(extra = false)",
+                "input image: 3 x 32 x 32\nmaxpool(k, stride = 2, ceil_mode = true)\n"
+                "flatten\nlinear(10)",
+                "network Net(k = 3)",
             )
         },
         args=("compile", "bad.cnn", "--stdout"),
-        note="Only `cnnspec compile` reports it: the generated module keeps network "
-        "parameters as constructor arguments, so a condition on one must be decidable in "
-        "the generated code. `cnnspec check` accepts the spec.",
+        note="Only `cnnspec compile` reports it, and rarely: the generated module keeps "
+        "network parameters as constructor arguments, so every size the constructor "
+        "passes on must be a Python expression of them. Blocks whose sizes have no such "
+        "form are compiled once per instance instead (see docs/compile.md); a network "
+        "parameter cannot be fixed that way. `cnnspec check` accepts the spec.",
     ),
     Example(
         "unused-tensor",

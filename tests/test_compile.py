@@ -299,31 +299,6 @@ def test_weight_init_follows_torchvision_unless_the_spec_says_otherwise() -> Non
     assert info.value.diagnostics[0].hints == ("choose one of: torchvision, pytorch",)
 
 
-GROWING_REPEAT = """\
-block grow() { concat { branch { } branch { conv(4, 1) } } }
-block grow_block(n) { repeat n { grow } }
-network Bug {
-    input image: 3 x 8 x 8
-    grow_block(2)
-    conv(8, 1)
-}
-"""
-
-
-def test_code_that_reads_an_undefined_name_is_refused_not_written(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """Issue 11's silent miscompile (a repeat that grows the channels, then a layer): the
-    module used to raise NameError when built; now compile refuses it."""
-    spec = tmp_path / "grow.cnn"
-    spec.write_text(GROWING_REPEAT, encoding="utf-8")
-    target = tmp_path / "grow.py"
-    assert main(["compile", str(spec), "-o", str(target)]) == 1
-    err = capsys.readouterr().err
-    assert "error[compile-unsupported]" in err and "`channels`" in err
-    assert not target.exists()
-
-
 def test_undefined_names_are_found_in_every_method() -> None:
     source = (
         "import torch\nK = 1\n\n\nclass A:\n    def f(self, x):\n        y = x + K\n"

@@ -47,6 +47,8 @@ import cnnspec
 torch = pytest.importorskip("torch")
 tv_models = pytest.importorskip("torchvision.models")
 
+from verify import randomize_batchnorm  # noqa: E402 -- imports torch
+
 SEED = 0
 BATCH = 2
 TOL = {"atol": 1e-5, "rtol": 1e-5}
@@ -146,20 +148,6 @@ def torchvision_model(case: Case) -> Any:
     model = getattr(tv_models, case.factory)(weights=None, **case.kwargs)
     randomize_batchnorm(model)
     return model
-
-
-def randomize_batchnorm(model: Any) -> None:
-    """Random affine parameters and running statistics, so that every buffer matters."""
-    gen = torch.Generator().manual_seed(SEED + 1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                module.bias.copy_(torch.randn(c, generator=gen) * 0.1)
-                module.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
-                module.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                module.num_batches_tracked.fill_(7)
 
 
 def generated_model(case: Case) -> Any:

@@ -22,6 +22,11 @@ EPOCHS = 3
 ARGS = ["--epochs", str(EPOCHS), "--device", "cpu", "--no-progress", "--seed", "7"]
 
 
+# Ctrl-C must land mid-epoch: small batches make an epoch long enough (a fast machine
+# ran all of batch 64's epochs within the 0.15 s the test waits).
+SLOW = ("--batch-size", "4")
+
+
 def _train(out: Path, *extra: str) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "cnnspec", "train", "lenet5", "--out", str(out), *ARGS, *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the same kernels in every run
@@ -80,9 +85,17 @@ def test_resume_after_sigkill_gives_the_same_weights(reference: Path, tmp_path: 
     _same_weights(reference / "last.pt", out / "last.pt")
 
 
-def test_ctrl_c_saves_mid_epoch_and_resumes_exactly(reference: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def slow_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("slow_reference") / "run"
+    _finish(_train(out, *SLOW))
+    return out
+
+
+def test_ctrl_c_saves_mid_epoch_and_resumes_exactly(slow_reference: Path, tmp_path: Path) -> None:
+    reference = slow_reference
     out = tmp_path / "interrupted"
-    proc = _train(out)
+    proc = _train(out, *SLOW)
     _wait_for(out / "last.pt", lambda s: s.epoch >= 1, proc)
     time.sleep(0.15)  # into the next epoch
     proc.send_signal(signal.SIGINT)

@@ -708,8 +708,11 @@ def train(spec: Model, config: TrainConfig, console: Console | None = None) -> R
     """Train ``spec`` as ``config`` says; under ``torchrun``, as one rank of several."""
     config.check()
     runtime = device.start(config.device)
+    finished = False
     try:
         trainer = Trainer(spec, config, runtime, console or Console())
-        return trainer.run()
+        result = trainer.run()
+        finished = True
+        return result
     finally:
-        device.stop(runtime)
+        device.stop(runtime, together=finished)
