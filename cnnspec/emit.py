@@ -16,7 +16,7 @@ import keyword
 import re
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, cast
@@ -39,7 +39,7 @@ from cnnspec.ops import (
     resolve_defaults,
     show_value,
 )
-from cnnspec.pyescape import identifier
+from cnnspec.pyescape import identifier, string_literal
 from cnnspec.pyformat import LINE_LENGTH, Call, Expr, Kw, List, layout, statement
 from cnnspec.symbolic import Sym, SymbolicError, const, lift, translate, uses
 from cnnspec.symbolic import binary as sym_binary
@@ -184,6 +184,9 @@ class PyClass:
     has_forward: bool = True
     spatial: bool = False  # the constructor takes in_height, in_width
     rank: int = 3  # of the input it takes: 3 (C x H x W) or 1 (features)
+    lead: int = 1  # constructor parameters before the block's own: input sizes
+    # sizes of tensors from outside a body class's body: (tensor, dimension) in order
+    outer_dims: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,7 @@ def finish(cls: PyClass) -> RenderedClass:
         ),
     ]
     init = cls.init
-    if cls.base in ("nn.Module", "nn.Sequential"):
+    if cls.base in ("nn.Module", "nn.Sequential", "nn.ModuleList"):
         init = ["super().__init__()", *init]
     forward_sig = layout(
         Call("def forward", ("self", *cls.forward_args)), 4, suffix=f" -> {cls.returns}:"
@@ -273,12 +276,16 @@ class Emitter:
     special: dict[tuple[str, Any, Any], str] = field(default_factory=dict)  # -> class key
     # bodies compiled as classes of their own (by the body's identity), and their names
     body_blocks: dict[int, ast.BlockDef] = field(default_factory=dict)
+    times_bodies: dict[int, tuple[ast.Item, ast.Body]] = field(default_factory=dict)
     body_names: Namespace = field(default_factory=lambda: Namespace(frozenset()))
     body_docs: dict[str, str] = field(default_factory=dict)
+    # a body class's tensors from outside its body (forward arguments) and their ranks
+    body_inputs: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     class_names: Namespace = field(default_factory=Namespace)
     imports: set[str] = field(default_factory=set)
     param_types: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     last_shape: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    scope_out: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     named_tuple: tuple[str, list[str], int] | None = None  # outputs: name, fields, main
 
     def __post_init__(self) -> None:
@@ -287,18 +294,24 @@ class Emitter:
             parts = node.name.split(".")
             for i in range(1, len(parts) + 1):
                 self.last_shape[".".join(parts[:i])] = node.shape
+                if not node.training_only:  # and what a scope gives (aux heads aside)
+                    self.scope_out[".".join(parts[:i])] = node.shape
 
     # ------------------------------------------------------------- blocks
     def block_class(self, block: ast.BlockDef, rank: int) -> str | None:
-        """The parameterised class of ``block`` for inputs of ``rank``; None when it has
-        no Python form with symbolic parameters (then each instance gets its own class)."""
-        if block.name in self.failed:
+        """The key in :attr:`classes` of the parameterised class of ``block`` for inputs
+        of ``rank`` (a block used on images and on feature vectors has a class for
+        each: ``Head`` and ``HeadFlat``); None when it has no Python form with symbolic
+        parameters (then each instance gets its own class)."""
+        base = self.classes.get(block.name)
+        key = block.name if base is None or base.rank == rank else f"{block.name}/{rank}"
+        if key in self.failed:
             return None
-        if block.name in self.classes and self.classes[block.name].rank != rank:
-            return None  # compiled for the other rank
-        if block.name not in self.classes:
-            name = self.class_names.claim(pascal(block.name))
-            self.classes[block.name] = PyClass(name, "nn.Module", "", [])
+        if key not in self.classes:
+            name = self.class_names.claim(
+                pascal(block.name) + ("" if key == block.name else "Flat" if rank == 1 else "Image")
+            )
+            self.classes[key] = PyClass(name, "nn.Module", "", [])
             try:
                 built = ClassCompiler(
                     self,
@@ -308,22 +321,30 @@ class Emitter:
                     owner=block.name,
                 ).block(block, rank)
             except (CompileError, SymbolicError) as exc:
-                del self.classes[block.name]
+                del self.classes[key]
                 self.class_names.used.discard(name)
-                self.failed[block.name] = str(exc)
+                self.failed[key] = str(exc)
                 return None
-            self.classes[block.name] = built
-            self.order.append(block.name)
-        return self.classes[block.name].name
+            self.classes[key] = built
+            self.order.append(key)
+        return key
 
-    def special_class(self, block: ast.BlockDef, path: str, shape: SymShape) -> str:
-        """A class for the instance of ``block`` at ``path`` alone: its parameters and
-        input size are constants (the checker's values), so everything folds."""
-        scope = self.model.graph.scopes[path]
-        key = (block.name, scope.args, tuple(d.value for d in shape if d is not None))
+    def special_class(
+        self,
+        block: ast.BlockDef,
+        path: str,
+        shape: SymShape,
+        args: tuple[tuple[str, Any], ...],
+        outer: Mapping[str, tuple[str, SymShape]],
+    ) -> str:
+        """A class for the instance of ``block`` at ``path`` alone: its parameters
+        (``args``) and input size are constants (the checker's values), so all folds."""
+        sizes = tuple(d.value for d in shape if d is not None)
+        outer_sizes = tuple((t, tuple(d.value for d in s if d)) for t, (_, s) in outer.items())
+        key = (block.name, (args, outer_sizes), sizes)
         if key not in self.special:
-            name = self.class_names.claim(pascal(block.name) + _arg_suffix(scope.args))
-            class_key = f"{block.name}@{path}"
+            name = self.class_names.claim(pascal(block.name) + _arg_suffix(args))
+            class_key = f"{block.name}@{path}@{len(self.special)}"
             self.special[key] = class_key
             self.classes[class_key] = ClassCompiler(
                 self,
@@ -332,7 +353,7 @@ class Emitter:
                 self.model.sources.get(block.span.file, ""),
                 concrete=True,
                 owner=block.name,
-            ).specialised(block, scope.args, shape, self.failed.get(block.name, ""))
+            ).specialised(block, args, shape, self.failed.get(block.name, ""), outer)
             self.order.append(class_key)
         return self.classes[self.special[key]].name
 
@@ -346,6 +367,31 @@ class Emitter:
             for name, value in scope.args
             if isinstance(value, tuple)
         }
+
+    def shape_at(self, path: str) -> SymShape | None:
+        """The checked shape of the tensor the node or block instance ``path`` makes."""
+        graph = self.model.graph
+        if path in graph.nodes:
+            shape = graph[path].shape
+            return None if shape is None else tuple(const(d) for d in shape)
+        return self.scope_shape(path) or self.checked_shape(path)
+
+    def times_body(self, item: ast.Item) -> ast.Body:
+        """`item * n` as the body of a repeat: the item once. One object per item for
+        the whole compile, so that what is keyed by a body's identity (its names, its
+        class) is never keyed by a recycled one."""
+        if id(item) not in self.times_bodies:
+            once = ast.Item(item.primary, None, None, item.span)
+            body = ast.Body((ast.Chain((once,), item.span),), item.span)
+            self.times_bodies[id(item)] = (item, body)
+        return self.times_bodies[id(item)][1]
+
+    def checked_shape(self, path: str | None) -> SymShape | None:
+        """The checked shape at the end of the scope ``path`` (its last node)."""
+        if path is None:
+            return None
+        shape = self.scope_out.get(path) or self.last_shape.get(path)  # in an aux head: all
+        return None if shape is None else tuple(const(d) for d in shape)
 
     def scope_shape(self, path: str) -> SymShape | None:
         """The checked output shape of the block instance at ``path``."""
@@ -408,6 +454,9 @@ class ClassCompiler:
     concrete: bool = False
     owner: str = ""  # the block (or network) it compiles: names the classes of bodies
     hoisted: list[str] = field(default_factory=list)  # locals naming channel counts
+    extra: list[str] = field(default_factory=list)  # outside tensors the last module reads
+    looping_with_outer: bool = False  # in a module_list loop: iterations take those tensors
+    fix_ifs: bool = False  # an `if` whose sides give different sizes: for the checked values
 
     def pick_flow_var(self, body: ast.Body, taken: Iterable[str] = ()) -> None:
         names = {*taken, *_tensor_names(body.stmts)}
@@ -427,7 +476,17 @@ class ClassCompiler:
             return None
         return f"{self.instance}.{leaf}" if self.instance else leaf
 
+    def settle(self, flow: Flow) -> Flow:
+        """The flow with the checked sizes where this class computed none, when every
+        value here is the checker's (a concrete class with no symbolic parameter)."""
+        if self.concrete and not _known(flow.shape) and all(v.const for v in self.env.values()):
+            return replace(flow, shape=self.em.shape_at(flow.path) or flow.shape)
+        return flow
+
     def sym(self, expr: ast.Expr, flow: Flow | None) -> Sym:
+        if flow is not None:
+            flow = self.settle(flow)
+
         def shape_attr(attr: str) -> Sym:
             shape = flow.shape if flow is not None else ()
             index = {"channels": 0, "features": 0, "height": 1, "width": 2}.get(attr)
@@ -483,10 +542,21 @@ class ClassCompiler:
             else:
                 params.append(PyParam(py, _annotation(kinds), None))
         self.init.extend(late)
+        outer: list[tuple[str, int, str]] = []  # (tensor, dimension, parameter)
+        forward_args = [f"{self.x}: Tensor"]
+        for tensor, rank_of in self.em.body_inputs.get(block.name, ()):
+            var = self.locals.claim(tensor)
+            self.tensors[tensor] = var
+            forward_args.append(f"{var}: Tensor")
+            dims = [self.locals.claim(f"{tensor}_{d}") for d in _DIMS[: max(rank_of, 1)]]
+            self.tensor_shape[var] = tuple(sym_name(d) for d in dims)
+            outer.extend((tensor, i, d) for i, d in enumerate(dims))
         names = body_names(block.body)
         solo = _solo(block.body)
-        if solo is not None:
+        if solo is not None and not outer:
             built = self.solo_class(block, solo, flow, names, params)
+        elif solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
+            built = self.looping_class(block, solo, flow, params, forward_args)
         else:
             out = self.body(block.body, flow, names)
             self.fwd.append(f"return {out.var}")
@@ -496,10 +566,11 @@ class ClassCompiler:
             doc = what + (
                 f"; shapes in comments are those of `{self.instance}`." if self.instance else "."
             )
-            built = PyClass(
-                self.name, "nn.Module", doc, params, self.init, [f"{self.x}: Tensor"], self.fwd
-            )
+            built = PyClass(self.name, "nn.Module", doc, params, self.init, forward_args, self.fwd)
         _drop_unused(built.init, self.hoisted)
+        used = [(t, i, d) for t, i, d in outer if any(uses(sym_name(x), d) for x in built.init)]
+        built.params[1:1] = [PyParam(d, "int", None) for _, _, d in used]
+        built.outer_dims = [(t, i) for t, i, _ in used]
         if any(uses(sym_name(line), s.code) for line in built.init for s in spatial):
             built.params[1:1] = [
                 PyParam("in_height", "int", None),
@@ -507,15 +578,26 @@ class ClassCompiler:
             ]
             built.spatial = True
         built.rank = rank
+        built.lead = len(built.params) - len(block.params)
         return built
 
     def specialised(
-        self, block: ast.BlockDef, args: tuple[tuple[str, Any], ...], shape: SymShape, why: str
+        self,
+        block: ast.BlockDef,
+        args: tuple[tuple[str, Any], ...],
+        shape: SymShape,
+        why: str,
+        outer: Mapping[str, tuple[str, SymShape]],
     ) -> PyClass:
         """The class of one instance: parameters and input size fixed to its values."""
         self.file = block.span.file
         self.pick_flow_var(block.body, [p.name for p in block.params])
         self.env.update((n, const(v)) for n, v in args)
+        forward_args = [f"{self.x}: Tensor"]
+        for tensor, _ in self.em.body_inputs.get(block.name, ()):
+            var = self.locals.claim(tensor)
+            self.tensors[tensor], self.tensor_shape[var] = var, outer[tensor][1]
+            forward_args.append(f"{var}: Tensor")
         flow = Flow(self.x, shape, "", self.instance or "")
         names = body_names(block.body)
         values = ", ".join(f"{n} = {show_value(v)}" for n, v in args)
@@ -527,13 +609,36 @@ class ClassCompiler:
             + "."
         )
         solo = _solo(block.body)
-        if solo is not None:
+        if solo is not None and len(forward_args) == 1:
             built = self.solo_class(block, solo, flow, names, [])
             built.doc = doc
             return built
         out = self.body(block.body, flow, names)
         self.fwd.append(f"return {out.var}")
-        return PyClass(self.name, "nn.Module", doc, [], self.init, [f"{self.x}: Tensor"], self.fwd)
+        return PyClass(self.name, "nn.Module", doc, [], self.init, forward_args, self.fwd)
+
+    def looping_class(
+        self,
+        block: ast.BlockDef,
+        item: ast.Item,
+        flow: Flow,
+        params: list[PyParam],
+        forward_args: list[str],
+    ) -> PyClass:
+        """A repeat alone in a body that reads tensors from outside it: an nn.ModuleList
+        whose forward passes them to every iteration (its iterations are its children,
+        as the checker names them)."""
+        self.looping_with_outer = True
+        try:
+            self.sequential_loop(item, flow, "self")
+        finally:
+            self.looping_with_outer = False
+        layer = self.locals.claim("layer")
+        self.fwd.append(f"for {layer} in self:")
+        self.fwd.extend(_stmt(Call(layer, (self.x, *self.extra)), 4, f"{self.x} = "))
+        self.fwd.append(f"return {self.x}")
+        doc = f"Block `{block.name}` ({self.where(block.span)})."
+        return PyClass(self.name, "nn.ModuleList", doc, params, self.init, forward_args, self.fwd)
 
     def solo_class(
         self,
@@ -603,17 +708,13 @@ class ClassCompiler:
         if item.times is not None or isinstance(prim, ast.Repeat):
             leaf = names[item if item.times is not None else prim]
             attr = self.attrs.claim(leaf)
-            init_at = len(self.init)
-            try:
-                self.init.append(f"self.{attr} = nn.Sequential()")
-                shape = self.sequential_loop(item, flow, f"self.{attr}").shape
-            except CompileError:
-                if not self.concrete:
-                    raise
-                del self.init[init_at:]  # each iteration gets its own class instead
-                modules, shape = self.unroll(item, flow, self.full(leaf) or leaf)
-                node = Call("nn.Sequential", tuple(modules), explode=True)
-                self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            if self.outer_reads(
+                prim.body if item.times is None and isinstance(prim, ast.Repeat) else prim
+            ):
+                return self.module_list(item, flow, attr, leaf)
+            shape = self.loop_modules(item, flow, attr, leaf, "nn.Sequential")
+            if None in shape and self.concrete and _known(flow.shape):
+                shape = self.em.checked_shape(self.full(leaf)) or shape  # what the loop made
             return self.apply(attr, flow, shape, producer="", path=self.full(attr), span=item.span)
         if isinstance(prim, ast.Residual):
             return self.residual(prim, item, flow, names)
@@ -686,6 +787,7 @@ class ClassCompiler:
     def functional(self, op: Op, flow: Flow, leaf: str, span: Span) -> Flow:
         """A layer written as a call in forward (`torch.flatten(x, 1)`), not a module."""
         path = self.full(leaf)
+        flow = self.settle(flow)
         call = op.functional.format(x=flow.var)
         self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, span)))
         return Flow(self.x, _op_shape(op, {}, flow.shape), "", path or "")
@@ -699,6 +801,7 @@ class ClassCompiler:
         op = lookup(call.name)
         if op is None:
             return self.block_call(call, flow, path)
+        flow = self.settle(flow)
         args = self.op_args(op, call, flow)
         inplace = _fresh(flow.producer)
         try:
@@ -743,39 +846,61 @@ class ClassCompiler:
         return self.block_instance(block, bound, flow, path, call.span)
 
     def block_instance(
-        self, block: ast.BlockDef, bound: dict[str, Sym], flow: Flow, path: str | None, span: Span
+        self,
+        block: ast.BlockDef,
+        bound: dict[str, Sym],
+        flow: Flow,
+        path: str | None,
+        span: Span,
+        *,
+        outer: Mapping[str, tuple[str, SymShape]] | None = None,
     ) -> tuple[Call, SymShape]:
-        """The constructor call of ``block`` with arguments ``bound``, and its output."""
-        class_name = self.em.block_class(block, len(flow.shape))
+        """The constructor call of ``block`` with arguments ``bound``, and its output
+        (``outer``: tensors from outside a body class's body, as the caller has them)."""
+        flow = self.settle(flow)
+        key = self.em.block_class(block, len(flow.shape))
+        cls = self.em.classes[key] if key is not None else None
         here = path if self.concrete and path in self.em.model.graph.scopes else None
         if (
-            class_name is None
+            cls is None
             or None in flow.shape[:1]
-            or (
-                self.em.classes[block.name].spatial and (len(flow.shape) != 3 or None in flow.shape)
-            )
+            or (cls.spatial and (len(flow.shape) != 3 or None in flow.shape))
         ):
-            known = all(b.const for b in bound.values()) and all(
-                d is not None and d.const for d in flow.shape
-            )
-            if here is not None and known:
-                out = self.em.scope_shape(here)
-                if out is not None:
-                    return Call(self.em.special_class(block, here, flow.shape), ()), out
+            known = all(b.const for b in bound.values()) and _known(flow.shape)
+            outer_known = all(_known(s) for _, s in (outer or {}).values())
+            body = block.name in self.em.body_docs  # a body's class: the checker has no scope
+            if self.concrete and known and outer_known and (here is not None or body):
+                out = self.em.scope_shape(here) if here is not None and not body else None
+                if out is None:
+                    out = Dry(self.em, block, here).run(bound, flow.shape, outer or {})
+                if not _known(out) and here is not None:  # all constants: the checked size
+                    out = self.em.checked_shape(here) or out
+                if _known(out):
+                    scope = self.em.model.graph.scopes.get(here or "")
+                    values = (
+                        scope.args
+                        if scope is not None and not body
+                        else tuple((k, v.value) for k, v in bound.items())
+                    )
+                    name = self.em.special_class(block, here or "", flow.shape, values, outer or {})
+                    return Call(name, ()), out
             raise _unsupported(
                 span,
                 self.em.failed.get(block.name)
                 or f"the input size of block `{block.name}` is not known here",
                 "compute sizes from the block's parameters",
             )
-        sizes = 3 if self.em.classes[block.name].spatial else 1
+        sizes = 3 if cls.spatial else 1
         args: list[str | Kw] = [s.code for s in flow.shape[:sizes] if s is not None]
+        for tensor, dim in cls.outer_dims:
+            size = (outer or {})[tensor][1][dim]
+            if size is None:
+                raise _unsupported(span, f"the size of tensor `{tensor}` is not known here", "")
+            args.append(size.code)
         for p in block.params:
             if p.name not in bound:
                 continue
-            param = self.em.classes[block.name].params[
-                _param_index(block, p, self.em.classes[block.name].spatial)
-            ]
+            param = cls.params[_param_index(block, p, cls.lead)]
             given = bound[p.name]
             if param.annotation == "float" and given.const and type(given.value) is int:
                 given = const(float(given.value))  # the class declares a float
@@ -783,8 +908,8 @@ class ClassCompiler:
             args.append(value if p.default is None else Kw(py, value))
         out = self.em.scope_shape(here) if here is not None else None
         if out is None:
-            out = Dry(self.em, block).run(bound, flow.shape)
-        return Call(class_name, tuple(args)), out
+            out = Dry(self.em, block).run(bound, flow.shape, outer or {})
+        return Call(cls.name, tuple(args)), out
 
     def sequential_loop(self, item: ast.Item, flow: Flow, target: str) -> Flow:
         """`item * n` or `repeat`: a loop appending to an nn.Sequential."""
@@ -798,8 +923,8 @@ class ClassCompiler:
         else:  # `item * n`: n times the item itself (a repeat too)
             assert item.times is not None
             start, stop, var = const(0), self.sym(item.times, flow), None
-            body_items = ast.Item(prim, None, None, item.span)
-            body = ast.Body((ast.Chain((body_items,), item.span),), item.span)
+            body = self.em.times_body(item)
+            body_items = _solo(body)
         loop_var = self.locals.claim(var) if var else "_"
         saved = self.env.get(var) if var else None
         if var:
@@ -816,12 +941,31 @@ class ClassCompiler:
         )
         lines: list[str] = []
         module, out = self.iteration(body, body_items, inner, lines)
+        if len(out) != len(inner.shape):
+            raise _unsupported(  # the next iteration's layers would see another rank
+                item.span,
+                "a repeated body that flattens gives its next iteration another rank",
+                "flatten after the repeat",
+            )
+        resized = any(
+            o is None or i is None or o.code != i.code
+            for o, i in zip(out[1:], inner.shape[1:], strict=False)
+        )
+        if resized and _reads_size(prim if item.times is not None else body):
+            raise _unsupported(  # the loop carries the channels only
+                item.span,
+                "a repeated body that changes the height or width and reads `in.height`, "
+                "`in.width` or `in.size` sees another size in each iteration",
+                "compute the size from a parameter, or repeat a block that takes it",
+            )
         self.init.append(f"{carry} = {channels.code}")
         self.init.append(f"for {loop_var} in {rng}:")
         self.init.extend("    " + line for line in lines)
         self.init.extend(_stmt(Call(f"{target}.append", (module,)), 4))
         out_channels = out[0] if out else None
-        if out_channels is not None and out_channels.code != carry:
+        if out_channels is None:  # the next iteration's input is not known
+            raise _unsupported(item.span, "the channels after an iteration are not known", "")
+        if out_channels.code != carry:
             self.init.append(f"    {carry} = {out_channels.code}")
         if var:
             if saved is None:
@@ -852,10 +996,71 @@ class ClassCompiler:
         self, body: ast.Body, solo: ast.Item | None, flow: Flow, lines: list[str]
     ) -> tuple[Call | str, SymShape]:
         """One iteration's module: the item itself, or an nn.Sequential of a chain."""
-        if solo is not None and solo.times is None and isinstance(solo.primary, ast.Call):
+        if solo is not None and self.layer_or_block(solo):
+            assert isinstance(solo.primary, ast.Call)
             node, shape = self.module(solo.primary, flow, first=True)
             return node, shape
-        return self.sub_module(body, flow, lines)
+        made = self.sub_module(body, flow, lines)
+        self.no_outer_reads(body)
+        return made
+
+    def outer_reads(self, node: Any) -> list[str]:
+        """The tensors from outside ``node`` (a body or an item) it reads."""
+        inside = set(_tensor_names(node.stmts)) if isinstance(node, ast.Body) else set()
+        refs = dict.fromkeys(_name_refs(node))
+        return [t for t in refs if t in self.tensors and t not in inside]
+
+    def loop_modules(
+        self, item: ast.Item, flow: Flow, attr: str, leaf: str, container: str
+    ) -> SymShape:
+        """``self.attr`` as a ``container`` a loop fills; in a concrete class, where no
+        loop can say it, one module per iteration (each compiled at its graph path)."""
+        init_at = len(self.init)
+        try:
+            self.init.append(f"self.{attr} = {container}()")
+            return self.sequential_loop(item, flow, f"self.{attr}").shape
+        except CompileError:
+            if not self.concrete:
+                raise
+            del self.init[init_at:]
+            modules, shape = self.unroll(item, flow, self.full(leaf) or leaf)
+            node = (
+                Call(container, (List(tuple(modules)),))
+                if container == "nn.ModuleList"
+                else Call(container, tuple(modules), explode=True)
+            )
+            self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            return shape
+
+    def module_list(self, item: ast.Item, flow: Flow, attr: str, leaf: str) -> Flow:
+        """A repeat whose body reads tensors from outside it: an nn.ModuleList, and a
+        loop in forward that passes them to every iteration."""
+        self.looping_with_outer = True
+        try:
+            shape = self.loop_modules(item, flow, attr, leaf, "nn.ModuleList")
+        finally:
+            self.looping_with_outer = False
+        extra, target = self.extra, self.flow_target(flow)
+        if flow.var != target:
+            self.fwd.append(f"{target} = {flow.var}")
+        layer = self.locals.claim("layer")
+        path = self.full(attr)
+        self.fwd.append(f"for {layer} in self.{attr}:")
+        self.fwd.extend(
+            _stmt(Call(layer, (target, *extra)), 4, f"{target} = ", self.comment(path, item.span))
+        )
+        return Flow(target, self.named(shape), "", path or "")
+
+    def no_outer_reads(self, body: ast.Body) -> None:
+        """A repeated body runs inside an nn.Sequential: one input, nothing from outside."""
+        if self.extra and not self.looping_with_outer:
+            raise _unsupported(
+                body.span,
+                "a repeated body that reads a tensor from outside it cannot be compiled: "
+                + ", ".join(f"`{t}`" for t in self.extra),
+                "move the layers that read it out of the repeat, or into a block that "
+                "takes it as its input",
+            )
 
     def body_class(
         self, body: ast.Body, flow: Flow, path: str | None, role: str
@@ -864,9 +1069,15 @@ class ClassCompiler:
         tensors) as a class of its own, taking the parameters it reads (a DenseNet
         block's repeated layer becomes `DenseBlockLayer(in_channels, growth, bn_size)`)."""
         free = list(dict.fromkeys(n for n in _name_refs(body) if n in self.env))
+        inside = set(_tensor_names(body.stmts))
+        reads = [
+            t for t in dict.fromkeys(_name_refs(body)) if t in self.tensors and t not in inside
+        ]
+        outer = {t: (self.tensors[t], self.tensor_shape.get(self.tensors[t], ())) for t in reads}
         block = self.em.body_blocks.get(id(body))
         if block is None:
             name = self.em.body_names.claim(f"{self.owner}_{role}")
+            self.em.body_inputs[name] = tuple((t, len(outer[t][1])) for t in reads)
             block = ast.BlockDef(
                 name, tuple(ast.Param(n, None, body.span) for n in free), body, body.span, body.span
             )
@@ -875,7 +1086,9 @@ class ClassCompiler:
                 f"The {role} body of `{self.owner}` ({self.where(body.span)}), as a class."
             )
         bound = {p.name: self.env[p.name] for p in block.params}
-        return self.block_instance(block, bound, flow, None, body.span)
+        made = self.block_instance(block, bound, flow, path, body.span, outer=outer)
+        self.extra = [outer[t][0] for t, _ in self.em.body_inputs[block.name]]
+        return made
 
     def unroll(self, item: ast.Item, flow: Flow, path: str) -> tuple[list[Call | str], SymShape]:
         """A repeat in a concrete class, one module per iteration (the loop's body has no
@@ -887,9 +1100,7 @@ class ClassCompiler:
         else:
             assert item.times is not None
             start, stop, var = const(0), self.sym(item.times, flow), None
-            body = ast.Body(
-                (ast.Chain((ast.Item(prim, None, None, item.span),), item.span),), item.span
-            )
+            body = self.em.times_body(item)
         if not (start.const and stop.const):
             raise _unsupported(item.span, "the number of repeats is not known here", "")
         saved = dict(self.env)
@@ -899,7 +1110,10 @@ class ClassCompiler:
             if var:
                 self.env[var] = const(int(start.value) + index)
             lines: list[str] = []
-            node, shape = self.sub_module(body, Flow("x", shape), lines, f"{path}.{index}")
+            ipath = f"{path}.{index}"
+            node, shape = self.sub_module(body, Flow("x", shape), lines, ipath)
+            shape = self.settle(Flow("x", shape, "", ipath)).shape
+            self.no_outer_reads(body)
             if lines:
                 raise _unsupported(item.span, "cannot compile this repeat", "")
             modules.append(node)
@@ -967,6 +1181,8 @@ class ClassCompiler:
                     shape, producer, first = shape_out, op.name if op else "", False
 
         walk(body.stmts, None)
+        if not entries:  # every `if` chose nothing
+            return Call("nn.Identity", ()), shape
         keys = Namespace(RESERVED | MODULE_ATTRS)
         claimed: dict[str, str] = {}  # `if`/`else` may give two layers one name: one runs
         entries = [
@@ -1001,6 +1217,7 @@ class ClassCompiler:
             attr = self.attrs.claim(names[sc])
             lines: list[str] = []
             node, _ = self.sub_module(sc.body, flow, lines, self.full(names[sc]))
+            extra = self.extra
             if cond.const:
                 self.init.extend(lines)
                 self.init.extend(_stmt(node, 0, f"self.{attr} = "))
@@ -1010,7 +1227,7 @@ class ClassCompiler:
                 self.init.extend("    " + line for line in lines)
                 self.init.extend(_stmt(node, 4, f"self.{attr} = "))
             shortcut_line = _stmt(
-                f"self.{attr}({flow.var})", 0, f"{identity} = ", self.where(sc.span)
+                Call(f"self.{attr}", (flow.var, *extra)), 0, f"{identity} = ", self.where(sc.span)
             )
         self.fwd[forward_at:forward_at] = shortcut_line  # the identity comes first
         path = self.full(names[res])
@@ -1026,6 +1243,7 @@ class ClassCompiler:
     def sub_module(
         self, body: ast.Body, flow: Flow, lines: list[str], path: str | None = None
     ) -> tuple[Call | str, SymShape]:
+        self.extra = []
         if not body.stmts:  # an identity branch
             return Call("nn.Identity", ()), flow.shape
         solo = _solo(body)
@@ -1047,7 +1265,7 @@ class ClassCompiler:
             var = self.locals.claim(names[branch])
             self.fwd.extend(
                 _stmt(
-                    f"self.{attr}({flow.var})",
+                    Call(f"self.{attr}", (flow.var, *self.extra)),
                     0,
                     f"{var} = ",
                     self.comment(self.full(names[branch]), branch.span),
@@ -1088,13 +1306,73 @@ class ClassCompiler:
                 assert isinstance(aux, ast.Aux)
                 self.aux(aux, flow, names, cond)
             return flow
-        return self.python_if(stmt, cond, flow, names)
+        mark = self.mark()
+        try:
+            out = self.python_if(stmt, cond, flow, names)
+            if self.fix_ifs and any(d is None or not d.const for d in out.shape):
+                raise _unsupported(stmt.span, "the sides of this `if` give other sizes", "")
+            return out
+        except CompileError:
+            if not self.concrete:
+                raise  # the block is compiled per instance instead
+            self.rollback(mark)
+            return self.fixed_if(stmt, flow, names)
+
+    def mark(self) -> dict[str, Any]:
+        """What compiling a statement changes, to undo an attempt (:meth:`rollback`)."""
+        return {
+            "init": len(self.init),
+            "fwd": len(self.fwd),
+            "attrs": set(self.attrs.used),
+            "locals": set(self.locals.used),
+            "aux_vars": list(self.aux_vars),
+            "outputs": list(self.outputs),
+            "output_names": list(self.output_names),
+            "tensors": dict(self.tensors),
+            "tensor_shape": dict(self.tensor_shape),
+            "hoisted": list(self.hoisted),
+        }
+
+    def rollback(self, mark: dict[str, Any]) -> None:
+        del self.init[mark["init"] :], self.fwd[mark["fwd"] :]
+        self.attrs.used, self.locals.used = mark["attrs"], mark["locals"]
+        self.aux_vars, self.outputs = mark["aux_vars"], mark["outputs"]
+        self.output_names, self.tensors = mark["output_names"], mark["tensors"]
+        self.tensor_shape, self.hoisted = mark["tensor_shape"], mark["hoisted"]
+
+    def fixed_if(self, stmt: ast.If, flow: Flow, names: BodyNames) -> Flow:
+        """An `if` on network parameters whose two sides cannot both be built by one
+        class (the other side gives another rank, or is not even valid): compiled for the
+        checked values, and the constructor refuses any other (fail-fast ValueError)."""
+        saved = self.env
+        checked = self.em.model.graph.params
+        self.env = {k: const(checked[k]) if k in checked else v for k, v in saved.items()}
+        try:
+            decided = self.sym(stmt.cond, flow)
+        finally:
+            self.env = saved
+        if not decided.const:
+            raise _unsupported(stmt.span, "cannot compile this `if`", "")
+        test = self.sym(stmt.cond, flow)
+        fixed = ", ".join(
+            f"{k} = {show_value(checked[k])}" for k in sorted(checked) if uses(test, saved[k].code)
+        )
+        message = string_literal(
+            f"compiled for {fixed} ({self.where(stmt.span)}): the other choice changes "
+            "the network's shapes in a way one class cannot build"
+        )
+        refuse = sym_unary("not", test) if decided.value else test
+        self.init.append(f"if {refuse.code}:")
+        self.init.extend(_stmt(Call("raise ValueError", (message,)), 4))
+        chosen = stmt.then if decided.value else stmt.otherwise
+        return self.body(chosen, flow, names) if chosen is not None else flow
 
     def python_if(self, stmt: ast.If, cond: Sym, flow: Flow, names: BodyNames) -> Flow:
         """An `if` on parameters around layers: a Python `if` in the constructor, and on
         a flag the constructor keeps, in forward (as torchvision writes it)."""
         flag = self.attrs.claim("use_" + _first_name(stmt.then, names))
         self.init.append(f"self.{flag} = {cond.code}")
+        aux_before = len(self.aux_vars)
         before = set(self.attrs.used)
         then = self.branch(stmt.then, flow, names)
         then_attrs, self.attrs.used = self.attrs.used, set(before)
@@ -1115,6 +1393,12 @@ class ClassCompiler:
         if else_init:
             self.init.append("else:" if then_init else f"if {sym_unary('not', cond).code}:")
             self.init.extend("    " + line if line else "" for line in else_init)
+        for _, var in self.aux_vars[aux_before:]:  # an aux output exists on both sides
+            declared = f"{var}: Tensor | None = None"
+            for side in (then[2], otherwise[2]):
+                if declared in side:
+                    side.remove(declared)
+            self.fwd.append(declared)
         if otherwise[2] and not then[2]:
             self.fwd.append(f"if not self.{flag}:")
             self.fwd.extend("    " + line if line else "" for line in otherwise[2])
@@ -1125,6 +1409,12 @@ class ClassCompiler:
                 self.fwd.append("else:")
                 self.fwd.extend("    " + line if line else "" for line in otherwise[2])
         shape = _join_shapes(cond, then[0].shape, otherwise[0].shape)
+        if None in shape and None not in then[0].shape and None not in otherwise[0].shape:
+            raise _unsupported(
+                stmt.span,
+                "the two sides of this `if` give tensors of different ranks",
+                "make both sides give a C x H x W tensor, or both a flat one",
+            )
         return Flow(self.x, self.named(shape), "", flow.path)
 
     def branch(
@@ -1154,6 +1444,7 @@ class ClassCompiler:
         lines: list[str] = []
         shape = self.tensor_shape.get(source, flow.shape) if source != flow.var else flow.shape
         node, _ = self.sub_module(stmt.body, Flow(source, shape), lines, self.full(names[stmt]))
+        extra = self.extra
         var = self.locals.claim(stmt.name)
         if cond is None:
             self.init.extend(lines)
@@ -1169,7 +1460,7 @@ class ClassCompiler:
         self.fwd.append(f"if {guard}:")
         self.fwd.extend(
             _stmt(
-                f"self.{attr}({source})",
+                Call(f"self.{attr}", (source, *extra)),
                 4,
                 f"{var} = ",
                 self.comment(self.full(names[stmt]), stmt.span),
@@ -1181,20 +1472,38 @@ class ClassCompiler:
 class Dry(ClassCompiler):
     """Runs a block's body symbolically in the caller's terms, for its output shape."""
 
-    def __init__(self, em: Emitter, block: ast.BlockDef) -> None:
+    def __init__(self, em: Emitter, block: ast.BlockDef, path: str | None = None) -> None:
         super().__init__(em, "_", None, "", owner=block.name)
         self.block_def = block
+        self.path = path  # the instance's graph path, when its values are constants
 
-    def run(self, bound: Mapping[str, Sym], shape: SymShape) -> SymShape:
+    def run(
+        self,
+        bound: Mapping[str, Sym],
+        shape: SymShape,
+        outer: Mapping[str, tuple[str, SymShape]],
+    ) -> SymShape:
         self.env = dict(bound)
+        # constants in, constants out: a body with no parameterised form is specialised
+        self.concrete = all(b.const for b in bound.values()) and _known(shape)
+        if self.concrete:
+            self.instance = self.path  # graph paths name its nodes: the checked sizes
+        for tensor, (_, tensor_shape) in outer.items():
+            self.tensors[tensor] = tensor
+            self.tensor_shape[tensor] = tensor_shape
         for p in self.block_def.params:
             if p.name not in self.env and p.default is not None:
                 self.env[p.name] = self.sym(p.default, Flow("x", shape))
         flow = Flow("x", shape)
         names = body_names(self.block_def.body)
-        solo = _solo(self.block_def.body)
+        solo = _solo(self.block_def.body) if not outer else None  # as ClassCompiler.block
         if solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
-            return self.sequential_loop(solo, flow, "self").shape
+            try:
+                return self.sequential_loop(solo, flow, "self").shape
+            except CompileError:
+                if not self.concrete:
+                    raise
+                return self.unroll(solo, flow, self.instance or "")[1]  # as solo_class
         return self.body(self.block_def.body, flow, names).shape
 
 
@@ -1231,10 +1540,26 @@ def _declare_module(line: str, attrs: set[str]) -> str:
     return f"self.{match[1]}: nn.Module = " + line[match.end() :]
 
 
+_DIMS = ("channels", "height", "width")
+
+
+def _reads_size(node: Any) -> bool:
+    """Whether an AST node reads its input's height, width or size (`in.height`)."""
+    if isinstance(node, ast.InAttr):
+        return node.attr in ("height", "width", "size")
+    if isinstance(node, tuple) and not isinstance(node, Span):
+        return any(_reads_size(child) for child in node)
+    return False
+
+
 def _name_refs(node: Any) -> Iterable[str]:
-    """Every name an AST node reads (parameters, loop variables, tensors)."""
+    """Every name an AST node reads (parameters, loop variables, tensors: a chain from a
+    tensor is a call without parentheses)."""
     if isinstance(node, ast.NameRef):
         yield node.name
+    elif isinstance(node, ast.Call) and not node.has_parens and not node.args:
+        yield node.name
+        yield from _name_refs(node.args)
     elif isinstance(node, tuple) and not isinstance(node, Span):
         for child in node:
             yield from _name_refs(child)
@@ -1273,6 +1598,10 @@ def _join_shapes(cond: Sym, then: SymShape, otherwise: SymShape) -> SymShape:
     )
 
 
+def _known(shape: SymShape) -> bool:
+    return all(d is not None and d.const for d in shape)
+
+
 def _grows(channels: Sym, carry: str, loop_var: str) -> bool:
     """Whether an iteration's output channels are ``carry + constant``."""
     return (
@@ -1303,8 +1632,8 @@ def _tensor_names(stmts: Iterable[ast.Stmt]) -> Iterable[str]:
             yield from _tensor_names(stmt.otherwise.stmts if stmt.otherwise else ())
 
 
-def _param_index(block: ast.BlockDef, param: ast.Param, spatial: bool) -> int:
-    return (3 if spatial else 1) + [p.name for p in block.params].index(param.name)
+def _param_index(block: ast.BlockDef, param: ast.Param, lead: int) -> int:
+    return lead + [p.name for p in block.params].index(param.name)
 
 
 def _solo(body: ast.Body) -> ast.Item | None:
@@ -1469,6 +1798,29 @@ def _domain_value(spec: ArgSpec | None, value: Sym) -> Any:
 
 @dataclass
 class NetworkCompiler(ClassCompiler):
+    fix_params: bool = False  # the last resort: the checked values, others refused
+
+    def fix_network_params(self, net: ast.NetworkDef, params: list[PyParam]) -> None:
+        """Compile for the checked values of the network's parameters (a size depends on
+        them in a way the constructor cannot compute); the constructor still takes them
+        and refuses any other value with a ValueError that says so."""
+        checked = self.em.model.graph.params
+        names = [p.name for p in net.params]
+        for name in names:
+            self.env[name] = const(checked[name])
+        mine = tuple(p.name for p in params)
+        values = tuple(sym_name(p.default or "None") for p in params)
+        got = mine[0] if len(mine) == 1 else "(" + ", ".join(mine) + ")"
+        want = values[0].code if len(values) == 1 else "(" + ", ".join(v.code for v in values) + ")"
+        fixed = ", ".join(f"{n} = {show_value(checked[n])}" for n in names)
+        message = string_literal(
+            f"compiled for {fixed} ({self.where(net.span)}): other values change sizes in "
+            "ways the generated constructor cannot compute; compile the spec with them "
+            "(cnnspec compile --set NAME=VALUE)"
+        )
+        self.init.append(f"if {got} != {want}:")
+        self.init.extend(_stmt(Call("raise ValueError", (message,)), 4))
+
     def network(self, net: ast.NetworkDef, class_name: str) -> PyClass:
         graph = self.em.model.graph
         self.file = net.span.file
@@ -1485,6 +1837,8 @@ class NetworkCompiler(ClassCompiler):
                     const(value).code if value is not None else None,
                 )
             )
+        if self.fix_params and params:
+            self.fix_network_params(net, params)
         forward_args: list[str] = []
         names = body_names(
             net.body, [s.name for s in net.body.stmts if isinstance(s, ast.InputDecl)]
@@ -1579,22 +1933,25 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
     from cnnspec import __version__
     from cnnspec.templates import render
 
-    em = Emitter(model)
     entry = model.program.modules[model.program.entry]
     net = next(n for n in entry.networks if n.name == model.graph.name)
-    name = em.class_names.claim(class_name or net.name)
-    try:
-        network = NetworkCompiler(
-            em, name, "", model.sources.get(net.span.file, ""), concrete=True, owner=net.name
-        ).network(net, name)
-    except CompileError as exc:
-        raise DiagnosticError([exc.diagnostic], model.sources) from None
-    except SymbolicError as exc:
-        span = exc.node.span if exc.node is not None else net.span
-        raise DiagnosticError(
-            [error("compile-unsupported", span, str(exc))], model.sources
-        ) from None
-    blocks = [finish(em.classes[b]) for b in em.order]
+    # A size that depends on network parameters in a way the constructor cannot compute
+    # (after an `if` on them, or a repeat count): compile those `if`s, and then if need
+    # be all of the parameters, for the checked values (the constructor refuses others).
+    for fix in (0, 1, 2):
+        try:
+            em, network = _network_class(model, net, class_name, fix)
+            break
+        except (CompileError, SymbolicError) as exc:
+            if fix < 2:
+                continue
+            if isinstance(exc, CompileError):
+                raise DiagnosticError([exc.diagnostic], model.sources) from None
+            span = exc.node.span if exc.node is not None else net.span
+            raise DiagnosticError(
+                [error("compile-unsupported", span, str(exc))], model.sources
+            ) from None
+    blocks = [finish(em.classes[b]) for b in _used(em, network)]
     rendered = finish(network)
     code_lines = [line for c in [*blocks, rendered] for line in [*c.init, *c.forward]]
     overrides = ", ".join(f"{k}={show_value(v)}" for k, v in model.overrides.items())
@@ -1640,7 +1997,41 @@ def emit_torch(model: Model, class_name: str | None = None) -> GeneratedModule:
             ],
             model.sources,
         )
-    return GeneratedModule(source, name, em.named_tuple[0] if em.named_tuple else None)
+    return GeneratedModule(source, network.name, em.named_tuple[0] if em.named_tuple else None)
+
+
+def _network_class(
+    model: Model, net: ast.NetworkDef, class_name: str | None, fix: int
+) -> tuple[Emitter, PyClass]:
+    em = Emitter(model)
+    name = em.class_names.claim(class_name or net.name)
+    compiler = NetworkCompiler(
+        em,
+        name,
+        "",
+        model.sources.get(net.span.file, ""),
+        concrete=True,
+        owner=net.name,
+        fix_ifs=fix >= 1,
+        fix_params=fix >= 2,
+    )
+    return em, compiler.network(net, name)
+
+
+def _used(em: Emitter, network: PyClass) -> list[str]:
+    """The classes the network uses, directly or through others (an attempt that fell
+    back to per-instance classes may have compiled some that nothing uses)."""
+    names = {em.classes[key].name: key for key in em.order}
+    used: set[str] = set()
+    todo = [network]
+    while todo:
+        cls = todo.pop()
+        text = "\n".join([f"{cls.base}(", *cls.init])  # a block that is one call subclasses it
+        for found in re.findall(r"\b([A-Z]\w*)\(", text):
+            if found in names and found not in used:
+                used.add(found)
+                todo.append(em.classes[names[found]])
+    return [key for key in em.order if em.classes[key].name in used]
 
 
 def _check_syntax(source: str) -> None:

@@ -70,40 +70,52 @@ class Sym(Symbolic):
         return f"({self.code})" if self.prec < prec else self.code
 
     def __add__(self, other: Any) -> Sym:
-        return binary("+", self, lift(other))
+        return self._apply("+", other, False)
 
     def __radd__(self, other: Any) -> Sym:
-        return binary("+", lift(other), self)
+        return self._apply("+", other, True)
 
     def __sub__(self, other: Any) -> Sym:
-        return binary("-", self, lift(other))
+        return self._apply("-", other, False)
 
     def __rsub__(self, other: Any) -> Sym:
-        return binary("-", lift(other), self)
+        return self._apply("-", other, True)
 
     def __mul__(self, other: Any) -> Sym:
-        return binary("*", self, lift(other))
+        return self._apply("*", other, False)
 
     def __rmul__(self, other: Any) -> Sym:
-        return binary("*", lift(other), self)
+        return self._apply("*", other, True)
 
     def __floordiv__(self, other: Any) -> Sym:
-        return binary("//", self, lift(other))
+        return self._apply("//", other, False)
 
     def __rfloordiv__(self, other: Any) -> Sym:
-        return binary("//", lift(other), self)
+        return self._apply("//", other, True)
 
     def __truediv__(self, other: Any) -> Sym:
-        return binary("/", self, lift(other))
+        return self._apply("/", other, False)
 
     def __mod__(self, other: Any) -> Sym:
-        return binary("%", self, lift(other))
+        return self._apply("%", other, False)
 
     def __rmod__(self, other: Any) -> Sym:
-        return binary("%", lift(other), self)
+        return self._apply("%", other, True)
 
     def __rtruediv__(self, other: Any) -> Sym:
-        return binary("/", lift(other), self)
+        return self._apply("/", other, True)
+
+    def __lt__(self, other: Any) -> Sym:
+        return self._apply("<", other, False)
+
+    def __le__(self, other: Any) -> Sym:
+        return self._apply("<=", other, False)
+
+    def __gt__(self, other: Any) -> Sym:
+        return self._apply(">", other, False)
+
+    def __ge__(self, other: Any) -> Sym:
+        return self._apply(">=", other, False)
 
     def __neg__(self) -> Sym:
         return unary("-", self)
@@ -111,17 +123,11 @@ class Sym(Symbolic):
     def __floor__(self) -> Sym:
         return call("floor", [self])
 
-    def __lt__(self, other: Any) -> Sym:
-        return binary("<", self, lift(other))
-
-    def __le__(self, other: Any) -> Sym:
-        return binary("<=", self, lift(other))
-
-    def __gt__(self, other: Any) -> Sym:
-        return binary(">", self, lift(other))
-
-    def __ge__(self, other: Any) -> Sym:
-        return binary(">=", self, lift(other))
+    def _apply(self, op: str, other: Any, reflected: bool) -> Sym:
+        if isinstance(other, Symbolic) and not isinstance(other, Sym):
+            return NotImplemented  # type: ignore[no-any-return]  # TOP: unknown stays unknown
+        left, right = (lift(other), self) if reflected else (self, lift(other))
+        return binary(op, left, right)
 
 
 def lift(value: Any) -> Sym:

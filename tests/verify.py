@@ -181,6 +181,16 @@ def _output_mismatches(built: Built, output: Any, training: bool, batch: int) ->
         elif built.outputs_class and type(output).__name__ != built.outputs_class:
             problems.append(f"outputs: a {type(output).__name__}, expected a {built.outputs_class}")
         items = list(output) if isinstance(output, tuple) else [output]
+        main = len(model.graph.outputs)
+        if training and len(items) > len(names):  # an aux head under an `if` that is off
+            items = items[:main] + [item for item in items[main:] if item is not None]
+        if not training and len(items) > len(names):
+            # several outputs and aux heads: in eval the NamedTuple's aux fields are None
+            # (docs/compile.md), as torchvision's GoogLeNet returns them; so is the field
+            # of an aux head under an `if` that is off
+            if any(item is not None for item in items[len(names) :]):
+                problems.append("outputs: an aux head's field is not None in eval")
+            items = items[: len(names)]
     got = [_shape(item) for item in items]
     if got != expected:
         problems.append(f"outputs: shapes {got}, expected {expected} (of {', '.join(names)})")
@@ -208,8 +218,10 @@ def _hook_mismatches(
         for name, module in built.net.named_modules()
         if name
         and not list(module.children())
-        and not isinstance(module, nn.Identity)
-        and name not in graph.nodes
+        and not isinstance(module, nn.Identity | nn.Sequential | nn.ModuleList)  # empty: an
+        # identity (a chain whose `if`s all chose nothing here, a repeat of 0)
+        and type(module).__module__.startswith("torch.")  # a layer, not a generated class
+        and name not in graph.nodes  # (a body of merges and flatten alone has no layers)
     ]
     problems += [
         f"module {name} ({type(modules[name]).__name__}): a leaf module that is no graph node"
