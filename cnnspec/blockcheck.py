@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from cnnspec import ast
+from cnnspec.binding import bind
 from cnnspec.diagnostics import Diagnostic, error, suggestion
 from cnnspec.evaluate import CONSTANTS, FUNCTIONS
 from cnnspec.loader import Program
@@ -109,23 +110,9 @@ def _call(
         [a.name for a in op.args] if op is not None else [p.name for p in blocks[call.name].params]
     )
     what = f"`{call.name}`" if op is not None else f"block `{call.name}`"
-    positional = [a for a in call.args if a.name is None]
-    if len(positional) > len(accepted):
-        yield error(
-            "unknown-argument",
-            positional[len(accepted)].span,
-            f"{what} takes at most {len(accepted)} positional arguments, got {len(positional)}",
-            "too many",
-        )
+    # the checker's binder; a missing argument is only known when the block is called
+    yield from bind(call, accepted, frozenset(), what)[1]
     for a in call.args:
-        if a.name is not None and a.name not in accepted:
-            yield error(
-                "unknown-argument",
-                a.span,
-                f"{what} has no argument `{a.name}`",
-                "unknown argument",
-                suggestion(a.name, accepted),
-            )
         yield from _expr(a.value, names)
 
 

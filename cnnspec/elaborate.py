@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cnnspec import ast
+from cnnspec.binding import bind
 from cnnspec.diagnostics import (
     Collector,
     Diagnostic,
@@ -36,7 +37,7 @@ from cnnspec.diagnostics import (
 from cnnspec.evaluate import EvalError, InShape, Unknown, Value, evaluate
 from cnnspec.graph import AuxOutput, Graph, Node, Scope
 from cnnspec.loader import Program
-from cnnspec.naming import BodyNames, body_names
+from cnnspec.naming import BodyNames, body_names, prefix_of
 from cnnspec.ops import (
     LAYERS,
     REGISTRY,
@@ -523,8 +524,7 @@ class Elaborator:
         if count is None:
             self.poison(frame, item.span)
             return
-        prefix = _prefix(item.primary)
-        path = self.claim(frame, item, item.alias, item.alias_span, prefix)
+        path = self.claim(frame, item, item.alias, item.alias_span, prefix_of(item.primary))
         self.open_scope(path, "repeat", f"{_describe(item.primary)} x {count}", item.span)
         inner = frame.child(path, tensors=frame.tensors)
         for index in range(count):
@@ -681,92 +681,10 @@ class Elaborator:
         what: str,
     ) -> dict[str, ast.Arg] | None:
         """Match positional and keyword arguments to ``names``; report every mismatch."""
-        bound: dict[str, ast.Arg] = {}
-        ok = True
-        keyword_seen = misplaced = False
-        extra: list[ast.Arg] = []  # positional arguments beyond the last parameter
-        for index, a in enumerate(call.args):
-            if a.name is None:
-                if keyword_seen:
-                    self.report(
-                        error(
-                            "bad-argument",
-                            a.span,
-                            "a positional argument after a keyword argument",
-                            "positional",
-                            ["put positional arguments first"],
-                        ),
-                        frame,
-                    )
-                    ok = False
-                    misplaced = True  # it was meant for some parameter: none is "missing"
-                    continue
-                if index >= len(names):
-                    extra.append(a)
-                    ok = False
-                    continue
-                key = names[index]
-            else:
-                keyword_seen = True
-                key = a.name
-                if key not in names:
-                    self.report(
-                        error(
-                            "unknown-argument",
-                            a.span,
-                            f"{what} has no argument `{key}`",
-                            "unknown argument",
-                            suggestion(key, names)
-                            or [f"its arguments: {', '.join(names) or 'none'}"],
-                        ),
-                        frame,
-                    )
-                    ok = False
-                    continue
-            if key in bound:
-                self.report(
-                    error(
-                        "duplicate-argument", a.span, f"argument `{key}` is given twice", "again"
-                    ),
-                    frame,
-                )
-                ok = False
-                continue
-            bound[key] = a
-        if extra:
-            first, last = extra[0].span, extra[-1].span
-            self.report(
-                error(
-                    "unknown-argument",
-                    Span(first.file, first.line, first.col, last.end_line, last.end_col),
-                    f"{what} takes no arguments"
-                    if not names
-                    else f"{what} takes at most {len(names)} positional "
-                    f"argument{'s' * (len(names) != 1)}, got {len(names) + len(extra)}",
-                    "one too many" if len(extra) == 1 else f"{len(extra)} too many",
-                    [f"its arguments: {', '.join(names) or 'none'}"],
-                ),
-                frame,
-            )
-        missing = [n for n in names if n in required and n not in bound]
-        if missing and not misplaced:
-            listed = ", ".join(f"`{m}`" for m in missing)
-            self.report(
-                error(
-                    "missing-argument",
-                    call.span,
-                    f"{what} needs {listed}",
-                    "missing " + listed,
-                    [
-                        f"write e.g. `{call.name}(..., {missing[0]} = ...)`"
-                        if len(missing) == 1 and call.args
-                        else f"its arguments in order: {', '.join(names)}"
-                    ],
-                ),
-                frame,
-            )
-            ok = False
-        return bound if ok else None
+        bound, found = bind(call, names, required, what)
+        for diagnostic in found:
+            self.report(diagnostic, frame)
+        return None if found else bound
 
     def layer(
         self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
@@ -1097,15 +1015,12 @@ def _single_item(stmt: ast.Stmt) -> bool:
     return isinstance(stmt, ast.Chain) and len(stmt.items) == 1 and stmt.items[0].alias is None
 
 
-def _prefix(prim: ast.Primary) -> str:
-    if isinstance(prim, ast.Call):
-        op = lookup(prim.name)
-        return op.name_prefix if op is not None else prim.name
-    return {ast.Residual: "residual", ast.ConcatBlock: "concat", ast.Repeat: "repeat"}[type(prim)]
-
-
 def _describe(prim: ast.Primary) -> str:
-    return prim.name if isinstance(prim, ast.Call) else _prefix(prim)
+    """An item as a repeat's label says it (`residual x 3`): words for people; its
+    auto-name prefix is naming.prefix_of's (`add`), the one rule for names."""
+    if isinstance(prim, ast.Call):
+        return prim.name
+    return {ast.Residual: "residual", ast.ConcatBlock: "concat", ast.Repeat: "repeat"}[type(prim)]
 
 
 def _block_label(block: ast.BlockDef, env: Mapping[str, Value]) -> str:

@@ -22,6 +22,7 @@ from pathlib import PurePath
 from typing import TYPE_CHECKING, Any, cast
 
 from cnnspec import ast
+from cnnspec.binding import bind
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
 from cnnspec.domain import TOP, Undecidable
 from cnnspec.naming import BodyNames, body_names
@@ -817,11 +818,8 @@ class ClassCompiler:
         return node, _op_shape(op, args, flow.shape)
 
     def op_args(self, op: Op, call: ast.Call, flow: Flow) -> dict[str, Sym]:
-        names = [a.name for a in op.args]
-        args: dict[str, Sym] = {}
-        for index, a in enumerate(call.args):
-            key = a.name if a.name is not None else names[index]
-            args[key] = self.sym(a.value, flow)
+        bound, _ = bind(call, op.arg_names, op.required_args, op.name)  # checked already
+        args = {key: self.sym(a.value, flow) for key, a in bound.items()}
         for spec in op.args:
             if spec.name not in args:
                 default = spec.default
@@ -834,11 +832,8 @@ class ClassCompiler:
 
     def block_call(self, call: ast.Call, flow: Flow, path: str | None) -> tuple[Call, SymShape]:
         block = self.em.model.program.blocks[call.name]
-        bound: dict[str, Sym] = {}
-        positional = [p.name for p in block.params]
-        for index, a in enumerate(call.args):
-            key = a.name if a.name is not None else positional[index]
-            bound[key] = self.sym(a.value, flow)
+        given, _ = bind(call, [p.name for p in block.params], frozenset(), call.name)
+        bound = {key: self.sym(a.value, flow) for key, a in given.items()}
         for p in block.params:
             if p.name in bound and bound[p.name].const:
                 kinds = self.em.param_types.setdefault((block.name, p.name), set())
