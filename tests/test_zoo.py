@@ -50,6 +50,8 @@ ACCEPTANCE: list[tuple[str, dict[str, Any], int, int]] = [
     ("resnet152", {}, 60_192_808, 11_513_626_624),
     ("googlenet", {"aux_logits": False}, 6_624_904, 1_498_376_192),
     ("googlenet", {"aux_logits": True}, 13_004_888, 1_498_376_192),  # MACs: inference
+    ("densenet121", {}, 7_978_856, 2_834_161_664),
+    ("mobilenet_v2", {}, 3_504_872, 300_774_272),
 ]
 
 
@@ -297,6 +299,8 @@ TORCHVISION: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("resnet18", {"num_classes": 10}, "resnet18", {"classes": 10}),
     ("googlenet", {}, "googlenet", {}),
     ("googlenet", {"aux_logits": False}, "googlenet", {"aux_logits": False}),
+    ("densenet121", {}, "densenet121", {}),
+    ("mobilenet_v2", {}, "mobilenet_v2", {}),
 ]
 
 
