@@ -111,6 +111,7 @@ class Elaborator:
     bindings: list[tuple[str, Binding]] = field(default_factory=list)
     input_overrides: Mapping[str, Shape | None] = field(default_factory=dict)  # None: refused
     name_cache: dict[int, BodyNames] = field(default_factory=dict)
+    times_bodies: dict[int, tuple[ast.Item, ast.Body]] = field(default_factory=dict)
     params: int = 0  # the parameters of the nodes so far (to refuse absurd counts)
 
     # ------------------------------------------------------------- diagnostics
@@ -263,6 +264,16 @@ class Elaborator:
         frame.solo = frame.solo and len(stmts) == 1 and _single_item(stmts[0])
         for stmt in stmts:
             self.stmt(stmt, frame)
+
+    def times_body(self, item: ast.Item) -> ast.Body:
+        """`item * n` as a body that holds the item once (one object per item)."""
+        if id(item) not in self.times_bodies:
+            once = ast.Item(item.primary, None, None, item.span)
+            self.times_bodies[id(item)] = (
+                item,
+                ast.Body((ast.Chain((once,), item.span),), item.span),
+            )
+        return self.times_bodies[id(item)][1]
 
     def names_of(self, body: ast.Body) -> BodyNames:
         if id(body) not in self.name_cache:
@@ -527,6 +538,9 @@ class Elaborator:
         path = self.claim(frame, item, item.alias, item.alias_span, prefix_of(item.primary))
         self.open_scope(path, "repeat", f"{_describe(item.primary)} x {count}", item.span)
         inner = frame.child(path, tensors=frame.tensors)
+        # Each iteration names the item's parts as a body holding the item once would
+        # (the layers of both sides of an `if` keep their names), as compile names them.
+        inner.names = self.names_of(self.times_body(item))
         for index in range(count):
             inner.solo = True
             inner.scope = self.join(path, str(index))

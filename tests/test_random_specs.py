@@ -1115,7 +1115,6 @@ KNOWN = {
     78: "a conv's input size lost after an `if` on a network parameter",
     103: "a batchnorm's input size lost after an `if` on a network parameter",
     144: "a repeat that changes the size and reads `in.height`, in a body class",
-    157: "a residual * 3 unrolled per instance: one iteration's else-side conv not called",
     189: "a body class's input size lost inside another body class",
     245: "a batchnorm's input size lost after an `if` on a network parameter",
 }
