@@ -903,7 +903,7 @@ class ClassCompiler:
             args.append(value if p.default is None else Kw(py, value))
         out = self.em.scope_shape(here) if here is not None else None
         if out is None:
-            out = Dry(self.em, block).run(bound, flow.shape, outer or {})
+            out = Dry(self.em, block, here).run(bound, flow.shape, outer or {})
         return Call(cls.name, tuple(args)), out
 
     def sequential_loop(self, item: ast.Item, flow: Flow, target: str) -> Flow:

@@ -1112,11 +1112,8 @@ class Discarded(Exception):  # noqa: N818 -- a verdict on a spec, not a failure
 KNOWN = {
     2: "`in.channels` in a nested body after an `if` whose sides differ",
     58: "`in.height` in a nested body after an `if` whose sides differ",
-    78: "a conv's input size lost after an `if` on a network parameter",
-    103: "a batchnorm's input size lost after an `if` on a network parameter",
     144: "a repeat that changes the size and reads `in.height`, in a body class",
     189: "a body class's input size lost inside another body class",
-    245: "a batchnorm's input size lost after an `if` on a network parameter",
 }
 
 
