@@ -855,7 +855,9 @@ class ClassCompiler:
         flow = self.settle(flow)
         key = self.em.block_class(block, len(flow.shape))
         cls = self.em.classes[key] if key is not None else None
-        here = path if self.concrete and path in self.em.model.graph.scopes else None
+        body = block.name in self.em.body_docs  # a body's class: the checker has no scope
+        # the instance's graph path (a body's: the prefix of its nodes)
+        here = path if self.concrete and (body or path in self.em.model.graph.scopes) else None
         if (
             cls is None
             or None in flow.shape[:1]
@@ -863,7 +865,6 @@ class ClassCompiler:
         ):
             known = all(b.const for b in bound.values()) and _known(flow.shape)
             outer_known = all(_known(s) for _, s in (outer or {}).values())
-            body = block.name in self.em.body_docs  # a body's class: the checker has no scope
             if self.concrete and known and outer_known and (here is not None or body):
                 out = self.em.scope_shape(here) if here is not None and not body else None
                 if out is None:

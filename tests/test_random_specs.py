@@ -1110,9 +1110,6 @@ class Discarded(Exception):  # noqa: N818 -- a verdict on a spec, not a failure
 # Seeds whose spec `cnnspec compile` still gets wrong (issue 11 is open for them): each
 # fails today (strict xfail: a fix makes the test say so, and the seed joins the rest).
 KNOWN = {
-    2: "`in.channels` in a nested body after an `if` whose sides differ",
-    58: "`in.height` in a nested body after an `if` whose sides differ",
-    144: "a repeat that changes the size and reads `in.height`, in a body class",
     189: "a body class's input size lost inside another body class",
 }
 
