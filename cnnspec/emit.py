@@ -283,7 +283,6 @@ class Emitter:
     # a body class's tensors from outside its body (forward arguments) and their ranks
     body_inputs: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
     class_names: Namespace = field(default_factory=Namespace)
-    imports: set[str] = field(default_factory=set)
     param_types: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     last_shape: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     scope_out: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
@@ -373,8 +372,7 @@ class Emitter:
         """The checked shape of the tensor the node or block instance ``path`` makes."""
         graph = self.model.graph
         if path in graph.nodes:
-            shape = graph[path].shape
-            return None if shape is None else tuple(const(d) for d in shape)
+            return _consts(graph[path].shape)
         return self.scope_shape(path) or self.checked_shape(path)
 
     def times_body(self, item: ast.Item) -> ast.Body:
@@ -391,16 +389,14 @@ class Emitter:
         """The checked shape at the end of the scope ``path`` (its last node)."""
         if path is None:
             return None
-        shape = self.scope_out.get(path) or self.last_shape.get(path)  # in an aux head: all
-        return None if shape is None else tuple(const(d) for d in shape)
+        return _consts(self.scope_out.get(path) or self.last_shape.get(path))  # aux: all
 
     def scope_shape(self, path: str) -> SymShape | None:
         """The checked output shape of the block instance at ``path``."""
         scope = self.model.graph.scopes.get(path)
         if scope is None or scope.output is None:
             return None
-        shape = self.model.graph[scope.output].shape
-        return None if shape is None else tuple(const(d) for d in shape)
+        return _consts(self.model.graph[scope.output].shape)
 
     def instance(self, block: ast.BlockDef) -> str | None:
         """The first scope that instantiates ``block`` (its shapes go in comments)."""
@@ -414,6 +410,11 @@ class Emitter:
             return ""
         shape = self.last_shape.get(path)
         return "N x " + format_shape(shape) if shape else ""
+
+
+def _consts(shape: tuple[int, ...] | None) -> SymShape | None:
+    """A checked shape as constant symbols."""
+    return None if shape is None else tuple(const(d) for d in shape)
 
 
 def _annotation(kinds: set[str]) -> str:
@@ -1187,10 +1188,8 @@ class ClassCompiler:
         ]
         if all(cond is None for _, _, cond in entries):
             odict = Call("OrderedDict", tuple(Kw(n, node) for n, node, _ in entries), explode=True)
-            self.em.imports.add("OrderedDict")
             return Call("nn.Sequential", (odict,)), shape
         var = self.locals.claim("layers")
-        self.em.imports.add("OrderedDict")
         lines.append(f"{var}: OrderedDict[str, nn.Module] = OrderedDict()")
         for n, node, cond in entries:
             if cond is None:
@@ -1314,6 +1313,12 @@ class ClassCompiler:
             self.rollback(mark)
             return self.fixed_if(stmt, flow, names)
 
+    def refuse_others(self, test: str, message: str) -> None:
+        """The constructor raises ValueError(message) when ``test`` holds: it was compiled
+        for the checked values of the network's parameters only."""
+        self.init.append(f"if {test}:")
+        self.init.extend(_stmt(Call("raise ValueError", (string_literal(message),)), 4))
+
     def mark(self) -> dict[str, Any]:
         """What compiling a statement changes, to undo an attempt (:meth:`rollback`)."""
         return {
@@ -1353,13 +1358,12 @@ class ClassCompiler:
         fixed = ", ".join(
             f"{k} = {show_value(checked[k])}" for k in sorted(checked) if uses(test, saved[k].code)
         )
-        message = string_literal(
-            f"compiled for {fixed} ({self.where(stmt.span)}): the other choice changes "
-            "the network's shapes in a way one class cannot build"
-        )
         refuse = sym_unary("not", test) if decided.value else test
-        self.init.append(f"if {refuse.code}:")
-        self.init.extend(_stmt(Call("raise ValueError", (message,)), 4))
+        self.refuse_others(
+            refuse.code,
+            f"compiled for {fixed} ({self.where(stmt.span)}): the other choice changes "
+            "the network's shapes in a way one class cannot build",
+        )
         chosen = stmt.then if decided.value else stmt.otherwise
         return self.body(chosen, flow, names) if chosen is not None else flow
 
@@ -1539,26 +1543,29 @@ def _declare_module(line: str, attrs: set[str]) -> str:
 _DIMS = ("channels", "height", "width")
 
 
+def _nodes(node: Any) -> Iterable[Any]:
+    """``node`` and every AST node inside it (AST nodes are tuples; spans are leaves)."""
+    if isinstance(node, tuple) and not isinstance(node, Span):
+        yield node
+        for child in node:
+            yield from _nodes(child)
+
+
 def _reads_size(node: Any) -> bool:
     """Whether an AST node reads its input's height, width or size (`in.height`)."""
-    if isinstance(node, ast.InAttr):
-        return node.attr in ("height", "width", "size")
-    if isinstance(node, tuple) and not isinstance(node, Span):
-        return any(_reads_size(child) for child in node)
-    return False
+    return any(
+        isinstance(n, ast.InAttr) and n.attr in ("height", "width", "size") for n in _nodes(node)
+    )
 
 
 def _name_refs(node: Any) -> Iterable[str]:
     """Every name an AST node reads (parameters, loop variables, tensors: a chain from a
     tensor is a call without parentheses)."""
-    if isinstance(node, ast.NameRef):
-        yield node.name
-    elif isinstance(node, ast.Call) and not node.has_parens and not node.args:
-        yield node.name
-        yield from _name_refs(node.args)
-    elif isinstance(node, tuple) and not isinstance(node, Span):
-        for child in node:
-            yield from _name_refs(child)
+    for n in _nodes(node):
+        if isinstance(n, ast.NameRef) or (
+            isinstance(n, ast.Call) and not n.has_parens and not n.args
+        ):
+            yield n.name
 
 
 def _is_chain(body: ast.Body, simple: Callable[[ast.Item], bool]) -> bool:
@@ -1804,18 +1811,13 @@ class NetworkCompiler(ClassCompiler):
         names = [p.name for p in net.params]
         for name in names:
             self.env[name] = const(checked[name])
-        mine = tuple(p.name for p in params)
-        values = tuple(sym_name(p.default or "None") for p in params)
-        got = mine[0] if len(mine) == 1 else "(" + ", ".join(mine) + ")"
-        want = values[0].code if len(values) == 1 else "(" + ", ".join(v.code for v in values) + ")"
         fixed = ", ".join(f"{n} = {show_value(checked[n])}" for n in names)
-        message = string_literal(
+        self.refuse_others(
+            " or ".join(f"{p.name} != {p.default}" for p in params),
             f"compiled for {fixed} ({self.where(net.span)}): other values change sizes in "
             "ways the generated constructor cannot compute; compile the spec with them "
-            "(cnnspec compile --set NAME=VALUE)"
+            "(cnnspec compile --set NAME=VALUE)",
         )
-        self.init.append(f"if {got} != {want}:")
-        self.init.extend(_stmt(Call("raise ValueError", (message,)), 4))
 
     def network(self, net: ast.NetworkDef, class_name: str) -> PyClass:
         graph = self.em.model.graph

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 import cnnspec
+from cnnspec.diagnostics import DiagnosticError
 from cnnspec.emit import _undefined_names
 from cnnspec.model import Model
 from cnnspec.runtime import load_module
@@ -345,3 +346,58 @@ def test_if_else_on_the_loop_variable(tmp_path: Path) -> None:
     assert model.total_params == (3 * 9 + 1) * 16 + 2 * (16 * 9 + 1) * 16 + (16 + 1) * 10
     _, net = build(model)
     check_forward(model, net)
+
+
+# ------------------------------------- network parameters with no Python form
+
+
+CEIL_POOL = """\
+network Net(k = 3, classes = 10) {
+    input image: 3 x 32 x 32
+    maxpool(k, stride = 2, ceil_mode = true)
+    flatten
+    linear(classes)
+}
+"""
+
+RANK_IF = """\
+network Net(aux_logits = true, classes = 10) {
+    input image: 3 x 12 x 12
+    conv(8, 3)
+    if aux_logits {
+        relu
+    } else {
+        global_maxpool -> flatten
+    }
+    global_maxpool -> flatten
+    linear(classes)
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "other", "says"),
+    [
+        (CEIL_POOL, {"k": 5}, "compiled for k = 3, classes = 10"),
+        (RANK_IF, {"aux_logits": False}, "compiled for aux_logits = true"),
+    ],
+    ids=["ceil-mode pool on a parameter", "if whose sides give other ranks"],
+)
+def test_network_parameters_fixed_to_their_checked_values(
+    tmp_path: Path, spec: str, other: dict[str, Any], says: str
+) -> None:
+    """A size that depends on a network parameter with no Python expression for it:
+    the class is compiled for the checked values (it builds and runs as checked) and
+    its constructor refuses other values, saying which it was compiled for."""
+    model = load_spec(tmp_path, "net", spec)
+    generated = model.generate()
+    module, net = build(model)
+    check_forward(model, net)
+    with pytest.raises(ValueError, match=says):
+        getattr(module, generated.class_name)(**other)
+    if spec is RANK_IF:  # the other side does not even check: no class could build it
+        with pytest.raises(DiagnosticError, match="needs a C x H x W input"):
+            cnnspec.load(tmp_path / "net.cnn", **other)
+        return
+    changed = cnnspec.load(tmp_path / "net.cnn", **other)  # what the message advises
+    check_forward(changed, build(changed)[1])
