@@ -55,7 +55,7 @@ test: install graphviz lint
 
 # Regenerate grammars/cnnspec.lalr.json after editing grammars/cnnspec.lark.
 tables: install
-	$(BIN)/python -m cnnspec.lalrgen
+	$(BIN)/python tools/lalrgen.py
 
 bench: install
 	$(BIN)/python bench/run_all.py
@@ -76,7 +76,7 @@ fuzz: install
 # Wheels (CPython 3.12, manylinux x86-64) of what cnnspec needs beyond PyTorch, NumPy,
 # matplotlib and scikit-learn, for a bare GPU machine without network: bench/gpu_check.sh
 # installs from build/gpu-wheels only what that machine lacks (docs/train.md, "GPU").
-# The pins are the versions of .venv (tests/test_gpu_check.py checks that they agree).
+# The pins are the versions of .venv (tests/train/test_gpu_check.py checks that they agree).
 GPU_WHEELS_DIR := build/gpu-wheels
 GPU_WHEELS := lark==1.3.1 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
 	typing-inspection==0.4.5 typing-extensions==4.16.0 graphviz==0.21 networkx==3.6.1 \

@@ -6,7 +6,7 @@
     training mode (GoogLeNet with its aux heads, as both define it by default; the loss
     sums every output). The generated module gets torchvision's weights and buffers
     (copied by position; GoogLeNet's aux heads are registered elsewhere, see
-    tests/test_compile_equivalence.py), so both compute on the same numbers. After the
+    tests/codegen/test_compile_equivalence.py), so both compute on the same numbers. After the
     warm-up, pairs of one step each are timed, alternating which model goes first; a
     pair during which other processes were busy is timed again (see ``time_model``).
     The report gives the median step time of each model and their ratio, generated /

@@ -166,11 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes.append("- torchinfo: skipped (not installed, or `--torchinfo-runs 0`).")
     notes.append(
         "- `cnnspec summary` keeps the parsed files in a content-addressed cache "
-        "(`cnnspec/parsecache.py`, like Python's `.pyc`): a repeated run does not parse. "
+        "(`cnnspec/syntax/parsecache.py`, like Python's `.pyc`): a repeated run does not parse. "
         f"The first run of a spec (or `CNNSPEC_NO_CACHE=1`) takes {cold.median:.3f} s "
         f"(CPU {cold.cpu:.3f} s; budget {BUDGET_S:.2f} s: "
         f"{'within' if cold.median <= BUDGET_S else 'over'}). Neither imports Lark: "
-        "specs are parsed by `cnnspec.lalr` from Lark's generated tables."
+        "specs are parsed by `cnnspec.syntax.lalr` from Lark's generated tables."
     )
     verdict = "within" if summary.median <= BUDGET_S else "over"
     notes.append(

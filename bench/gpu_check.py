@@ -30,7 +30,7 @@ every process, to --out (default build/gpu-check): gpu_check.md, gpu_check.json,
 Exit status 0 when every step ran (a goal missed is reported, not an error), 1 when one
 failed. `--device cpu --quick` runs the same steps at toy sizes (ResNet-50 at 32 x 32,
 batch 4, a few steps; `--compile` with the `eager` backend, which traces with dynamo
-but generates no code), in about a minute on 2 cores: tests/test_gpu_check.py.
+but generates no code), in about a minute on 2 cores: tests/train/test_gpu_check.py.
 """
 
 from __future__ import annotations

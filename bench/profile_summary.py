@@ -2,9 +2,10 @@
 
 Runs the summary pipeline stage by stage in fresh processes (median of --runs), timing
 each stage's CPU time (``time.process_time``), and aggregates ``python -X importtime``
-self times by top-level package. It calls cnnspec's stage functions directly (``cnnspec.parser``,
-``cnnspec.loader`` through ``cnnspec.model``, ``cnnspec.elaborate``, ``cnnspec.infer``,
-``cnnspec.summary``), so it follows the pipeline's internal layout.
+self times by top-level package. It calls cnnspec's stage functions directly
+(``cnnspec.syntax.parser``, ``cnnspec.syntax.loader`` through ``cnnspec.model``,
+``cnnspec.graph.elaborate``, ``cnnspec.graph.infer``, ``cnnspec.report.summary``),
+so it follows the pipeline's internal layout.
 
     .venv/bin/python bench/profile_summary.py
     .venv/bin/python bench/profile_summary.py --spec specs/resnet50.cnn --runs 5
@@ -27,21 +28,23 @@ from pathlib import Path
 from common import ROOT, bench_env, run_timed
 
 DEFAULT_SPEC = ROOT / "specs" / "resnet152.cnn"
+IMPORTS = "import cnnspec.cli.app, cnnspec.report.summary"
 
 # One fresh process: the stages of `cnnspec summary FILE`, each timed on its own.
 STAGES_SCRIPT = r"""
 import json, sys, time
 T = time.process_time  # CPU time of this process: steadier than wall time on a busy machine
 marks = [("start", T())]
-import cnnspec.cli
+import cnnspec.cli.app
 marks.append(("import cnnspec (cli, pipeline)", T()))
-from cnnspec import parser, summary
-from cnnspec.elaborate import elaborate
-from cnnspec.graph import lint
-from cnnspec.infer import infer
+from cnnspec.syntax import parser
+from cnnspec.report import summary
+from cnnspec.graph.elaborate import elaborate
+from cnnspec.graph.ir import lint
+from cnnspec.graph.infer import infer
 from cnnspec.model import Model, load_program_from
 marks.append(("import summary renderer", T()))
-from cnnspec import lalr
+from cnnspec.syntax import lalr
 lalr.tables()
 marks.append(("load the LALR tables (grammars/cnnspec.lalr.json)", T()))
 program = load_program_from(sys.argv[1])
@@ -105,7 +108,7 @@ def import_times(runs: int) -> tuple[dict[str, float], dict[str, float]]:
     modules: list[dict[str, float]] = []
     for _ in range(runs):
         proc = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import cnnspec.cli, cnnspec.summary"],
+            [sys.executable, "-X", "importtime", "-c", IMPORTS],
             capture_output=True,
             text=True,
             check=False,
@@ -155,7 +158,7 @@ def section(spec: Path, runs: int) -> str:
     lines += [
         f"| **in-process total** | **{1e3 * total:.1f}** | {1e3 * total_min:.1f} | 100% |",
         "",
-        "Imports (`python -X importtime -c 'import cnnspec.cli, cnnspec.summary'`): self "
+        f"Imports (`python -X importtime -c '{IMPORTS}'`): self "
         f"time by top-level package, median of {runs} runs; `-X importtime` itself adds "
         "some overhead.",
         "",

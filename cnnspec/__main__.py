@@ -1,5 +1,5 @@
 """``python -m cnnspec`` is the ``cnnspec`` command."""
 
-from cnnspec.cli import main
+from cnnspec.cli.app import main
 
 raise SystemExit(main())

@@ -1,7 +1,9 @@
 """The facade: run the pipeline on a spec and hold the checked result.
 
-``check_program`` is pure (program in, model out); :func:`load` reads files, so it is
-the one place besides the CLI that touches the file system.
+``check_program`` is pure (program in, model out: the graph stage's
+:func:`~cnnspec.graph.check.check_program`, whose record :class:`Model` extends with
+the back ends as methods); :func:`load` reads files, so it is the one place besides
+the CLI that touches the file system.
 """
 
 from __future__ import annotations
@@ -9,67 +11,34 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cnnspec.blockcheck import check_blocks, reachable
-from cnnspec.diagnostics import NO_SPAN, Diagnostic, DiagnosticError, error, sort_diagnostics
-from cnnspec.elaborate import elaborate
-from cnnspec.graph import Graph, lint
-from cnnspec.infer import Totals, infer, totals
-from cnnspec.loader import MAX_FILE_BYTES, Program, Unreadable, load_program, unreadable
-from cnnspec.ops import Shape
+from cnnspec.diagnostics import NO_SPAN, DiagnosticError
+from cnnspec.graph.check import Checked, check_library, is_library
+from cnnspec.graph.check import check_program as graph_check
+from cnnspec.ops.registry import Shape
 from cnnspec.resources import zoo_spec
+from cnnspec.syntax.loader import MAX_FILE_BYTES, Program, Unreadable, load_program, unreadable
 
 if TYPE_CHECKING:
     import networkx as nx
     from torch import nn
 
-    from cnnspec.draw import Diagram
-    from cnnspec.emit import GeneratedModule
+    from cnnspec.codegen.emit import GeneratedModule
+    from cnnspec.report.draw import Diagram
 
 
-@dataclass
-class Model:
-    """A checked network: its graph (shapes, costs), warnings and sources."""
-
-    graph: Graph
-    program: Program
-    warnings: list[Diagnostic] = field(default_factory=list)
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return self.graph.name
-
-    @property
-    def path(self) -> str:
-        return self.program.entry
-
-    @property
-    def sources(self) -> dict[str, str]:
-        return self.program.sources
-
-    @cached_property
-    def totals(self) -> Totals:
-        return totals(self.graph)
-
-    @property
-    def total_params(self) -> int:
-        return self.totals.params
-
-    @property
-    def total_macs(self) -> int:
-        return self.totals.macs
+class Model(Checked):
+    """A checked network (:class:`~cnnspec.graph.check.Checked`), with the back ends as
+    methods: ``generate``/``build`` (PyTorch), ``summary``, ``draw``, ``to_networkx``."""
 
     def to_networkx(self) -> nx.DiGraph:
         return self.graph.to_networkx()
 
     def generate(self, class_name: str | None = None) -> GeneratedModule:
         """The PyTorch module's source (``cnnspec compile``), without importing torch."""
-        from cnnspec.emit import emit_torch
+        from cnnspec.codegen.emit import emit_torch
 
         return emit_torch(self, class_name)
 
@@ -83,7 +52,7 @@ class Model:
         that ``inspect.getsource`` (and so ``torch.jit.script``) can read it. Without
         PyTorch, an :class:`ImportError` that says how to install it.
         """
-        from cnnspec.runtime import load_module, require_torch
+        from cnnspec.codegen.runtime import load_module, require_torch
 
         require_torch()
         generated = self.generate(class_name)
@@ -92,18 +61,18 @@ class Model:
         return network
 
     def summary(self, depth: int | None = None, batch: int = 1) -> dict[str, Any]:
-        from cnnspec.summary import to_dict
+        from cnnspec.report.summary import to_dict
 
         return to_dict(self, depth, batch)
 
     def draw(self, **options: Any) -> Diagram:
         """A Graphviz diagram of the checked graph; shows itself inline in Jupyter.
 
-        Options as :class:`cnnspec.draw.DrawOptions`: ``depth`` (a level, ``"all"`` or
+        Options as :class:`cnnspec.report.draw.DrawOptions`: ``depth`` (a level, ``"all"`` or
         ``"auto"``), ``fold``, ``rankdir``, ``theme``, ``shapes``, ``params``, ``macs``.
         ``.source`` is the DOT text; ``.save("net.svg")`` writes .svg/.png/.pdf/.dot.
         """
-        from cnnspec.draw import Diagram, DrawOptions, render_dot
+        from cnnspec.report.draw import Diagram, DrawOptions, render_dot
 
         return Diagram(render_dot(self, DrawOptions(**options)), self.name)
 
@@ -114,43 +83,14 @@ def check_program(
     overrides: Mapping[str, Any] | None = None,
     inputs: Mapping[str, Shape] | None = None,
 ) -> Model:
-    """Elaborate, infer and lint; raises :class:`DiagnosticError` on any error.
-
-    Blocks the network never instantiates get the static check of
-    :mod:`cnnspec.blockcheck`, in the same pass.
-    """
-    entry = program.modules[program.entry]
-    roots = [n.body for n in entry.networks if network is None or n.name == network]
-    try:
-        graph, warnings = elaborate(program, network, overrides, inputs)
-    except DiagnosticError as exc:
-        unchecked = check_blocks(program, skip=reachable(program, roots))
-        raise DiagnosticError(
-            sort_diagnostics([*exc.diagnostics, *unchecked]), program.sources
-        ) from None
-    used = {s.block for s in graph.scopes.values() if s.block}
-    unchecked = check_blocks(program, skip=used)
-    warnings = [*warnings, *infer(graph)]
-    problems = [error("graph-invariant", graph.span, p) for p in lint(graph)]
-    if unchecked or problems:
-        raise DiagnosticError(sort_diagnostics([*unchecked, *problems, *warnings]), program.sources)
-    return Model(graph, program, sort_diagnostics(warnings), dict(overrides or {}))
-
-
-def check_library(program: Program) -> list[Diagnostic]:
-    """A file of blocks only: its names checked statically (see cnnspec.blockcheck)."""
-    return sort_diagnostics(check_blocks(program))
-
-
-def is_library(program: Program) -> bool:
-    """A file of blocks only (``resnet_blocks.cnn``): nothing to elaborate by itself."""
-    entry = program.modules[program.entry]
-    return not entry.networks and bool(entry.blocks)
+    """:func:`cnnspec.graph.check.check_program`, as a :class:`Model`."""
+    checked = graph_check(program, network, overrides, inputs)
+    return Model(checked.graph, checked.program, checked.warnings, checked.overrides)
 
 
 def read_file(path: str) -> str | Unreadable:
     """The file reader the CLI and :func:`load` give the loader: the text of a regular
-    file of at most :data:`~cnnspec.loader.MAX_FILE_BYTES` in UTF-8 (a byte-order mark
+    file of at most :data:`~cnnspec.syntax.loader.MAX_FILE_BYTES` in UTF-8 (a byte-order mark
     dropped), or why not.
 
     Nothing but a regular file is read (``/dev/zero`` would never end, a FIFO would
@@ -238,7 +178,7 @@ def _zoo_spec(name: str) -> Path | None:
 
 def load_program_from(source: str | Path) -> Program:
     """Read a spec and the files it uses (parsed through the on-disk parse cache)."""
-    from cnnspec.parsecache import cached_parse
+    from cnnspec.syntax.parsecache import cached_parse
 
     path, text = load_source(source)
     return load_program(path, text, read_file, _zoo_fallback, cached_parse)
@@ -270,3 +210,15 @@ def load(
     11181642
     """
     return check_program(load_program_from(source), network, overrides, inputs)
+
+
+__all__ = [
+    "Model",
+    "build",
+    "check_library",
+    "check_program",
+    "is_library",
+    "load",
+    "load_program_from",
+    "read_file",
+]

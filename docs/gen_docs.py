@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cnnspec.diagnostics import CODES, WARNING_CODES
-from cnnspec.evaluate import CONSTANTS, FUNCTIONS, InShape
-from cnnspec.ops import LAYERS, REGISTRY, ArgSpec, ArgType, Op, show_value
-from cnnspec.parser import KEYWORDS
+from cnnspec.ops.evaluate import CONSTANTS, FUNCTIONS, InShape
+from cnnspec.ops.registry import LAYERS, REGISTRY, ArgSpec, ArgType, Op, show_value
 from cnnspec.resources import grammar_path
+from cnnspec.syntax.parser import KEYWORDS
 
 DOCS = Path(__file__).resolve().parent
 CNNSPEC = Path(sys.executable).parent / "cnnspec"
@@ -329,7 +329,7 @@ NOT_TRIGGERABLE = {
     "instead of written. A spec that gets it shows a bug in cnnspec; please report it "
     "with the spec.",
     "graph-invariant": "Raised when the elaborated graph breaks an invariant "
-    "(`cnnspec.graph.lint`: every input of a node is an earlier node, every op is "
+    "(`cnnspec.graph.ir.lint`: every input of a node is an earlier node, every op is "
     "registered, every output is a node). No spec can cause it: it means a bug in "
     "cnnspec; please report it with the spec.",
     "internal": "Any unexpected exception in cnnspec is reported as this diagnostic "

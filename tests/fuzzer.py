@@ -11,7 +11,7 @@ is nested hundreds deep; the bytes are made Latin-1 or invalid UTF-8; a used fil
 file's own name becomes hostile.
 
 Every mutant goes through ``check``, ``summary --format json``, ``draw -o x.dot`` and
-``compile --stdout``: :func:`cnnspec.cli.main` is called in a worker process (which runs
+``compile --stdout``: :func:`cnnspec.cli.app.main` is called in a worker process (which runs
 many cases) under a 2 GiB address-space limit, and the parent gives each command 10 s,
 restarting the worker after a hang or a crash. A command fails on exit 3 or any exit code
 but 0, 1 and 2, a traceback, an exception out of ``main``, a ``MemoryError``, a hang, a
@@ -63,8 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cnnspec.ops import LAYERS as LAYER_NAMES
-from cnnspec.parser import KEYWORDS as RESERVED
+from cnnspec.ops.registry import LAYERS as LAYER_NAMES
+from cnnspec.syntax.parser import KEYWORDS as RESERVED
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -515,7 +515,7 @@ def _worker_main(scratch: str, memory: int, build: bool) -> int:
     os.environ["NO_COLOR"] = "1"
     os.environ.pop("CNNSPEC_DEBUG", None)
     sys.path.insert(0, str(ROOT))
-    from cnnspec import cli
+    from cnnspec.cli import app as cli
 
     if build:
         import torch  # before the clock starts: it takes seconds

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnspec.cli import build_parser, main, parse_inputs, parse_sets
+from cnnspec.cli.app import build_parser, main, parse_inputs, parse_sets
 from cnnspec.diagnostics import (
     CODES,
     WARNING_CODES,
@@ -52,8 +52,8 @@ from cnnspec.diagnostics import (
     render_human,
     summary_line,
 )
-from cnnspec.loader import Unreadable, load_program
 from cnnspec.model import check_library, check_program, is_library, read_file
+from cnnspec.syntax.loader import Unreadable, load_program
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = ROOT / "tests" / "diagnostics"
@@ -64,7 +64,7 @@ COMMAND_LINE = "<command line>"
 # codes of other commands (tested with those commands). A new code that is in neither
 # set needs a case here.
 NOT_USER_ERRORS = {"internal", "graph-invariant"}
-OTHER_COMMANDS = {"compile-unsupported", "bad-output"}  # tests/test_fileio.py
+OTHER_COMMANDS = {"compile-unsupported", "bad-output"}  # tests/cli/test_fileio.py
 
 _EXPECT = re.compile(r'\b(error|warning)\[([a-z-]+)\](?:\s+"((?:[^"\\]|\\.)*)")?')
 _STRING = re.compile(r'"([^"\\\n]|\\.)*"')
@@ -414,7 +414,7 @@ def test_exit_2_on_usage_errors(
 def test_a_bug_is_an_internal_diagnostic_not_a_traceback(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import cnnspec.cli
+    import cnnspec.cli.app
     import cnnspec.model
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -422,7 +422,7 @@ def test_a_bug_is_an_internal_diagnostic_not_a_traceback(
 
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("CNNSPEC_DEBUG", raising=False)
-    for module in (cnnspec.model, cnnspec.cli):
+    for module in (cnnspec.model, cnnspec.cli.app):
         monkeypatch.setattr(module, "check_program", broken, raising=False)
     assert main(["summary", "tests/diagnostics/unused_tensor.cnn"]) == 3
     err = capsys.readouterr().err

@@ -21,13 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sample_specs import BASIC_BLOCK, STAGE_BLOCK, TINY
 
-from cnnspec import ast
 from cnnspec.diagnostics import CODES, Diagnostic, DiagnosticError, Span, render_human, render_json
-from cnnspec.evaluate import FUNCTIONS, MAX_BITS, EvalError, InShape, Unknown, evaluate
-from cnnspec.loader import load_program
 from cnnspec.model import check_program
-from cnnspec.ops import LAYERS
-from cnnspec.parser import KEYWORDS, parse_expr
+from cnnspec.ops.evaluate import FUNCTIONS, MAX_BITS, EvalError, InShape, Unknown, evaluate
+from cnnspec.ops.registry import LAYERS
+from cnnspec.syntax import ast
+from cnnspec.syntax.loader import load_program
+from cnnspec.syntax.parser import KEYWORDS, parse_expr
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -437,8 +437,8 @@ def test_round_with_a_huge_ndigits_is_refused_not_computed() -> None:
     import pytest
 
     # found by test_evaluation_raises_only_eval_error_or_unknown: round(1, -10**70) hung
-    from cnnspec.evaluate import EvalError, InShape, evaluate
-    from cnnspec.parser import parse_expr
+    from cnnspec.ops.evaluate import EvalError, InShape, evaluate
+    from cnnspec.syntax.parser import parse_expr
 
     with pytest.raises(EvalError) as info:
         evaluate(parse_expr("round(12345, -10 ** 70)"), {}, InShape(None))

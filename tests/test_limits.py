@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 import cnnspec.model
-import cnnspec.parser
-from cnnspec import lalr
-from cnnspec.cli import main
+import cnnspec.syntax.parser
+from cnnspec.cli.app import main
 from cnnspec.diagnostics import (
     EXCERPT_WIDTH,
     MAX_SHOWN,
@@ -32,9 +31,10 @@ from cnnspec.diagnostics import (
     render_human,
     warning,
 )
-from cnnspec.loader import MAX_FILE_BYTES, Unreadable, load_program
 from cnnspec.model import check_program, load_program_from, read_file
-from cnnspec.parser import parse
+from cnnspec.syntax import lalr
+from cnnspec.syntax.loader import MAX_FILE_BYTES, Unreadable, load_program
+from cnnspec.syntax.parser import parse
 
 NET = "network N {\n    input image: 3 x 8 x 8\n    relu\n}\n"
 PACKAGE_ROOT = Path(cnnspec.model.__file__).resolve().parents[1]  # the cnnspec under test
@@ -231,7 +231,7 @@ def test_deep_nesting_is_refused_at_once_without_lark(monkeypatch: pytest.Monkey
     def no_lark(*args: object) -> None:
         raise AssertionError("a too-deep spec must not be parsed again by Lark")
 
-    monkeypatch.setattr(cnnspec.parser, "_lark_tree", no_lark)
+    monkeypatch.setattr(cnnspec.syntax.parser, "_lark_tree", no_lark)
     text = "network N {\n input x: 3 x 8 x 8\n" + ("if true { " * 600 + "\n") * 100 + "}\n"
     start = time.perf_counter()
     with pytest.raises(DiagnosticError) as exc:

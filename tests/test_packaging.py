@@ -71,7 +71,7 @@ def test_fresh_venv_install_runs_from_another_directory(wheel: Path, tmp_path: P
 
     where = run("python", "-c", "import cnnspec; print(cnnspec.__file__)")
     assert str(venv) in where.stdout, "the installed package, not the checkout, was imported"
-    tables = run("python", "-c", "from cnnspec import lalr; print(lalr.tables())")
+    tables = run("python", "-c", "from cnnspec.syntax import lalr; print(lalr.tables())")
     assert tables.stdout.strip() not in ("", "None"), "the installed parse tables were not found"
     out = run("cnnspec", "summary", "resnet18", "--format", "json")
     assert json.loads(out.stdout)["total_params"] == 11_689_512, out.stderr

@@ -1,6 +1,7 @@
 """Self-verification of a compiled spec: the checked graph against the module built from it.
 
-Not a test file: a helper for tests/test_self_verify.py and tests/test_random_specs.py.
+Not a test file: a helper for tests/codegen/test_self_verify.py and
+tests/codegen/test_random_specs.py.
 :func:`verify` builds the generated module of a checked :class:`~cnnspec.model.Model`
 (seeded), runs one forward pass on a random batch under ``torch.no_grad()`` and
 ``torch.utils.flop_counter.FlopCounterMode``, and returns every disagreement between
@@ -8,7 +9,7 @@ what ``cnnspec check`` promised and what PyTorch did, as one human-readable line
 (an empty list: they agree):
 
 1. **hooks**: every graph node whose op is a module (all but the inputs, ``flatten`` and
-   the merges: :data:`FUNCTIONAL`, as in tests/test_compile_zoo.py) has a module of that
+   the merges: :data:`FUNCTIONAL`, as in tests/codegen/test_compile_zoo.py) has a module of that
    name, a forward hook on it sees exactly ``(batch, *node.shape)`` once, training-only
    (aux-head) nodes only in training; and every leaf module (but ``nn.Identity``
    placeholders) is a graph node;
@@ -40,8 +41,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnspec
+from cnnspec.codegen.runtime import load_module
 from cnnspec.model import Model
-from cnnspec.runtime import load_module
 
 # Ops that are not modules in the generated code: `torch.flatten`, `+`, `torch.cat`, the
 # forward's arguments; `identity` only appears after an error (never in a checked graph).

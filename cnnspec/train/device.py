@@ -88,7 +88,7 @@ def stop(runtime: Runtime, together: bool = False) -> None:
     """Leave the process group. After a run every rank finished (``together``), the
     ranks first wait for each other: a rank that tears gloo down while another still
     talks to it makes that one abort ("terminate called without an active exception",
-    2 runs in 5 of tests/test_train_resume.py's DDP test without the barrier, 0 in 12
+    2 runs in 5 of tests/train/test_train_resume.py's DDP test without the barrier, 0 in 12
     with it). After an error or Ctrl-C a peer may be gone: no waiting then."""
     if runtime.distributed and dist.is_initialized():
         if together:

@@ -1,0 +1,2087 @@
+"""Codegen: a :class:`~cnnspec.graph.check.Checked` record -> a readable PyTorch module.
+
+Python decides everything here; ``templates/torch_module.py.j2`` only lays out the
+file. One class per block definition the network uses (callees first), then the
+network's class. Block parameters stay symbolic (``nn.Conv2d(in_channels, 4 * width,
+...)``), conditions on them stay Python conditions, constants fold. Every name passes
+through a :class:`Namespace`; every value from the spec is written as an escaped literal,
+so no spec text can reach the code as code. No torch import: this runs on the fast path.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import keyword
+import re
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import PurePath
+from typing import TYPE_CHECKING, Any, cast
+
+from cnnspec.codegen.pyescape import identifier, string_literal
+from cnnspec.codegen.pyformat import LINE_LENGTH, Call, Expr, Kw, List, layout, statement
+from cnnspec.codegen.symbolic import Sym, SymbolicError, const, lift, translate, uses
+from cnnspec.codegen.symbolic import binary as sym_binary
+from cnnspec.codegen.symbolic import call as sym_call
+from cnnspec.codegen.symbolic import name as sym_name
+from cnnspec.codegen.symbolic import ternary as sym_ternary
+from cnnspec.codegen.symbolic import unary as sym_unary
+from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
+from cnnspec.graph.naming import BodyNames, body_names
+from cnnspec.ops.binding import bind
+from cnnspec.ops.domain import TOP, Undecidable
+from cnnspec.ops.registry import (
+    REGISTRY,
+    ArgError,
+    ArgSpec,
+    ArgType,
+    Op,
+    Shape,
+    ShapeError,
+    coerce,
+    format_shape,
+    lookup,
+    resolve_defaults,
+    show_value,
+)
+from cnnspec.syntax import ast
+
+if TYPE_CHECKING:
+    from cnnspec.graph.check import Checked
+
+SymShape = tuple[Sym | None, ...]
+
+# nn.Module's own attributes: a layer named `forward` or `training` must not shadow them.
+MODULE_ATTRS = frozenset(
+    [
+        "T_destination",
+        "add_module",
+        "apply",
+        "bfloat16",
+        "buffers",
+        "call_super_init",
+        "children",
+        "compile",
+        "cpu",
+        "cuda",
+        "double",
+        "dump_patches",
+        "eval",
+        "extra_repr",
+        "float",
+        "forward",
+        "get_buffer",
+        "get_extra_state",
+        "get_parameter",
+        "get_submodule",
+        "half",
+        "ipu",
+        "load_state_dict",
+        "modules",
+        "mtia",
+        "named_buffers",
+        "named_children",
+        "named_modules",
+        "named_parameters",
+        "parameters",
+        "register_backward_hook",
+        "register_buffer",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_full_backward_hook",
+        "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook",
+        "register_module",
+        "register_parameter",
+        "register_state_dict_post_hook",
+        "register_state_dict_pre_hook",
+        "requires_grad_",
+        "set_extra_state",
+        "set_submodule",
+        "share_memory",
+        "state_dict",
+        "to",
+        "to_empty",
+        "train",
+        "training",
+        "type",
+        "xpu",
+        "zero_grad",
+        "append",
+        "extend",
+        "insert",
+        "pop",
+    ]
+)
+# Names the generated module itself uses.
+MODULE_GLOBALS = frozenset(
+    {"torch", "nn", "Tensor", "math", "OrderedDict", "NamedTuple", "Optional", "self"}
+)
+AMBIGUOUS = frozenset({"l", "O", "I"})  # ruff E741
+RESERVED = (
+    frozenset(keyword.kwlist)
+    | frozenset(keyword.softkwlist)
+    | frozenset(dir(builtins))
+    | MODULE_GLOBALS
+)
+
+
+# ------------------------------------------------------------------- names
+
+
+def pascal(text: str) -> str:
+    parts = [p for p in identifier(text).split("_") if p]
+    name = "".join(p[:1].upper() + p[1:] for p in parts) or "Block"
+    return name if not name[0].isdigit() else "B" + name
+
+
+@dataclass
+class Namespace:
+    """Hands out unique names that are never keywords, builtins or otherwise taken."""
+
+    reserved: frozenset[str] = RESERVED
+    used: set[str] = field(default_factory=set)
+
+    def claim(self, wanted: str) -> str:
+        # No leading underscore: `_modules`, `_parameters`, ... are nn.Module's own state,
+        # and NamedTuple fields may not start with one. A leading digit gets a `v`.
+        base = identifier(wanted).lstrip("_")
+        if not base or base[0].isdigit():
+            base = "v" + base
+        if base in self.reserved or base in AMBIGUOUS:
+            base += "_"
+        name, n = base, 1
+        while name in self.used or name in self.reserved:
+            n += 1
+            name = f"{base}_{n}"
+        self.used.add(name)
+        return name
+
+
+# ------------------------------------------------------------------ classes
+
+
+@dataclass
+class PyParam:
+    name: str
+    annotation: str
+    default: str | None
+
+
+@dataclass
+class PyClass:
+    name: str
+    base: str
+    doc: str
+    params: list[PyParam]
+    init: list[str] = field(default_factory=list)
+    forward_args: list[str] = field(default_factory=list)
+    forward: list[str] = field(default_factory=list)
+    returns: str = "Tensor"
+    has_forward: bool = True
+    spatial: bool = False  # the constructor takes in_height, in_width
+    rank: int = 3  # of the input it takes: 3 (C x H x W) or 1 (features)
+    lead: int = 1  # constructor parameters before the block's own: input sizes
+    # sizes of tensors from outside a body class's body: (tensor, dimension) in order
+    outer_dims: list[tuple[str, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RenderedClass:
+    """A class as the template prints it: every line final, indentation included."""
+
+    name: str
+    base: str
+    doc: str
+    signature: list[str]
+    init: list[str]
+    forward_signature: list[str]
+    forward: list[str]
+    has_forward: bool
+
+
+# The width left to a statement of a method body: 8 columns in, 4 more inside an `if`.
+_WIDTH: ContextVar[int] = ContextVar("width", default=LINE_LENGTH - 8)
+
+
+def _stmt(node: Any, indent: int, prefix: str = "", comment: str = "") -> list[str]:
+    """A statement inside a method body, laid out for the final width."""
+    return statement(node, indent, prefix, comment, width=_WIDTH.get())
+
+
+def _indent(lines: Iterable[str], width: int) -> list[str]:
+    return [(" " * width + line) if line else "" for line in lines]
+
+
+def finish(cls: PyClass) -> RenderedClass:
+    params = [
+        "self",
+        *(
+            f"{p.name}: {p.annotation}" + (f" = {p.default}" if p.default is not None else "")
+            for p in cls.params
+        ),
+    ]
+    init = cls.init
+    if cls.base in ("nn.Module", "nn.Sequential", "nn.ModuleList"):
+        init = ["super().__init__()", *init]
+    forward_sig = layout(
+        Call("def forward", ("self", *cls.forward_args)), 4, suffix=f" -> {cls.returns}:"
+    )
+    return RenderedClass(
+        cls.name,
+        cls.base,
+        cls.doc,
+        layout(Call("def __init__", tuple(params)), 4, suffix=" -> None:"),
+        _indent(init, 8),
+        forward_sig,
+        _indent(cls.forward, 8),
+        cls.has_forward,
+    )
+
+
+@dataclass
+class Flow:
+    """The tensor flowing through a body: its forward variable and symbolic shape."""
+
+    var: str
+    shape: SymShape
+    producer: str = ""  # op of the last step, for in-place safety ("" = unknown/shared)
+    path: str = ""  # full graph name of the last step (shape comments)
+
+
+class CompileError(Exception):
+    def __init__(self, diagnostic: Diagnostic) -> None:
+        super().__init__(diagnostic.message)
+        self.diagnostic = diagnostic
+
+
+def _unsupported(span: Span, message: str, hint: str) -> CompileError:
+    return CompileError(error("compile-unsupported", span, message, "", [hint]))
+
+
+# ------------------------------------------------------------------ emitter
+
+
+@dataclass
+class Emitter:
+    model: Checked
+    # block name (a parameterised class) or `block@path` (one specialised for an instance)
+    classes: dict[str, PyClass] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    # blocks with no parameterised Python form here: why (said in the specialised classes)
+    failed: dict[str, str] = field(default_factory=dict)
+    special: dict[tuple[str, Any, Any], str] = field(default_factory=dict)  # -> class key
+    # bodies compiled as classes of their own (by the body's identity), and their names
+    body_blocks: dict[int, ast.BlockDef] = field(default_factory=dict)
+    times_bodies: dict[int, tuple[ast.Item, ast.Body]] = field(default_factory=dict)
+    body_names: Namespace = field(default_factory=lambda: Namespace(frozenset()))
+    body_docs: dict[str, str] = field(default_factory=dict)
+    # a body class's tensors from outside its body (forward arguments) and their ranks
+    body_inputs: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+    class_names: Namespace = field(default_factory=Namespace)
+    param_types: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    last_shape: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    scope_out: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    named_tuple: tuple[str, list[str], int] | None = None  # outputs: name, fields, main
+
+    def __post_init__(self) -> None:
+        graph = self.model.graph
+        for node in graph:  # the shape at the end of every scope, for comments
+            parts = node.name.split(".")
+            for i in range(1, len(parts) + 1):
+                self.last_shape[".".join(parts[:i])] = node.shape
+                if not node.training_only:  # and what a scope gives (aux heads aside)
+                    self.scope_out[".".join(parts[:i])] = node.shape
+
+    # ------------------------------------------------------------- blocks
+    def block_class(self, block: ast.BlockDef, rank: int) -> str | None:
+        """The key in :attr:`classes` of the parameterised class of ``block`` for inputs
+        of ``rank`` (a block used on images and on feature vectors has a class for
+        each: ``Head`` and ``HeadFlat``); None when it has no Python form with symbolic
+        parameters (then each instance gets its own class)."""
+        base = self.classes.get(block.name)
+        key = block.name if base is None or base.rank == rank else f"{block.name}/{rank}"
+        if key in self.failed:
+            return None
+        if key not in self.classes:
+            name = self.class_names.claim(
+                pascal(block.name) + ("" if key == block.name else "Flat" if rank == 1 else "Image")
+            )
+            self.classes[key] = PyClass(name, "nn.Module", "", [])
+            try:
+                built = ClassCompiler(
+                    self,
+                    name,
+                    self.instance(block),
+                    self.model.sources.get(block.span.file, ""),
+                    owner=block.name,
+                ).block(block, rank)
+            except (CompileError, SymbolicError) as exc:
+                del self.classes[key]
+                self.class_names.used.discard(name)
+                self.failed[key] = str(exc)
+                return None
+            self.classes[key] = built
+            self.order.append(key)
+        return key
+
+    def special_class(
+        self,
+        block: ast.BlockDef,
+        path: str,
+        shape: SymShape,
+        args: tuple[tuple[str, Any], ...],
+        outer: Mapping[str, tuple[str, SymShape]],
+    ) -> str:
+        """A class for the instance of ``block`` at ``path`` alone: its parameters
+        (``args``) and input size are constants (the checker's values), so all folds."""
+        sizes = tuple(d.value for d in shape if d is not None)
+        outer_sizes = tuple((t, tuple(d.value for d in s if d)) for t, (_, s) in outer.items())
+        key = (block.name, (args, outer_sizes), sizes)
+        if key not in self.special:
+            name = self.class_names.claim(pascal(block.name) + _arg_suffix(args))
+            class_key = f"{block.name}@{path}@{len(self.special)}"
+            self.special[key] = class_key
+            self.classes[class_key] = ClassCompiler(
+                self,
+                name,
+                path,
+                self.model.sources.get(block.span.file, ""),
+                concrete=True,
+                owner=block.name,
+            ).specialised(block, args, shape, self.failed.get(block.name, ""), outer)
+            self.order.append(class_key)
+        return self.classes[self.special[key]].name
+
+    def tuple_params(self, block: str) -> set[str]:
+        """The parameters of ``block`` some instance passes a tuple (a kernel (1, 3)):
+        the generated class cannot compute sizes from them as numbers."""
+        return {
+            name
+            for scope in self.model.graph.scopes.values()
+            if scope.block == block
+            for name, value in scope.args
+            if isinstance(value, tuple)
+        }
+
+    def shape_at(self, path: str) -> SymShape | None:
+        """The checked shape of the tensor the node or block instance ``path`` makes."""
+        graph = self.model.graph
+        if path in graph.nodes:
+            return _consts(graph[path].shape)
+        return self.scope_shape(path) or self.checked_shape(path)
+
+    def times_body(self, item: ast.Item) -> ast.Body:
+        """`item * n` as the body of a repeat: the item once. One object per item for
+        the whole compile, so that what is keyed by a body's identity (its names, its
+        class) is never keyed by a recycled one."""
+        if id(item) not in self.times_bodies:
+            once = ast.Item(item.primary, None, None, item.span)
+            body = ast.Body((ast.Chain((once,), item.span),), item.span)
+            self.times_bodies[id(item)] = (item, body)
+        return self.times_bodies[id(item)][1]
+
+    def checked_shape(self, path: str | None) -> SymShape | None:
+        """The checked shape at the end of the scope ``path`` (its last node)."""
+        if path is None:
+            return None
+        return _consts(self.scope_out.get(path) or self.last_shape.get(path))  # aux: all
+
+    def scope_shape(self, path: str) -> SymShape | None:
+        """The checked output shape of the block instance at ``path``."""
+        scope = self.model.graph.scopes.get(path)
+        if scope is None or scope.output is None:
+            return None
+        return _consts(self.model.graph[scope.output].shape)
+
+    def instance(self, block: ast.BlockDef) -> str | None:
+        """The first scope that instantiates ``block`` (its shapes go in comments)."""
+        for scope in self.model.graph.scopes.values():
+            if scope.block == block.name:
+                return scope.path
+        return None
+
+    def comment_shape(self, path: str | None) -> str:
+        if path is None:
+            return ""
+        shape = self.last_shape.get(path)
+        return "N x " + format_shape(shape) if shape else ""
+
+
+def _consts(shape: tuple[int, ...] | None) -> SymShape | None:
+    """A checked shape as constant symbols."""
+    return None if shape is None else tuple(const(d) for d in shape)
+
+
+def _annotation(kinds: set[str]) -> str:
+    if "float" in kinds:
+        kinds = kinds - {"int"}  # an int is a valid float
+    return " | ".join(sorted(kinds)) if kinds else "int"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, tuple):
+        return "tuple[" + ", ".join(_kind(v) for v in value) + "]"
+    return type(value).__name__
+
+
+@dataclass
+class ClassCompiler:
+    em: Emitter
+    name: str
+    instance: str | None  # graph path of the first instance ("" for the network)
+    source: str
+    attrs: Namespace = field(default_factory=lambda: Namespace(RESERVED | MODULE_ATTRS))
+    locals: Namespace = field(default_factory=Namespace)
+    init: list[str] = field(default_factory=list)
+    fwd: list[str] = field(default_factory=list)
+    file: str = ""
+    aux_vars: list[tuple[str, str]] = field(default_factory=list)  # (name, var)
+    outputs: list[str] = field(default_factory=list)
+    output_names: list[str] = field(default_factory=list)
+    tensors: dict[str, str] = field(default_factory=dict)  # spec tensor -> local var
+    tensor_shape: dict[str, SymShape] = field(default_factory=dict)  # local var -> shape
+    env: dict[str, Sym] = field(default_factory=dict)
+    params: list[PyParam] = field(default_factory=list)
+    base: str = "nn.Module"
+    x: str = "x"  # the forward variable the tensor flows in (never a spec tensor's name)
+    # Its values are the checker's constants (the network, or a block specialised for one
+    # instance): graph paths name real nodes, and block outputs come from the graph.
+    concrete: bool = False
+    owner: str = ""  # the block (or network) it compiles: names the classes of bodies
+    hoisted: list[str] = field(default_factory=list)  # locals naming channel counts
+    extra: list[str] = field(default_factory=list)  # outside tensors the last module reads
+    looping_with_outer: bool = False  # in a module_list loop: iterations take those tensors
+    fix_ifs: bool = False  # an `if` whose sides give different sizes: for the checked values
+
+    def pick_flow_var(self, body: ast.Body, taken: Iterable[str] = ()) -> None:
+        names = {*taken, *_tensor_names(body.stmts)}
+        self.x = next((v for v in ("x", "out", "h", "y") if v not in names), "x")
+        self.x = self.locals.claim(self.x)
+
+    # ----------------------------------------------------------- helpers
+    def where(self, span: Span) -> str:
+        return f"{PurePath(span.file).name}:{span.line}"
+
+    def comment(self, path: str | None, span: Span) -> str:
+        shape = self.em.comment_shape(path) if path is not None else ""
+        return f"{shape}  ({self.where(span)})" if shape else self.where(span)
+
+    def full(self, leaf: str) -> str | None:
+        if self.instance is None:
+            return None
+        return f"{self.instance}.{leaf}" if self.instance else leaf
+
+    def settle(self, flow: Flow) -> Flow:
+        """The flow with the checked sizes where this class computed none, when every
+        value here is the checker's (a concrete class with no symbolic parameter)."""
+        if self.concrete and not _known(flow.shape) and all(v.const for v in self.env.values()):
+            return replace(flow, shape=self.em.shape_at(flow.path) or flow.shape)
+        return flow
+
+    def sym(self, expr: ast.Expr, flow: Flow | None) -> Sym:
+        if flow is not None:
+            flow = self.settle(flow)
+
+        def shape_attr(attr: str) -> Sym:
+            shape = flow.shape if flow is not None else ()
+            index = {"channels": 0, "features": 0, "height": 1, "width": 2}.get(attr)
+            if attr == "rank":
+                return const(len(shape))
+            value = shape[index] if index is not None and index < len(shape) else None
+            if attr == "size" and shape and all(s is not None for s in shape):
+                value = shape[0]
+                for s in shape[1:]:
+                    value = sym_binary("*", value, s)  # type: ignore[arg-type]
+            if value is None:
+                raise SymbolicError(
+                    f"`in.{attr}` depends on the input size, which the "
+                    "generated class does not know"
+                )
+            return value
+
+        try:
+            return translate(expr, self.env, shape_attr)
+        except SymbolicError as exc:
+            span = exc.node.span if exc.node is not None else expr.span
+            raise _unsupported(
+                span,
+                f"cannot compile this expression: {exc}",
+                "compute it from the block's parameters",
+            ) from None
+
+    # ---------------------------------------------------------- classes
+    def block(self, block: ast.BlockDef, rank: int) -> PyClass:
+        self.file = block.span.file
+        self.locals.used.update({"in_channels", "in_height", "in_width"})
+        self.pick_flow_var(block.body, [p.name for p in block.params])
+        tuples = self.em.tuple_params(block.name)
+        for p in block.params:
+            self.env[p.name] = Sym(self.locals.claim(p.name), maybe_tuple=p.name in tuples)
+        params = [PyParam("in_channels", "int", None)]
+        late: list[str] = []  # defaults computed from other parameters
+        spatial = (sym_name("in_height"), sym_name("in_width"))
+        flow = Flow(
+            self.x, (sym_name("in_channels"), *spatial)[: max(rank, 1)], "", self.instance or ""
+        )
+        for p in block.params:
+            py = self.env[p.name].code
+            kinds = set(self.em.param_types.get((block.name, p.name), set()))
+            default = self.sym(p.default, flow) if p.default is not None else None
+            if default is not None and default.const:
+                kinds.add(_kind(default.value))
+                params.append(PyParam(py, _annotation(kinds), default.code))
+            elif default is not None:
+                params.append(PyParam(py, _annotation(kinds) + " | None", "None"))
+                late.append(f"if {py} is None:")
+                late.extend(_stmt(_node(default), 4, f"{py} = "))
+            else:
+                params.append(PyParam(py, _annotation(kinds), None))
+        self.init.extend(late)
+        outer: list[tuple[str, int, str]] = []  # (tensor, dimension, parameter)
+        forward_args = [f"{self.x}: Tensor"]
+        for tensor, rank_of in self.em.body_inputs.get(block.name, ()):
+            var = self.locals.claim(tensor)
+            self.tensors[tensor] = var
+            forward_args.append(f"{var}: Tensor")
+            dims = [self.locals.claim(f"{tensor}_{d}") for d in _DIMS[: max(rank_of, 1)]]
+            self.tensor_shape[var] = tuple(sym_name(d) for d in dims)
+            outer.extend((tensor, i, d) for i, d in enumerate(dims))
+        names = body_names(block.body)
+        solo = _solo(block.body)
+        if solo is not None and not outer:
+            built = self.solo_class(block, solo, flow, names, params)
+        elif solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
+            built = self.looping_class(block, solo, flow, params, forward_args)
+        else:
+            out = self.body(block.body, flow, names)
+            self.fwd.append(f"return {out.var}")
+            what = self.em.body_docs.get(block.name, "").removesuffix(".") or (
+                f"Block `{block.name}` ({self.where(block.span)})"
+            )
+            doc = what + (
+                f"; shapes in comments are those of `{self.instance}`." if self.instance else "."
+            )
+            built = PyClass(self.name, "nn.Module", doc, params, self.init, forward_args, self.fwd)
+        _drop_unused(built.init, self.hoisted)
+        used = [(t, i, d) for t, i, d in outer if any(uses(sym_name(x), d) for x in built.init)]
+        built.params[1:1] = [PyParam(d, "int", None) for _, _, d in used]
+        built.outer_dims = [(t, i) for t, i, _ in used]
+        if any(uses(sym_name(line), s.code) for line in built.init for s in spatial):
+            built.params[1:1] = [
+                PyParam("in_height", "int", None),
+                PyParam("in_width", "int", None),
+            ]
+            built.spatial = True
+        built.rank = rank
+        built.lead = len(built.params) - len(block.params)
+        return built
+
+    def specialised(
+        self,
+        block: ast.BlockDef,
+        args: tuple[tuple[str, Any], ...],
+        shape: SymShape,
+        why: str,
+        outer: Mapping[str, tuple[str, SymShape]],
+    ) -> PyClass:
+        """The class of one instance: parameters and input size fixed to its values."""
+        self.file = block.span.file
+        self.pick_flow_var(block.body, [p.name for p in block.params])
+        self.env.update((n, const(v)) for n, v in args)
+        forward_args = [f"{self.x}: Tensor"]
+        for tensor, _ in self.em.body_inputs.get(block.name, ()):
+            var = self.locals.claim(tensor)
+            self.tensors[tensor], self.tensor_shape[var] = var, outer[tensor][1]
+            forward_args.append(f"{var}: Tensor")
+        flow = Flow(self.x, shape, "", self.instance or "")
+        names = body_names(block.body)
+        values = ", ".join(f"{n} = {show_value(v)}" for n, v in args)
+        doc = (
+            f"Block `{block.name}` ({self.where(block.span)}) as `{self.instance}` uses it"
+            + (f" ({values})" if values else "")
+            + ", sizes fixed: "
+            + (why or "its sizes have no closed form in its parameters")
+            + "."
+        )
+        solo = _solo(block.body)
+        if solo is not None and len(forward_args) == 1:
+            built = self.solo_class(block, solo, flow, names, [])
+            built.doc = doc
+            return built
+        out = self.body(block.body, flow, names)
+        self.fwd.append(f"return {out.var}")
+        return PyClass(self.name, "nn.Module", doc, [], self.init, forward_args, self.fwd)
+
+    def looping_class(
+        self,
+        block: ast.BlockDef,
+        item: ast.Item,
+        flow: Flow,
+        params: list[PyParam],
+        forward_args: list[str],
+    ) -> PyClass:
+        """A repeat alone in a body that reads tensors from outside it: an nn.ModuleList
+        whose forward passes them to every iteration (its iterations are its children,
+        as the checker names them)."""
+        self.looping_with_outer = True
+        try:
+            self.sequential_loop(item, flow, "self")
+        finally:
+            self.looping_with_outer = False
+        layer = self.locals.claim("layer")
+        self.fwd.append(f"for {layer} in self:")
+        self.fwd.extend(_stmt(Call(layer, (self.x, *self.extra)), 4, f"{self.x} = "))
+        self.fwd.append(f"return {self.x}")
+        doc = f"Block `{block.name}` ({self.where(block.span)})."
+        return PyClass(self.name, "nn.ModuleList", doc, params, self.init, forward_args, self.fwd)
+
+    def solo_class(
+        self,
+        block: ast.BlockDef,
+        item: ast.Item,
+        flow: Flow,
+        names: BodyNames,
+        params: list[PyParam],
+    ) -> PyClass:
+        """A block that is one item is that item: subclass its module (or nn.Sequential)."""
+        doc = f"Block `{block.name}` ({self.where(block.span)})."
+        prim = item.primary
+        if item.times is not None or isinstance(prim, ast.Repeat):
+            try:
+                self.sequential_loop(item, flow, "self")
+            except CompileError:
+                if not self.concrete:
+                    raise
+                self.init.clear()
+                modules, _ = self.unroll(item, flow, self.instance or "")
+                self.init.extend(_stmt(Call("super().__init__", tuple(modules), explode=True), 0))
+            return PyClass(self.name, "nn.Sequential", doc, params, self.init, has_forward=False)
+        assert isinstance(prim, ast.Call)
+        node, _ = self.module(prim, flow, first=True, path=self.instance)
+        if not isinstance(node, Call) or node.func == "nn.Sequential":
+            raise _unsupported(prim.span, "cannot compile this block", "give it a name")
+        base = node.func
+        self.init.extend(_stmt(Call("super().__init__", node.args), 0))
+        return PyClass(self.name, base, doc, params, self.init, has_forward=False)
+
+    # ------------------------------------------------------------ bodies
+    def body(self, body: ast.Body, flow: Flow, names: BodyNames) -> Flow:
+        for stmt in body.stmts:
+            flow = self.stmt(stmt, flow, names)
+        return flow
+
+    def stmt(self, stmt: ast.Stmt, flow: Flow, names: BodyNames) -> Flow:
+        if isinstance(stmt, ast.Chain):
+            return self.chain(stmt, flow, names)
+        if isinstance(stmt, ast.Assign):
+            flow = self.chain(stmt.chain, flow, names)
+            var = self.locals.claim(stmt.name)
+            self.fwd.append(f"{var} = {flow.var}")
+            self.tensors[stmt.name] = var
+            self.tensor_shape[var] = flow.shape
+            return Flow(flow.var, flow.shape, "", flow.path)
+        if isinstance(stmt, ast.If):
+            return self.if_stmt(stmt, flow, names)
+        if isinstance(stmt, ast.Aux):
+            self.aux(stmt, flow, names, None)
+            return flow
+        if isinstance(stmt, ast.OutputDecl):
+            self.outputs.extend(self.tensor_var(r.name, flow, r.span) for r in stmt.names)
+            self.output_names.extend(r.name for r in stmt.names)
+            return flow
+        if isinstance(stmt, ast.InitDecl):
+            return flow  # read from the graph by the network's class
+        raise _unsupported(stmt.span, "inputs belong to the network", "")
+
+    def chain(self, chain: ast.Chain, flow: Flow, names: BodyNames) -> Flow:
+        for index, item in enumerate(chain.items):
+            flow = self.item(item, flow, names, first=index == 0)
+        return flow
+
+    def item(self, item: ast.Item, flow: Flow, names: BodyNames, first: bool) -> Flow:
+        prim = item.primary
+        if item.times is not None or isinstance(prim, ast.Repeat):
+            leaf = names[item if item.times is not None else prim]
+            attr = self.attrs.claim(leaf)
+            if self.outer_reads(
+                prim.body if item.times is None and isinstance(prim, ast.Repeat) else prim
+            ):
+                return self.module_list(item, flow, attr, leaf)
+            shape = self.loop_modules(item, flow, attr, leaf, "nn.Sequential")
+            if None in shape and self.concrete and _known(flow.shape):
+                shape = self.em.checked_shape(self.full(leaf)) or shape  # what the loop made
+            return self.apply(attr, flow, shape, producer="", path=self.full(attr), span=item.span)
+        if isinstance(prim, ast.Residual):
+            return self.residual(prim, item, flow, names)
+        if isinstance(prim, ast.ConcatBlock):
+            return self.concat(prim, flow, names)
+        assert isinstance(prim, ast.Call)
+        op = lookup(prim.name)
+        if op is not None and op.merge:
+            return self.merge(prim, op, flow)
+        if op is None and prim.name not in self.em.model.program.blocks:
+            var = self.tensor_var(prim.name, flow, prim.span)  # a chain from a tensor
+            return Flow(var, self.tensor_shape.get(var, flow.shape), "", flow.path)
+        if op is not None and op.functional:
+            return self.functional(op, flow, names[prim], prim.span)
+        attr = self.attrs.claim(names[prim])
+        node, shape = self.module(prim, flow, first=first, path=self.full(names[prim]))
+        self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+        return self.apply(
+            attr,
+            flow,
+            shape,
+            producer=op.name if op else "",
+            path=self.full(names[prim]),
+            span=prim.span,
+        )
+
+    def layer_or_block(self, item: ast.Item) -> bool:
+        """A layer (not a merge) or a block call: not a chain from a named tensor."""
+        prim = item.primary
+        if item.times is not None or not isinstance(prim, ast.Call):
+            return False
+        op = lookup(prim.name)
+        return (op is not None and not op.merge) or prim.name in self.em.model.program.blocks
+
+    def tensor_var(self, name: str, flow: Flow, span: Span) -> str:
+        if name == "_":
+            return flow.var
+        if name in self.tensors:
+            return self.tensors[name]
+        raise _unsupported(span, f"tensor `{name}` is not visible here", "")
+
+    def apply(
+        self, attr: str, flow: Flow, shape: SymShape, *, producer: str, path: str | None, span: Span
+    ) -> Flow:
+        target = self.flow_target(flow)
+        self.fwd.extend(
+            _stmt(f"self.{attr}({flow.var})", 0, f"{target} = ", self.comment(path, span))
+        )
+        return Flow(target, self.named(shape), producer, path or "")
+
+    def named(self, shape: SymShape) -> SymShape:
+        """A channel count that is a nested expression gets a local name in the
+        constructor (`channels = (init_features + layers * growth) // 2`), so that the
+        sizes after it read as short expressions of it. Unused names are dropped when
+        the class is done (:func:`_drop_unused`)."""
+        channels = shape[0] if shape else None
+        if isinstance(self, Dry) or channels is None or channels.const:
+            return shape
+        if "(" not in channels.code and len(channels.code) <= 40:
+            return shape
+        var = self.locals.claim("channels")
+        self.init.extend(_stmt(_node(channels), 0, f"{var} = "))
+        self.hoisted.append(var)
+        return (sym_name(var), *shape[1:])
+
+    def flow_target(self, flow: Flow) -> str:
+        """Results go to `x`; a network's first step reads its named input."""
+        return self.x
+
+    def functional(self, op: Op, flow: Flow, leaf: str, span: Span) -> Flow:
+        """A layer written as a call in forward (`torch.flatten(x, 1)`), not a module."""
+        path = self.full(leaf)
+        flow = self.settle(flow)
+        call = op.functional.format(x=flow.var)
+        self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, span)))
+        return Flow(self.x, _op_shape(op, {}, flow.shape), "", path or "")
+
+    # ------------------------------------------------------------- modules
+    def module(
+        self, call: ast.Call, flow: Flow, first: bool, path: str | None = None
+    ) -> tuple[Call, SymShape]:
+        """The constructor of a layer or block call at graph ``path``, and the output
+        shape."""
+        op = lookup(call.name)
+        if op is None:
+            return self.block_call(call, flow, path)
+        flow = self.settle(flow)
+        args = self.op_args(op, call, flow)
+        inplace = _fresh(flow.producer)
+        try:
+            node = _construct(op, args, flow.shape, inplace)
+        except SymbolicError as exc:
+            raise _unsupported(
+                call.span,
+                f"{exc}: it depends on a parameter through a rule with no closed form "
+                "in Python (ceil-mode pooling, a tuple passed where sizes are computed)",
+                "give that argument a constant value where the size is computed, or "
+                "set ceil_mode = false",
+            ) from None
+        return node, _op_shape(op, args, flow.shape)
+
+    def op_args(self, op: Op, call: ast.Call, flow: Flow) -> dict[str, Sym]:
+        bound, _ = bind(call, op.arg_names, op.required_args, op.name)  # checked already
+        args = {key: self.sym(a.value, flow) for key, a in bound.items()}
+        for spec in op.args:
+            if spec.name not in args:
+                default = spec.default
+                args[spec.name] = (
+                    args[default]
+                    if isinstance(default, str) and default in args
+                    else const(default)
+                )
+        return args
+
+    def block_call(self, call: ast.Call, flow: Flow, path: str | None) -> tuple[Call, SymShape]:
+        block = self.em.model.program.blocks[call.name]
+        given, _ = bind(call, [p.name for p in block.params], frozenset(), call.name)
+        bound = {key: self.sym(a.value, flow) for key, a in given.items()}
+        for p in block.params:
+            if p.name in bound and bound[p.name].const:
+                kinds = self.em.param_types.setdefault((block.name, p.name), set())
+                kinds.add(_kind(bound[p.name].value))
+        return self.block_instance(block, bound, flow, path, call.span)
+
+    def block_instance(
+        self,
+        block: ast.BlockDef,
+        bound: dict[str, Sym],
+        flow: Flow,
+        path: str | None,
+        span: Span,
+        *,
+        outer: Mapping[str, tuple[str, SymShape]] | None = None,
+    ) -> tuple[Call, SymShape]:
+        """The constructor call of ``block`` with arguments ``bound``, and its output
+        (``outer``: tensors from outside a body class's body, as the caller has them)."""
+        flow = self.settle(flow)
+        key = self.em.block_class(block, len(flow.shape))
+        cls = self.em.classes[key] if key is not None else None
+        body = block.name in self.em.body_docs  # a body's class: the checker has no scope
+        # the instance's graph path (a body's: the prefix of its nodes)
+        here = path if self.concrete and (body or path in self.em.model.graph.scopes) else None
+        if (
+            cls is None
+            or None in flow.shape[:1]
+            or (cls.spatial and (len(flow.shape) != 3 or None in flow.shape))
+        ):
+            known = all(b.const for b in bound.values()) and _known(flow.shape)
+            outer_known = all(_known(s) for _, s in (outer or {}).values())
+            if self.concrete and known and outer_known and (here is not None or body):
+                out = self.em.scope_shape(here) if here is not None and not body else None
+                if out is None:
+                    out = Dry(self.em, block, here).run(bound, flow.shape, outer or {})
+                if not _known(out) and here is not None:  # all constants: the checked size
+                    out = self.em.checked_shape(here) or out
+                if _known(out):
+                    scope = self.em.model.graph.scopes.get(here or "")
+                    values = (
+                        scope.args
+                        if scope is not None and not body
+                        else tuple((k, v.value) for k, v in bound.items())
+                    )
+                    name = self.em.special_class(block, here or "", flow.shape, values, outer or {})
+                    return Call(name, ()), out
+            raise _unsupported(
+                span,
+                self.em.failed.get(block.name)
+                or f"the input size of block `{block.name}` is not known here",
+                "compute sizes from the block's parameters",
+            )
+        sizes = 3 if cls.spatial else 1
+        args: list[str | Kw] = [s.code for s in flow.shape[:sizes] if s is not None]
+        for tensor, dim in cls.outer_dims:
+            size = (outer or {})[tensor][1][dim]
+            if size is None:
+                raise _unsupported(span, f"the size of tensor `{tensor}` is not known here", "")
+            args.append(size.code)
+        for p in block.params:
+            if p.name not in bound:
+                continue
+            param = cls.params[_param_index(block, p, cls.lead)]
+            given = bound[p.name]
+            if param.annotation == "float" and given.const and type(given.value) is int:
+                given = const(float(given.value))  # the class declares a float
+            value, py = given.code, param.name
+            args.append(value if p.default is None else Kw(py, value))
+        out = self.em.scope_shape(here) if here is not None else None
+        if out is None:
+            out = Dry(self.em, block, here).run(bound, flow.shape, outer or {})
+        return Call(cls.name, tuple(args)), out
+
+    def sequential_loop(self, item: ast.Item, flow: Flow, target: str) -> Flow:
+        """`item * n` or `repeat`: a loop appending to an nn.Sequential."""
+        prim = item.primary
+        if item.times is None and isinstance(prim, ast.Repeat):
+            start = self.sym(prim.start, flow) if prim.start is not None else const(0)
+            stop = self.sym(prim.stop, flow)
+            var = prim.var
+            body_items = _solo(prim.body)
+            body = prim.body
+        else:  # `item * n`: n times the item itself (a repeat too)
+            assert item.times is not None
+            start, stop, var = const(0), self.sym(item.times, flow), None
+            body = self.em.times_body(item)
+            body_items = _solo(body)
+        loop_var = self.locals.claim(var) if var else "_"
+        saved = self.env.get(var) if var else None
+        if var:
+            self.env[var] = sym_name(loop_var)
+        channels = flow.shape[0] if flow.shape else None
+        if channels is None:
+            raise _unsupported(item.span, "the input channels are unknown here", "")
+        carry = self.locals.claim("channels")
+        inner = Flow("x", (sym_name(carry), *flow.shape[1:]), "", "")
+        rng = (
+            f"range({stop.code})"
+            if start.const and start.value == 0
+            else (f"range({start.code}, {stop.code})")
+        )
+        lines: list[str] = []
+        module, out = self.iteration(body, body_items, inner, lines)
+        if len(out) != len(inner.shape):
+            raise _unsupported(  # the next iteration's layers would see another rank
+                item.span,
+                "a repeated body that flattens gives its next iteration another rank",
+                "flatten after the repeat",
+            )
+        resized = any(
+            o is None or i is None or o.code != i.code
+            for o, i in zip(out[1:], inner.shape[1:], strict=False)
+        )
+        if resized and _reads_size(prim if item.times is not None else body):
+            raise _unsupported(  # the loop carries the channels only
+                item.span,
+                "a repeated body that changes the height or width and reads `in.height`, "
+                "`in.width` or `in.size` sees another size in each iteration",
+                "compute the size from a parameter, or repeat a block that takes it",
+            )
+        self.init.append(f"{carry} = {channels.code}")
+        self.init.append(f"for {loop_var} in {rng}:")
+        self.init.extend("    " + line for line in lines)
+        self.init.extend(_stmt(Call(f"{target}.append", (module,)), 4))
+        out_channels = out[0] if out else None
+        if out_channels is None:  # the next iteration's input is not known
+            raise _unsupported(item.span, "the channels after an iteration are not known", "")
+        if out_channels.code != carry:
+            self.init.append(f"    {carry} = {out_channels.code}")
+        if var:
+            if saved is None:
+                self.env.pop(var, None)
+            else:
+                self.env[var] = saved
+        final_c: Sym | None = (
+            out_channels
+            if out_channels is not None
+            and not uses(out_channels, carry)
+            and (not var or not uses(out_channels, loop_var))
+            else sym_name(carry)
+        )
+        if out_channels is not None and out_channels.code == carry:
+            final_c = channels
+        elif out_channels is not None and _grows(out_channels, carry, loop_var):
+            assert out_channels.linear is not None  # channels + g each time: a closed form
+            final_c = channels + (stop - start) * lift(out_channels.linear[1])
+        elif final_c is not None and uses(final_c, carry) and isinstance(self, Dry):
+            final_c = None  # the loop's variable lives in the block's constructor only
+        spatial = tuple(
+            o if o is not None and i is not None and o.code == i.code else None
+            for o, i in zip(out[1:], inner.shape[1:], strict=False)
+        )
+        return Flow(flow.var, (final_c, *spatial), "", flow.path)
+
+    def iteration(
+        self, body: ast.Body, solo: ast.Item | None, flow: Flow, lines: list[str]
+    ) -> tuple[Call | str, SymShape]:
+        """One iteration's module: the item itself, or an nn.Sequential of a chain."""
+        if solo is not None and self.layer_or_block(solo):
+            assert isinstance(solo.primary, ast.Call)
+            node, shape = self.module(solo.primary, flow, first=True)
+            return node, shape
+        made = self.sub_module(body, flow, lines)
+        self.no_outer_reads(body)
+        return made
+
+    def outer_reads(self, node: Any) -> list[str]:
+        """The tensors from outside ``node`` (a body or an item) it reads."""
+        inside = set(_tensor_names(node.stmts)) if isinstance(node, ast.Body) else set()
+        refs = dict.fromkeys(_name_refs(node))
+        return [t for t in refs if t in self.tensors and t not in inside]
+
+    def loop_modules(
+        self, item: ast.Item, flow: Flow, attr: str, leaf: str, container: str
+    ) -> SymShape:
+        """``self.attr`` as a ``container`` a loop fills; in a concrete class, where no
+        loop can say it, one module per iteration (each compiled at its graph path)."""
+        init_at = len(self.init)
+        try:
+            self.init.append(f"self.{attr} = {container}()")
+            return self.sequential_loop(item, flow, f"self.{attr}").shape
+        except CompileError:
+            if not self.concrete:
+                raise
+            del self.init[init_at:]
+            modules, shape = self.unroll(item, flow, self.full(leaf) or leaf)
+            node = (
+                Call(container, (List(tuple(modules)),))
+                if container == "nn.ModuleList"
+                else Call(container, tuple(modules), explode=True)
+            )
+            self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            return shape
+
+    def module_list(self, item: ast.Item, flow: Flow, attr: str, leaf: str) -> Flow:
+        """A repeat whose body reads tensors from outside it: an nn.ModuleList, and a
+        loop in forward that passes them to every iteration."""
+        self.looping_with_outer = True
+        try:
+            shape = self.loop_modules(item, flow, attr, leaf, "nn.ModuleList")
+        finally:
+            self.looping_with_outer = False
+        extra, target = self.extra, self.flow_target(flow)
+        if flow.var != target:
+            self.fwd.append(f"{target} = {flow.var}")
+        layer = self.locals.claim("layer")
+        path = self.full(attr)
+        self.fwd.append(f"for {layer} in self.{attr}:")
+        self.fwd.extend(
+            _stmt(Call(layer, (target, *extra)), 4, f"{target} = ", self.comment(path, item.span))
+        )
+        return Flow(target, self.named(shape), "", path or "")
+
+    def no_outer_reads(self, body: ast.Body) -> None:
+        """A repeated body runs inside an nn.Sequential: one input, nothing from outside."""
+        if self.extra and not self.looping_with_outer:
+            raise _unsupported(
+                body.span,
+                "a repeated body that reads a tensor from outside it cannot be compiled: "
+                + ", ".join(f"`{t}`" for t in self.extra),
+                "move the layers that read it out of the repeat, or into a block that "
+                "takes it as its input",
+            )
+
+    def body_class(
+        self, body: ast.Body, flow: Flow, path: str | None, role: str
+    ) -> tuple[Call, SymShape]:
+        """A body that is more than a chain of layers (a concat, a residual, named
+        tensors) as a class of its own, taking the parameters it reads (a DenseNet
+        block's repeated layer becomes `DenseBlockLayer(in_channels, growth, bn_size)`)."""
+        free = list(dict.fromkeys(n for n in _name_refs(body) if n in self.env))
+        inside = set(_tensor_names(body.stmts))
+        reads = [
+            t for t in dict.fromkeys(_name_refs(body)) if t in self.tensors and t not in inside
+        ]
+        outer = {t: (self.tensors[t], self.tensor_shape.get(self.tensors[t], ())) for t in reads}
+        block = self.em.body_blocks.get(id(body))
+        if block is None:
+            name = self.em.body_names.claim(f"{self.owner}_{role}")
+            self.em.body_inputs[name] = tuple((t, len(outer[t][1])) for t in reads)
+            block = ast.BlockDef(
+                name, tuple(ast.Param(n, None, body.span) for n in free), body, body.span, body.span
+            )
+            self.em.body_blocks[id(body)] = block
+            self.em.body_docs[name] = (
+                f"The {role} body of `{self.owner}` ({self.where(body.span)}), as a class."
+            )
+        bound = {p.name: self.env[p.name] for p in block.params}
+        made = self.block_instance(block, bound, flow, path, body.span, outer=outer)
+        self.extra = [outer[t][0] for t, _ in self.em.body_inputs[block.name]]
+        return made
+
+    def unroll(self, item: ast.Item, flow: Flow, path: str) -> tuple[list[Call | str], SymShape]:
+        """A repeat in a concrete class, one module per iteration (the loop's body has no
+        form in a loop variable): each iteration is compiled at its own graph path."""
+        prim = item.primary
+        if item.times is None and isinstance(prim, ast.Repeat):
+            start = self.sym(prim.start, flow) if prim.start is not None else const(0)
+            stop, var, body = self.sym(prim.stop, flow), prim.var, prim.body
+        else:
+            assert item.times is not None
+            start, stop, var = const(0), self.sym(item.times, flow), None
+            body = self.em.times_body(item)
+        if not (start.const and stop.const):
+            raise _unsupported(item.span, "the number of repeats is not known here", "")
+        saved = dict(self.env)
+        modules: list[Call | str] = []
+        shape = flow.shape
+        for index in range(int(stop.value) - int(start.value)):
+            if var:
+                self.env[var] = const(int(start.value) + index)
+            lines: list[str] = []
+            ipath = f"{path}.{index}"
+            node, shape = self.sub_module(body, Flow("x", shape), lines, ipath)
+            shape = self.settle(Flow("x", shape, "", ipath)).shape
+            self.no_outer_reads(body)
+            if lines:
+                raise _unsupported(item.span, "cannot compile this repeat", "")
+            modules.append(node)
+        self.env = saved
+        return modules, shape
+
+    def sequential_of(
+        self, body: ast.Body, flow: Flow, lines: list[str], path: str | None = None
+    ) -> tuple[Call | str, SymShape]:
+        """An nn.Sequential for a body that is a chain of layers and blocks (with `if`s);
+        ``path``: the graph path of the sequential (in a concrete class)."""
+        names = body_names(body)
+        entries: list[tuple[str, Call, Sym | None]] = []  # (name, ctor, condition)
+        shape = flow.shape
+        producer = ""
+        first = True
+
+        def walk(stmts: Iterable[ast.Stmt], cond: Sym | None) -> None:
+            nonlocal shape, producer, first
+            for stmt in stmts:
+                if isinstance(stmt, ast.If):
+                    test = self.sym(stmt.cond, Flow("x", shape))
+                    if test.const:
+                        chosen = stmt.then if test.value else stmt.otherwise
+                        walk(chosen.stmts if chosen else (), cond)
+                        continue
+                    before = shape
+                    walk(stmt.then.stmts, test if cond is None else sym_binary("and", cond, test))
+                    then_shape, shape = shape, before
+                    otherwise = sym_unary("not", test)
+                    walk(
+                        stmt.otherwise.stmts if stmt.otherwise else (),
+                        otherwise if cond is None else sym_binary("and", cond, otherwise),
+                    )
+                    shape = _join_shapes(test, then_shape, shape)
+                    producer, first = "", False
+                    continue
+                if not isinstance(stmt, ast.Chain):
+                    raise _unsupported(
+                        stmt.span,
+                        "only layers and blocks can be compiled inside a repeated or nested chain",
+                        "move the residual, concat or named tensors into a block",
+                    )
+                for item in stmt.items:
+                    prim = item.primary
+                    if item.times is not None or not isinstance(prim, ast.Call):
+                        raise _unsupported(
+                            item.span,
+                            "only layers and blocks can be "
+                            "compiled inside a repeated or nested chain",
+                            "move it into a block",
+                        )
+                    op = lookup(prim.name)
+                    if op is not None and op.merge:
+                        raise _unsupported(
+                            item.span, "a merge cannot be compiled here", "move it into a block"
+                        )
+                    node, shape_out = self.module(
+                        prim,
+                        Flow("x", shape, producer),
+                        first,
+                        f"{path}.{names[prim]}" if path is not None else None,
+                    )
+                    entries.append((names[prim], node, cond))
+                    shape, producer, first = shape_out, op.name if op else "", False
+
+        walk(body.stmts, None)
+        if not entries:  # every `if` chose nothing
+            return Call("nn.Identity", ()), shape
+        keys = Namespace(RESERVED | MODULE_ATTRS)
+        claimed: dict[str, str] = {}  # `if`/`else` may give two layers one name: one runs
+        entries = [
+            (claimed.setdefault(n, keys.claim(n)) if n not in claimed else claimed[n], node, cond)
+            for n, node, cond in entries
+        ]
+        if all(cond is None for _, _, cond in entries):
+            odict = Call("OrderedDict", tuple(Kw(n, node) for n, node, _ in entries), explode=True)
+            return Call("nn.Sequential", (odict,)), shape
+        var = self.locals.claim("layers")
+        lines.append(f"{var}: OrderedDict[str, nn.Module] = OrderedDict()")
+        for n, node, cond in entries:
+            if cond is None:
+                lines.extend(_stmt(node, 0, f'{var}["{n}"] = '))
+            else:
+                lines.append(f"if {cond.code}:")
+                lines.extend(_stmt(node, 4, f'{var}["{n}"] = '))
+        return Call("nn.Sequential", (var,)), shape
+
+    # --------------------------------------------------------- structure
+    def residual(self, res: ast.Residual, item: ast.Item, flow: Flow, names: BodyNames) -> Flow:
+        identity = self.locals.claim("identity")
+        forward_at = len(self.fwd)
+        body_flow = Flow(flow.var, flow.shape, "", flow.path)
+        out = self.body(res.body, body_flow, names)  # registered first, as in the graph
+        sc = res.shortcut
+        shortcut_line = [f"{identity} = {flow.var}"]
+        cond = self.sym(sc.cond, flow) if sc is not None and sc.cond is not None else const(True)
+        if sc is not None and not (cond.const and not cond.value):
+            attr = self.attrs.claim(names[sc])
+            lines: list[str] = []
+            node, _ = self.sub_module(sc.body, flow, lines, self.full(names[sc]))
+            extra = self.extra
+            if cond.const:
+                self.init.extend(lines)
+                self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            else:
+                self.init.append(f"self.{attr} = nn.Identity()")
+                self.init.append(f"if {cond.code}:")
+                self.init.extend("    " + line for line in lines)
+                self.init.extend(_stmt(node, 4, f"self.{attr} = "))
+            shortcut_line = _stmt(
+                Call(f"self.{attr}", (flow.var, *extra)), 0, f"{identity} = ", self.where(sc.span)
+            )
+        self.fwd[forward_at:forward_at] = shortcut_line  # the identity comes first
+        path = self.full(names[res])
+        comment = self.comment(path, res.span)
+        if not res.body.stmts:
+            self.fwd.append(f"{self.x} = {flow.var} + {identity}")
+        elif _inplace_before_add(out.producer) and out.var == self.x:
+            self.fwd.extend(_stmt(identity, 0, f"{self.x} += ", comment))
+        else:
+            self.fwd.extend(_stmt(f"{out.var} + {identity}", 0, f"{self.x} = ", comment))
+        return Flow(self.x, out.shape, "add", path or "")
+
+    def sub_module(
+        self, body: ast.Body, flow: Flow, lines: list[str], path: str | None = None
+    ) -> tuple[Call | str, SymShape]:
+        self.extra = []
+        if not body.stmts:  # an identity branch
+            return Call("nn.Identity", ()), flow.shape
+        solo = _solo(body)
+        if solo is not None and self.layer_or_block(solo):
+            return self.module(solo.primary, flow, first=True, path=path)  # type: ignore[arg-type]
+        if not _is_chain(body, self.layer_or_block):
+            return self.body_class(body, flow, path, "layer")
+        return self.sequential_of(body, flow, lines, path)
+
+    def concat(self, block: ast.ConcatBlock, flow: Flow, names: BodyNames) -> Flow:
+        outs: list[str] = []
+        shapes: list[SymShape] = []
+        for branch in block.branches:
+            attr = self.attrs.claim(names[branch])
+            lines: list[str] = []
+            node, shape = self.sub_module(branch.body, flow, lines, self.full(names[branch]))
+            self.init.extend(lines)
+            self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            var = self.locals.claim(names[branch])
+            self.fwd.extend(
+                _stmt(
+                    Call(f"self.{attr}", (flow.var, *self.extra)),
+                    0,
+                    f"{var} = ",
+                    self.comment(self.full(names[branch]), branch.span),
+                )
+            )
+            outs.append(var)
+            shapes.append(shape)
+        path = self.full(names[block])
+        self.fwd.extend(
+            _stmt(
+                Call("torch.cat", (List(tuple(outs)), "1")),
+                0,
+                f"{self.x} = ",
+                self.comment(path, block.span),
+            )
+        )
+        shape = self.named(_merge_shape(REGISTRY["concat"], shapes))
+        return Flow(self.x, shape, "concat", path or "")
+
+    def merge(self, call: ast.Call, op: Op, flow: Flow) -> Flow:
+        refs = [a.value for a in call.args]
+        vars_ = [self.tensor_var(r.name, flow, r.span) for r in refs if isinstance(r, ast.NameRef)]
+        shapes = [flow.shape if v == flow.var else self.tensor_shape.get(v, (None,)) for v in vars_]
+        if op.merge_operator:  # element-wise: the shape is the input's
+            self.fwd.append(f"{self.x} = " + f" {op.merge_operator} ".join(vars_))
+            return Flow(self.x, flow.shape, op.name, "")
+        cat = Call(op.merge_function, (List(tuple(vars_)), "1"))  # along the channels
+        self.fwd.extend(_stmt(cat, 0, f"{self.x} = "))
+        return Flow(self.x, _merge_shape(op, shapes), op.name, "")
+
+    def if_stmt(self, stmt: ast.If, flow: Flow, names: BodyNames) -> Flow:
+        cond = self.sym(stmt.cond, flow)
+        if cond.const:
+            chosen = stmt.then if cond.value else stmt.otherwise
+            return self.body(chosen, flow, names) if chosen is not None else flow
+        if stmt.otherwise is None and all(isinstance(s, ast.Aux) for s in stmt.then.stmts):
+            for aux in stmt.then.stmts:
+                assert isinstance(aux, ast.Aux)
+                self.aux(aux, flow, names, cond)
+            return flow
+        mark = self.mark()
+        try:
+            out = self.python_if(stmt, cond, flow, names)
+            if self.fix_ifs and any(d is None or not d.const for d in out.shape):
+                raise _unsupported(stmt.span, "the sides of this `if` give other sizes", "")
+            return out
+        except CompileError:
+            if not self.concrete:
+                raise  # the block is compiled per instance instead
+            self.rollback(mark)
+            return self.fixed_if(stmt, flow, names)
+
+    def refuse_others(self, test: str, message: str) -> None:
+        """The constructor raises ValueError(message) when ``test`` holds: it was compiled
+        for the checked values of the network's parameters only."""
+        self.init.append(f"if {test}:")
+        self.init.extend(_stmt(Call("raise ValueError", (string_literal(message),)), 4))
+
+    def mark(self) -> dict[str, Any]:
+        """What compiling a statement changes, to undo an attempt (:meth:`rollback`)."""
+        return {
+            "init": len(self.init),
+            "fwd": len(self.fwd),
+            "attrs": set(self.attrs.used),
+            "locals": set(self.locals.used),
+            "aux_vars": list(self.aux_vars),
+            "outputs": list(self.outputs),
+            "output_names": list(self.output_names),
+            "tensors": dict(self.tensors),
+            "tensor_shape": dict(self.tensor_shape),
+            "hoisted": list(self.hoisted),
+        }
+
+    def rollback(self, mark: dict[str, Any]) -> None:
+        del self.init[mark["init"] :], self.fwd[mark["fwd"] :]
+        self.attrs.used, self.locals.used = mark["attrs"], mark["locals"]
+        self.aux_vars, self.outputs = mark["aux_vars"], mark["outputs"]
+        self.output_names, self.tensors = mark["output_names"], mark["tensors"]
+        self.tensor_shape, self.hoisted = mark["tensor_shape"], mark["hoisted"]
+
+    def fixed_if(self, stmt: ast.If, flow: Flow, names: BodyNames) -> Flow:
+        """An `if` on network parameters whose two sides cannot both be built by one
+        class (the other side gives another rank, or is not even valid): compiled for the
+        checked values, and the constructor refuses any other (fail-fast ValueError)."""
+        saved = self.env
+        checked = self.em.model.graph.params
+        self.env = {k: const(checked[k]) if k in checked else v for k, v in saved.items()}
+        try:
+            decided = self.sym(stmt.cond, flow)
+        finally:
+            self.env = saved
+        if not decided.const:
+            raise _unsupported(stmt.span, "cannot compile this `if`", "")
+        test = self.sym(stmt.cond, flow)
+        fixed = ", ".join(
+            f"{k} = {show_value(checked[k])}" for k in sorted(checked) if uses(test, saved[k].code)
+        )
+        refuse = sym_unary("not", test) if decided.value else test
+        self.refuse_others(
+            refuse.code,
+            f"compiled for {fixed} ({self.where(stmt.span)}): the other choice changes "
+            "the network's shapes in a way one class cannot build",
+        )
+        chosen = stmt.then if decided.value else stmt.otherwise
+        return self.body(chosen, flow, names) if chosen is not None else flow
+
+    def python_if(self, stmt: ast.If, cond: Sym, flow: Flow, names: BodyNames) -> Flow:
+        """An `if` on parameters around layers: a Python `if` in the constructor, and on
+        a flag the constructor keeps, in forward (as torchvision writes it)."""
+        flag = self.attrs.claim("use_" + _first_name(stmt.then, names))
+        self.init.append(f"self.{flag} = {cond.code}")
+        aux_before = len(self.aux_vars)
+        before = set(self.attrs.used)
+        then = self.branch(stmt.then, flow, names)
+        then_attrs, self.attrs.used = self.attrs.used, set(before)
+        otherwise = self.branch(stmt.otherwise, flow, names)
+        then_only = [a for a in _assigned(then[1]) if a not in self.attrs.used]
+        else_only = [a for a in _assigned(otherwise[1]) if a not in then_attrs]
+        self.attrs.used |= then_attrs
+        # Every attribute exists either way (nn.Identity on the side that has no such
+        # layer: TorchScript compiles both sides of forward's `if`), and is declared an
+        # nn.Module where the other side may hold another kind of module.
+        then_init = [_declare_module(line, then_attrs - before) for line in then[1]] + [
+            f"self.{a}: nn.Module = nn.Identity()" for a in else_only
+        ]
+        else_init = otherwise[1] + [f"self.{a} = nn.Identity()" for a in then_only]
+        if then_init:
+            self.init.append(f"if {cond.code}:")
+            self.init.extend("    " + line if line else "" for line in then_init)
+        if else_init:
+            self.init.append("else:" if then_init else f"if {sym_unary('not', cond).code}:")
+            self.init.extend("    " + line if line else "" for line in else_init)
+        for _, var in self.aux_vars[aux_before:]:  # an aux output exists on both sides
+            declared = f"{var}: Tensor | None = None"
+            for side in (then[2], otherwise[2]):
+                if declared in side:
+                    side.remove(declared)
+            self.fwd.append(declared)
+        if otherwise[2] and not then[2]:
+            self.fwd.append(f"if not self.{flag}:")
+            self.fwd.extend("    " + line if line else "" for line in otherwise[2])
+        elif then[2]:
+            self.fwd.append(f"if self.{flag}:")
+            self.fwd.extend("    " + line if line else "" for line in then[2])
+            if otherwise[2]:
+                self.fwd.append("else:")
+                self.fwd.extend("    " + line if line else "" for line in otherwise[2])
+        shape = _join_shapes(cond, then[0].shape, otherwise[0].shape)
+        if None in shape and None not in then[0].shape and None not in otherwise[0].shape:
+            raise _unsupported(
+                stmt.span,
+                "the two sides of this `if` give tensors of different ranks",
+                "make both sides give a C x H x W tensor, or both a flat one",
+            )
+        return Flow(self.x, self.named(shape), "", flow.path)
+
+    def branch(
+        self, body: ast.Body | None, flow: Flow, names: BodyNames
+    ) -> tuple[Flow, list[str], list[str]]:
+        """One side of an `if`: its flow and its constructor and forward lines, ending
+        with the tensor in the flow variable."""
+        saved_init, saved_fwd = self.init, self.fwd
+        self.init, self.fwd = [], []
+        width = _WIDTH.set(_WIDTH.get() - 4)
+        try:
+            out = self.body(body, flow, names) if body is not None else flow
+            if out.var != self.x:
+                self.fwd.append(f"{self.x} = {out.var}")
+            return out, self.init, self.fwd
+        finally:
+            self.init, self.fwd = saved_init, saved_fwd
+            _WIDTH.reset(width)
+
+    def aux(self, stmt: ast.Aux, flow: Flow, names: BodyNames, cond: Sym | None) -> None:
+        attr = self.attrs.claim(names[stmt])
+        source = (
+            self.tensor_var(stmt.source.name, flow, stmt.source.span)
+            if (stmt.source is not None)
+            else flow.var
+        )
+        lines: list[str] = []
+        shape = self.tensor_shape.get(source, flow.shape) if source != flow.var else flow.shape
+        node, _ = self.sub_module(stmt.body, Flow(source, shape), lines, self.full(names[stmt]))
+        extra = self.extra
+        var = self.locals.claim(stmt.name)
+        if cond is None:
+            self.init.extend(lines)
+            self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            guard = "self.training"
+        else:
+            self.init.append(f"self.{attr}: nn.Module | None = None")
+            self.init.append(f"if {cond.code}:")
+            self.init.extend("    " + line for line in lines)
+            self.init.extend(_stmt(node, 4, f"self.{attr} = "))
+            guard = f"self.{attr} is not None and self.training"
+        self.fwd.append(f"{var}: Tensor | None = None")
+        self.fwd.append(f"if {guard}:")
+        self.fwd.extend(
+            _stmt(
+                Call(f"self.{attr}", (source, *extra)),
+                4,
+                f"{var} = ",
+                self.comment(self.full(names[stmt]), stmt.span),
+            )
+        )
+        self.aux_vars.append((stmt.name, var))
+
+
+class Dry(ClassCompiler):
+    """Runs a block's body symbolically in the caller's terms, for its output shape."""
+
+    def __init__(self, em: Emitter, block: ast.BlockDef, path: str | None = None) -> None:
+        super().__init__(em, "_", None, "", owner=block.name)
+        self.block_def = block
+        self.path = path  # the instance's graph path, when its values are constants
+
+    def run(
+        self,
+        bound: Mapping[str, Sym],
+        shape: SymShape,
+        outer: Mapping[str, tuple[str, SymShape]],
+    ) -> SymShape:
+        self.env = dict(bound)
+        # constants in, constants out: a body with no parameterised form is specialised
+        self.concrete = all(b.const for b in bound.values()) and _known(shape)
+        if self.concrete:
+            self.instance = self.path  # graph paths name its nodes: the checked sizes
+        for tensor, (_, tensor_shape) in outer.items():
+            self.tensors[tensor] = tensor
+            self.tensor_shape[tensor] = tensor_shape
+        for p in self.block_def.params:
+            if p.name not in self.env and p.default is not None:
+                self.env[p.name] = self.sym(p.default, Flow("x", shape))
+        flow = Flow("x", shape)
+        names = body_names(self.block_def.body)
+        solo = _solo(self.block_def.body) if not outer else None  # as ClassCompiler.block
+        if solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
+            try:
+                return self.sequential_loop(solo, flow, "self").shape
+            except CompileError:
+                if not self.concrete:
+                    raise
+                return self.unroll(solo, flow, self.instance or "")[1]  # as solo_class
+        return self.body(self.block_def.body, flow, names).shape
+
+
+def _drop_unused(init: list[str], names: list[str]) -> None:
+    """Remove the definitions of hoisted locals nothing reads (latest first, since a
+    definition may read an earlier one)."""
+    for name in reversed(names):
+        starts = [i for i, line in enumerate(init) if line.lstrip().startswith(f"{name} = ")]
+        spans = []
+        for start in starts:
+            end, indent = start + 1, len(init[start]) - len(init[start].lstrip())
+            if init[start].rstrip().endswith(("(", "[")):  # a statement over several lines
+                while end < len(init) and len(init[end]) - len(init[end].lstrip()) > indent:
+                    end += 1
+                end += 1  # its closing bracket
+            spans.append((start, end))
+        inside = {i for a, b in spans for i in range(a, b)}
+        if any(uses(sym_name(line), name) for i, line in enumerate(init) if i not in inside):
+            continue
+        for a, b in reversed(spans):
+            del init[a:b]
+
+
+def _assigned(lines: list[str]) -> list[str]:
+    """The attributes a constructor's lines set, in order."""
+    return [m[1] for line in lines if (m := re.match(r"self\.(\w+) = ", line))]
+
+
+def _declare_module(line: str, attrs: set[str]) -> str:
+    """``self.conv1 = ...`` as ``self.conv1: nn.Module = ...`` for the attributes given."""
+    match = re.match(r"self\.(\w+) = ", line)
+    if match is None or match[1] not in attrs:
+        return line
+    return f"self.{match[1]}: nn.Module = " + line[match.end() :]
+
+
+_DIMS = ("channels", "height", "width")
+
+
+def _nodes(node: Any) -> Iterable[Any]:
+    """``node`` and every AST node inside it (AST nodes are tuples; spans are leaves)."""
+    if isinstance(node, tuple) and not isinstance(node, Span):
+        yield node
+        for child in node:
+            yield from _nodes(child)
+
+
+def _reads_size(node: Any) -> bool:
+    """Whether an AST node reads its input's height, width or size (`in.height`)."""
+    return any(
+        isinstance(n, ast.InAttr) and n.attr in ("height", "width", "size") for n in _nodes(node)
+    )
+
+
+def _name_refs(node: Any) -> Iterable[str]:
+    """Every name an AST node reads (parameters, loop variables, tensors: a chain from a
+    tensor is a call without parentheses)."""
+    for n in _nodes(node):
+        if isinstance(n, ast.NameRef) or (
+            isinstance(n, ast.Call) and not n.has_parens and not n.args
+        ):
+            yield n.name
+
+
+def _is_chain(body: ast.Body, simple: Callable[[ast.Item], bool]) -> bool:
+    """Whether a body is chains of layer and block calls (with `if`s): an nn.Sequential."""
+    for stmt in body.stmts:
+        if isinstance(stmt, ast.If):
+            if not all(_is_chain(b, simple) for b in (stmt.then, stmt.otherwise) if b is not None):
+                return False
+        elif not isinstance(stmt, ast.Chain) or not all(map(simple, stmt.items)):
+            return False
+    return True
+
+
+def _first_name(body: ast.Body, names: BodyNames) -> str:
+    """The name of the first thing a body makes (an `if` flag is named after it)."""
+    for stmt in body.stmts:
+        chain = stmt.chain if isinstance(stmt, ast.Assign) else stmt
+        if isinstance(chain, ast.Chain) and chain.items:
+            item = chain.items[0]
+            key = item if item.times is not None else item.primary
+            if id(key) in names.names:
+                return names[key]
+    return "branch"
+
+
+def _join_shapes(cond: Sym, then: SymShape, otherwise: SymShape) -> SymShape:
+    """The shape after an `if`: per size, the branches' common value or a conditional."""
+    if len(then) != len(otherwise):
+        return tuple(None for _ in then)
+    return tuple(
+        None if a is None or b is None else sym_ternary(a, cond, b)
+        for a, b in zip(then, otherwise, strict=True)
+    )
+
+
+def _known(shape: SymShape) -> bool:
+    return all(d is not None and d.const for d in shape)
+
+
+def _grows(channels: Sym, carry: str, loop_var: str) -> bool:
+    """Whether an iteration's output channels are ``carry + constant``."""
+    return (
+        channels.linear is not None
+        and channels.linear[0].code == carry
+        and not uses(lift(channels.linear[1]), carry)
+        and not uses(channels, loop_var)
+    )
+
+
+def _arg_suffix(args: tuple[tuple[str, Any], ...]) -> str:
+    """``N6Growth32`` for (n = 6, growth = 32): a specialised class's name says its values."""
+    parts = []
+    for name, value in args:
+        if isinstance(value, bool):
+            parts.append(pascal(name) if value else "No" + pascal(name))
+        elif isinstance(value, int):
+            parts.append(pascal(name) + str(value).replace("-", "M"))
+    return "".join(parts)
+
+
+def _tensor_names(stmts: Iterable[ast.Stmt]) -> Iterable[str]:
+    for stmt in stmts:
+        if isinstance(stmt, ast.Assign | ast.InputDecl):
+            yield stmt.name
+        elif isinstance(stmt, ast.If):
+            yield from _tensor_names(stmt.then.stmts)
+            yield from _tensor_names(stmt.otherwise.stmts if stmt.otherwise else ())
+
+
+def _param_index(block: ast.BlockDef, param: ast.Param, lead: int) -> int:
+    return lead + [p.name for p in block.params].index(param.name)
+
+
+def _solo(body: ast.Body) -> ast.Item | None:
+    """The body's only item, when it is one unnamed item."""
+    stmts = body.stmts
+    if len(stmts) == 1 and isinstance(stmts[0], ast.Chain) and len(stmts[0].items) == 1:
+        item = stmts[0].items[0]
+        if item.alias is None and not isinstance(item.primary, ast.Residual | ast.ConcatBlock):
+            return item
+    return None
+
+
+def _node(sym: Sym) -> str | Expr:
+    """A symbolic value as a layout node (breakable where Black would break it)."""
+    return Expr(sym.code, sym.split) if sym.split else sym.code
+
+
+# ------------------------------------------------------------ constructors
+
+_FIELD = re.compile(r"\{(\w+)(\?=?[^}]*)?\}")
+
+
+def _construct(op: Op, args: Mapping[str, Sym], shape: SymShape, inplace: bool) -> Call:
+    """Fill the op's `emit` template; leave out arguments equal to their defaults."""
+    template = op.emit or f"{op.torch}()"
+    func, _, rest = template.partition("(")
+    func = func.replace("{dims}", "1" if len(shape) == 1 else "2")
+    parts = _split_args(rest[:-1])
+    out: list[str | Expr | Kw] = []
+    for part in parts:
+        key, eq, value = part.partition("=") if re.match(r"^\w+=", part) else ("", "", part)
+        rendered = _field(value, args, shape, inplace, op)
+        if rendered is None:
+            continue
+        out.append(Kw(key, rendered) if eq else rendered)
+    return Call(func, tuple(out))
+
+
+def _split_args(text: str) -> list[str]:
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+            continue
+        depth += ch in "({"
+        depth -= ch in ")}"
+        cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+def _field(
+    text: str, args: Mapping[str, Sym], shape: SymShape, inplace: bool, op: Op
+) -> str | Expr | None:
+    match = _FIELD.fullmatch(text)
+    if match is None:
+        return text  # a literal part of the template, e.g. `(1, 1)`
+    key, cond = match.group(1), match.group(2)
+    if key == "in":
+        channels = shape[0] if shape else None
+        if channels is None:
+            raise SymbolicError(f"the input size of `{op.name}` is unknown")
+        return _node(channels)
+    if key == "inplace":
+        return "inplace=True" if inplace else None
+    value = args[key]
+    if cond:
+        if cond.startswith("?="):
+            if value.code == args[cond[2:]].code:
+                return None
+        elif value.const and _same(value.value, _default(cond[1:]), op.arg_spec(key)):
+            return None
+    spec = op.arg_spec(key)
+    if spec is not None and spec.type in (ArgType.FLOAT, ArgType.PROB):
+        value = _as_float(value)  # TorchScript refuses an int where torch wants a float
+    return _node(value)
+
+
+def _as_float(value: Sym) -> Sym:
+    if value.const:
+        return const(float(value.value))
+    if value.code.startswith("float(") or value.code.isidentifier():
+        return value  # a parameter: its annotation says float, its callers pass floats
+    return sym_call("float", [value])
+
+
+@cache
+def _default(text: str) -> Any:
+    import ast as pyast
+
+    return pyast.literal_eval(text)
+
+
+def _same(value: Any, default: Any, spec: Any) -> bool:
+    if (
+        spec is not None
+        and spec.type in (ArgType.PAIR, ArgType.PADDING)
+        and isinstance(value, tuple)
+        and len(set(value)) == 1
+    ):
+        value = value[0]
+    if isinstance(value, bool) != isinstance(default, bool):
+        return False
+    return bool(value == default)
+
+
+def _fresh(producer: str) -> bool:
+    """Whether the tensor `producer` made is fresh ("" at a body's start, after a named
+    tensor or a block: not known to be), so that an in-place op may follow it."""
+    op = REGISTRY.get(producer)
+    return op is not None and op.fresh_output
+
+
+def _inplace_before_add(producer: str) -> bool:
+    op = REGISTRY.get(producer)
+    return op is not None and op.inplace_before_add
+
+
+def _op_shape(op: Op, args: Mapping[str, Sym], shape: SymShape) -> SymShape:
+    """The output shape in symbols: the registry's own rule run over symbols (None where
+    the generated class cannot know a size)."""
+    if not shape:
+        return shape
+    try:
+        values = resolve_defaults(
+            op, {k: _domain_value(op.arg_spec(k), v) for k, v in args.items()}
+        )
+        out = op.shape(values, cast(Shape, tuple(TOP if d is None else d for d in shape)))
+    except (Undecidable, ShapeError, ArgError, TypeError):  # TypeError: a tuple in arithmetic
+        return tuple(None for _ in shape)
+    return _from_domain(out)
+
+
+def _merge_shape(op: Op, shapes: list[SymShape]) -> SymShape:
+    """A merge's output shape by its registry rule over symbols."""
+    assert op.merge_shape is not None
+    ins = [cast(Shape, tuple(TOP if d is None else d for d in s)) for s in shapes]
+    try:
+        return _from_domain(op.merge_shape(ins, [str(i) for i in range(len(ins))]))
+    except (Undecidable, ShapeError):
+        return tuple(None for _ in shapes[0]) if shapes else ()
+
+
+def _from_domain(shape: Shape) -> SymShape:
+    return tuple(None if d is TOP else lift(d) for d in cast(tuple[Any, ...], shape))
+
+
+def _domain_value(spec: ArgSpec | None, value: Sym) -> Any:
+    """An argument as the shape rule takes it: coerced when constant; a symbol (or a
+    pair of it) otherwise; TOP where a caller may pass a tuple for it."""
+    if value.const:
+        return coerce(spec, value.value) if spec is not None else value.value
+    if spec is not None and spec.type in (ArgType.PAIR, ArgType.PADDING, ArgType.SCALE):
+        return (TOP, TOP) if value.maybe_tuple else (value, value)
+    return TOP if value.maybe_tuple else value
+
+
+# --------------------------------------------------------------- network
+
+
+@dataclass
+class NetworkCompiler(ClassCompiler):
+    fix_params: bool = False  # the last resort: the checked values, others refused
+
+    def fix_network_params(self, net: ast.NetworkDef, params: list[PyParam]) -> None:
+        """Compile for the checked values of the network's parameters (a size depends on
+        them in a way the constructor cannot compute); the constructor still takes them
+        and refuses any other value with a ValueError that says so."""
+        checked = self.em.model.graph.params
+        names = [p.name for p in net.params]
+        for name in names:
+            self.env[name] = const(checked[name])
+        fixed = ", ".join(f"{n} = {show_value(checked[n])}" for n in names)
+        self.refuse_others(
+            " or ".join(f"{p.name} != {p.default}" for p in params),
+            f"compiled for {fixed} ({self.where(net.span)}): other values change sizes in "
+            "ways the generated constructor cannot compute; compile the spec with them "
+            "(cnnspec compile --set NAME=VALUE)",
+        )
+
+    def network(self, net: ast.NetworkDef, class_name: str) -> PyClass:
+        graph = self.em.model.graph
+        self.file = net.span.file
+        params: list[PyParam] = []
+        self.pick_flow_var(net.body, [p.name for p in net.params])
+        for p in net.params:
+            py = self.locals.claim(p.name)
+            self.env[p.name] = sym_name(py)
+            value = graph.params.get(p.name)
+            params.append(
+                PyParam(
+                    py,
+                    _kind(value) if value is not None else "int",
+                    const(value).code if value is not None else None,
+                )
+            )
+        if self.fix_params and params:
+            self.fix_network_params(net, params)
+        forward_args: list[str] = []
+        names = body_names(
+            net.body, [s.name for s in net.body.stmts if isinstance(s, ast.InputDecl)]
+        )
+        flow = Flow(self.x, ())
+        for stmt in net.body.stmts:
+            if isinstance(stmt, ast.InputDecl):
+                var = self.locals.claim(stmt.name)
+                forward_args.append(f"{var}: Tensor")
+                self.tensors[stmt.name] = var
+                shape = graph[stmt.name].shape or ()
+                flow = Flow(var, tuple(const(d) for d in shape), "", stmt.name)
+                self.tensor_shape[var] = flow.shape
+                continue
+            flow = self.stmt(stmt, flow, names)
+        outputs = self.outputs or [flow.var]
+        if graph.init == "torchvision":
+            self.init.extend(_INIT_WEIGHTS)
+        returns = self.returns_for(class_name, outputs)
+        doc = self.doc(net)
+        return PyClass(
+            class_name, "nn.Module", doc, params, self.init, forward_args, self.fwd, returns
+        )
+
+    def returns_for(self, class_name: str, outputs: list[str]) -> str:
+        if not self.aux_vars and len(outputs) == 1:
+            self.fwd.append(f"return {outputs[0]}")
+            return "Tensor"
+        tuple_name = self.em.class_names.claim(class_name + "Outputs")
+        keys = Namespace(RESERVED | {"count", "index"})
+        fields = (
+            [keys.claim(n) for n in self.output_names]
+            if len(outputs) > 1
+            else [keys.claim("logits")]
+        )
+        fields += [keys.claim(name) for name, _ in self.aux_vars]
+        self.em.named_tuple = (tuple_name, fields, len(outputs))
+        values = ", ".join([*outputs, *(v for _, v in self.aux_vars)])
+        if not self.aux_vars:
+            self.fwd.append(f"return {tuple_name}({values})")
+            return tuple_name
+        self.fwd.append("if self.training:")
+        self.fwd.extend(_stmt(f"{tuple_name}({values})", 4, "return "))
+        main = (
+            outputs[0]
+            if len(outputs) == 1
+            else f"{tuple_name}({', '.join(outputs)}" + (", None" * len(self.aux_vars)) + ")"
+        )
+        self.fwd.append(f"return {main}")
+        return f"Tensor | {tuple_name}" if len(outputs) == 1 else tuple_name
+
+    def doc(self, net: ast.NetworkDef) -> str:
+        graph, totals = self.em.model.graph, self.em.model.totals
+        ins = ", ".join("N x " + format_shape(graph[n].shape or ()) for n in graph.inputs)
+        outs = ", ".join("N x " + format_shape(graph[n].shape or ()) for n in graph.outputs)
+        return (
+            f"Network `{net.name}` ({self.where(net.span)}): {ins} -> {outs}, "
+            f"{totals.params:,} params."
+        )
+
+
+_INIT_WEIGHTS = [
+    "",
+    "for m in self.modules():",
+    "    if isinstance(m, nn.Conv2d):",
+    '        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
+    "        if m.bias is not None:",
+    "            nn.init.zeros_(m.bias)",
+    "    elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.affine:",
+    "        nn.init.ones_(m.weight)",
+    "        nn.init.zeros_(m.bias)",
+    "    elif isinstance(m, nn.Linear):",
+    "        nn.init.normal_(m.weight, 0, 0.01)",
+    "        if m.bias is not None:",
+    "            nn.init.zeros_(m.bias)",
+]
+
+
+# ----------------------------------------------------------------- entry
+
+
+@dataclass(frozen=True)
+class GeneratedModule:
+    source: str
+    class_name: str  # the network's class
+    outputs_class: str | None  # the NamedTuple it returns, if any
+
+
+def emit_torch(model: Checked, class_name: str | None = None) -> GeneratedModule:
+    """The generated module's source. Raises :class:`DiagnosticError` when a construct
+    cannot be compiled (``compile-unsupported``)."""
+    from cnnspec.codegen.templates import render
+    from cnnspec.version import __version__
+
+    entry = model.program.modules[model.program.entry]
+    net = next(n for n in entry.networks if n.name == model.graph.name)
+    # A size that depends on network parameters in a way the constructor cannot compute
+    # (after an `if` on them, or a repeat count): compile those `if`s, and then if need
+    # be all of the parameters, for the checked values (the constructor refuses others).
+    for fix in (0, 1, 2):
+        try:
+            em, network = _network_class(model, net, class_name, fix)
+            break
+        except (CompileError, SymbolicError) as exc:
+            if fix < 2:
+                continue
+            if isinstance(exc, CompileError):
+                raise DiagnosticError([exc.diagnostic], model.sources) from None
+            span = exc.node.span if exc.node is not None else net.span
+            raise DiagnosticError(
+                [error("compile-unsupported", span, str(exc))], model.sources
+            ) from None
+    blocks = [finish(em.classes[b]) for b in _used(em, network)]
+    rendered = finish(network)
+    code_lines = [line for c in [*blocks, rendered] for line in [*c.init, *c.forward]]
+    overrides = ", ".join(f"{k}={show_value(v)}" for k, v in model.overrides.items())
+    totals = model.totals
+    exported = [c.name for c in [*blocks, rendered]]
+    exported += [em.named_tuple[0]] if em.named_tuple else []
+    source = render(
+        "torch_module.py.j2",
+        version=__version__,
+        spec=PurePath(model.path).name,
+        digest=_digest(model.sources),
+        overrides=overrides,
+        network=rendered,
+        blocks=blocks,
+        named_tuple=em.named_tuple,
+        import_lines=_imports(code_lines, em.named_tuple),
+        totals={
+            "params": f"{totals.params:,}",
+            "macs": f"{totals.macs:,}",
+            "flops": f"{totals.flops:,}",
+        },
+        inputs=[(n, format_shape(model.graph[n].shape or ())) for n in model.graph.inputs],
+        outputs=["N x " + format_shape(model.graph[n].shape or ()) for n in model.graph.outputs],
+        all_lines=layout(List(tuple(f'"{n}"' for n in sorted(exported))), 0, "__all__ = "),
+    )
+    _check_syntax(source)
+    undefined = _undefined_names(source)
+    if undefined:
+        where, names = undefined[0]
+        raise DiagnosticError(
+            [
+                error(
+                    "compile-unsupported",
+                    net.span,
+                    f"cannot compile this network: the generated `{where}` would read "
+                    f"{', '.join(f'`{n}`' for n in names)}, which it does not define",
+                    "",
+                    [
+                        "a size that a loop inside a block computes is known inside that "
+                        "block only: move the layers that read it into the block"
+                    ],
+                )
+            ],
+            model.sources,
+        )
+    return GeneratedModule(source, network.name, em.named_tuple[0] if em.named_tuple else None)
+
+
+def _network_class(
+    model: Checked, net: ast.NetworkDef, class_name: str | None, fix: int
+) -> tuple[Emitter, PyClass]:
+    em = Emitter(model)
+    name = em.class_names.claim(class_name or net.name)
+    compiler = NetworkCompiler(
+        em,
+        name,
+        "",
+        model.sources.get(net.span.file, ""),
+        concrete=True,
+        owner=net.name,
+        fix_ifs=fix >= 1,
+        fix_params=fix >= 2,
+    )
+    return em, compiler.network(net, name)
+
+
+def _used(em: Emitter, network: PyClass) -> list[str]:
+    """The classes the network uses, directly or through others (an attempt that fell
+    back to per-instance classes may have compiled some that nothing uses)."""
+    names = {em.classes[key].name: key for key in em.order}
+    used: set[str] = set()
+    todo = [network]
+    while todo:
+        cls = todo.pop()
+        text = "\n".join([f"{cls.base}(", *cls.init])  # a block that is one call subclasses it
+        for found in re.findall(r"\b([A-Z]\w*)\(", text):
+            if found in names and found not in used:
+                used.add(found)
+                todo.append(em.classes[names[found]])
+    return [key for key in em.order if em.classes[key].name in used]
+
+
+def _check_syntax(source: str) -> None:
+    """Never hand out code Python would not read: that is a bug in cnnspec (exit 3)."""
+    try:
+        compile(source, "<cnnspec compile>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        raise RuntimeError(f"the generated code is not valid Python: {exc}") from None
+
+
+def _undefined_names(source: str) -> list[tuple[str, list[str]]]:
+    """``(Class.method, names)`` for every method that reads a name nothing defines: code
+    that would raise NameError when built or run is refused, never written."""
+    import symtable
+
+    top = symtable.symtable(source, "<cnnspec compile>", "exec")
+    known = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    known |= set(dir(builtins))
+    found: list[tuple[str, list[str]]] = []
+
+    def visit(table: symtable.SymbolTable, where: str) -> None:
+        if table.get_type() == "function":
+            names = sorted(
+                s.get_name()
+                for s in table.get_symbols()
+                if s.is_referenced() and s.is_global() and s.get_name() not in known
+            )
+            if names:
+                found.append((where, names))
+        for child in table.get_children():
+            visit(child, f"{where}.{child.get_name()}" if where else child.get_name())
+
+    visit(top, "")
+    return found
+
+
+def _imports(code: list[str], outputs: tuple[str, list[str], int] | None) -> list[str]:
+    """Exactly the imports the code uses (sorted like isort: stdlib, then torch)."""
+    text = "\n".join(code)
+    stdlib = ["import math"] if "math." in text else []
+    if "OrderedDict" in text:
+        stdlib.append("from collections import OrderedDict")
+    if outputs:
+        stdlib.append("from typing import NamedTuple")
+    third = ["import torch"] if "torch." in text else []
+    third.append("from torch import Tensor, nn")
+    return [*stdlib, *([""] if stdlib else []), *third]
+
+
+def _digest(sources: Mapping[str, str]) -> str:
+    """A hash of the spec and every file it uses, independent of where they lie."""
+    h = hashlib.sha256()
+    for path, text in sorted((PurePath(p).name, t) for p, t in sources.items()):
+        h.update(f"{path}\0{text}\0".encode())
+    return h.hexdigest()[:12]

@@ -1,0 +1,1247 @@
+"""Stage 2: :class:`Program` -> :class:`Graph` of named nodes with exact output shapes.
+
+Elaboration expands blocks, repeats, residuals, branches and aux heads into nodes with
+stable hierarchical names (``layer2.0.conv1``), resolves every argument, and runs each
+op's shape rule, because arguments may read the incoming shape (``in.channels``) and
+shortcut conditions depend on it. Errors do not stop it: a node whose shape cannot be
+known gets ``shape=None`` and nothing downstream of it reports again, so one run lists
+every independent mistake.
+
+Naming: an ``as`` alias, else the op's prefix and a counter per scope (``conv1``,
+``bn2``, ``branch3``); block calls, repeats, branches, shortcuts and aux heads open a
+scope; a repeat's iterations are ``0``, ``1``, ...; a body made of one single item
+takes its scope's name itself (``layer1.0`` is the block of iteration 0).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import ChainMap
+from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cnnspec.diagnostics import (
+    Collector,
+    Diagnostic,
+    Note,
+    Span,
+    did_you_mean,
+    error,
+    suggestion,
+    warning,
+)
+from cnnspec.graph.ir import AuxOutput, Graph, Node, Scope
+from cnnspec.graph.naming import BodyNames, body_names, prefix_of
+from cnnspec.ops.binding import bind
+from cnnspec.ops.evaluate import EvalError, InShape, Unknown, Value, evaluate
+from cnnspec.ops.registry import (
+    LAYERS,
+    REGISTRY,
+    ArgError,
+    ArgSpec,
+    ArgType,
+    Family,
+    Op,
+    Shape,
+    ShapeError,
+    coerce,
+    format_shape,
+    lookup,
+    resolve_defaults,
+    show_value,
+)
+from cnnspec.syntax import ast
+from cnnspec.syntax.loader import Program
+
+# `torchvision`: Kaiming-normal convs, batchnorm 1/0, N(0, 0.01) linear layers (the
+# generated module's default); `pytorch`: each module's own default initialization.
+INIT_SCHEMES = ("torchvision", "pytorch")
+MAX_NODES = 50_000  # ~1 s to reach; ResNet-152 has 516 nodes, a 10,000-layer stack 20,000
+MAX_ELEMENTS = 2**40
+MAX_PARAMS = 2**40  # 1.1 trillion: 4 TiB of fp32 weights; ResNet-152 has 60 million
+MAX_NESTING = 200
+
+
+@dataclass
+class Binding:
+    """A named tensor and whether anything referred to it by name."""
+
+    node: str
+    span: Span
+    warn_unused: bool
+    used: bool = False
+
+
+@dataclass
+class Frame:
+    """The state while elaborating one body."""
+
+    scope: str  # dotted path of the enclosing scope ("" at the top)
+    env: Mapping[str, Value]
+    tensors: MutableMapping[str, Binding]
+    current: str | None  # node whose output flows into the next item
+    trace: tuple[Note, ...] = ()  # block call sites, innermost last
+    blocks: tuple[str, ...] = ()  # block call stack (recursion check)
+    training_only: bool = False
+    solo: bool = False  # the body is one single item: it takes the scope's own name
+    names: BodyNames = field(default_factory=BodyNames)  # leaf names of the body's items
+
+    def child(self, scope: str, **changes: Any) -> Frame:
+        tensors = changes.pop("tensors", ChainMap({}, *_maps(self.tensors)))
+        return replace(self, scope=scope, tensors=tensors, solo=False, **changes)
+
+
+def _maps(tensors: MutableMapping[str, Binding]) -> list[MutableMapping[str, Binding]]:
+    return list(tensors.maps) if isinstance(tensors, ChainMap) else [tensors]
+
+
+class _Abort(Exception):  # noqa: N818 -- control flow; the error is already reported
+    """Elaboration cannot go on (the spec is absurdly large)."""
+
+
+@dataclass
+class Elaborator:
+    program: Program
+    graph: Graph
+    diags: Collector = field(default_factory=Collector)
+    blocks: dict[str, ast.BlockDef] = field(default_factory=dict)
+    counters: dict[tuple[str, str], int] = field(default_factory=dict)
+    bindings: list[tuple[str, Binding]] = field(default_factory=list)
+    input_overrides: Mapping[str, Shape | None] = field(default_factory=dict)  # None: refused
+    name_cache: dict[int, BodyNames] = field(default_factory=dict)
+    times_bodies: dict[int, tuple[ast.Item, ast.Body]] = field(default_factory=dict)
+    params: int = 0  # the parameters of the nodes so far (to refuse absurd counts)
+
+    # ------------------------------------------------------------- diagnostics
+    def report(self, diagnostic: Diagnostic, frame: Frame | None = None) -> None:
+        if frame is not None and frame.trace:
+            diagnostic = replace(diagnostic, notes=diagnostic.notes + frame.trace[::-1])
+        self.diags.add(diagnostic)
+
+    def eval(self, expr: ast.Expr, frame: Frame) -> Value:
+        shape = self.shape_of(frame.current)
+        known = frame.current is None or shape is not None
+        return evaluate(expr, frame.env, InShape(shape, known))
+
+    def shape_of(self, name: str | None) -> Shape | None:
+        return None if name is None else self.graph.nodes[name].shape
+
+    # ------------------------------------------------------------------ naming
+    def join(self, scope: str, leaf: str) -> str:
+        return f"{scope}.{leaf}" if scope else leaf
+
+    def auto_name(self, scope: str, prefix: str, first_bare: bool = False) -> str:
+        while True:
+            key = (scope, prefix)
+            n = self.counters.get(key, 0) + 1
+            self.counters[key] = n
+            leaf = prefix if first_bare and n == 1 else f"{prefix}{n}"
+            if not self.graph.taken(self.join(scope, leaf)):
+                return leaf
+
+    def claim(
+        self,
+        frame: Frame,
+        key: object,
+        alias: str | None,
+        span: Span | None,
+        prefix: str,
+        *,
+        first_bare: bool = False,
+    ) -> str:
+        """The full name of ``key`` (an AST node) in ``frame``: a node's or a scope's.
+
+        Leaf names come from the body's text (cnnspec.graph.naming), so every instance of a
+        block names its layers alike whatever its `if`s chose; a solo item takes its
+        scope's own name.
+        """
+        if frame.solo and frame.scope and frame.scope not in self.graph.nodes:
+            frame.solo = False
+            return frame.scope
+        leaf = frame.names.names.get(id(key))
+        if (
+            leaf is not None
+            and leaf != alias
+            and not self.graph.taken(self.join(frame.scope, leaf))
+        ):
+            return self.join(frame.scope, leaf)
+        if alias is not None:
+            name = self.join(frame.scope, alias)
+            if self.graph.taken(name) and span is not None:
+                self.report(
+                    error(
+                        "duplicate-name",
+                        span,
+                        f"`{name}` is already a name here",
+                        "used twice",
+                        ["give it another name with `as`"],
+                    ),
+                    frame,
+                )
+            else:
+                return name
+        return self.join(frame.scope, self.auto_name(frame.scope, prefix, first_bare))
+
+    def open_scope(self, path: str, kind: str, label: str, span: Span) -> None:
+        self.graph.scopes.setdefault(path, Scope(path, kind, label, span))
+
+    def open_block_scope(
+        self, path: str, block: ast.BlockDef, env: Mapping[str, Value], span: Span
+    ) -> None:
+        args = tuple((p.name, env[p.name]) for p in block.params if p.name in env)
+        scope = Scope(path, "block", _block_label(block, env), span, block.name, args)
+        self.graph.scopes.setdefault(path, scope)
+
+    # ------------------------------------------------------------------- nodes
+    def add_node(  # noqa: PLR0917 -- a node's fields in their order
+        self,
+        frame: Frame,
+        name: str,
+        op: str,
+        args: dict[str, Any],
+        inputs: list[str],
+        span: Span,
+        shape: Shape | None,
+    ) -> str:
+        if len(self.graph) >= MAX_NODES:
+            self.report(
+                error(
+                    "too-large",
+                    span,
+                    f"the network has over {MAX_NODES:,} layers",
+                    "expanding this",
+                    ["check the repeat counts"],
+                ),
+                frame,
+            )
+            raise _Abort()
+        if shape is not None and math.prod(shape) > MAX_ELEMENTS:
+            self.report(
+                error(
+                    "too-large",
+                    span,
+                    f"a tensor of {format_shape(shape)} is absurdly large (over 2**40 elements)",
+                    "gives " + format_shape(shape),
+                    ["check the input size and the channel counts"],
+                ),
+                frame,
+            )
+            shape = None
+        if shape is not None and len(inputs) == 1:
+            self.count_params(frame, op, args, self.shape_of(inputs[0]), shape, span)
+        self.graph.add(Node(name, op, args, inputs, span, shape, frame.training_only))
+        return name
+
+    def count_params(  # noqa: PLR0917 -- a node's fields, as add_node has them
+        self, frame: Frame, op: str, args: dict[str, Any], inp: Shape | None, out: Shape, span: Span
+    ) -> None:
+        """Refuse a layer, or a network, of over :data:`MAX_PARAMS` parameters."""
+        if inp is None:
+            return
+        count = REGISTRY[op].params(args, inp, out)
+        if count > MAX_PARAMS:  # refused alone: not counted in the network's total
+            message = f"a layer with {count:,} parameters is absurdly large (over 2**40)"
+        else:
+            before, self.params = self.params, self.params + count
+            if not before <= MAX_PARAMS < self.params:
+                return
+            message = f"the network has over 2**40 parameters ({self.params:,} here)"
+        hint = "check the channel counts and the features of the linear layers"
+        self.report(error("too-large", span, message, f"{count:,} parameters", [hint]), frame)
+
+    # ------------------------------------------------------------------ bodies
+    def body(self, body: ast.Body, frame: Frame, transparent: bool = False) -> None:
+        """Elaborate ``body`` in ``frame``; a transparent body (a residual's, an `if`'s)
+        names its items in the enclosing body's namespace."""
+        if not transparent:
+            frame.names = self.names_of(body)
+        if len(frame.trace) > MAX_NESTING or (body.span.line and _depth(frame) > MAX_NESTING):
+            self.report(error("too-large", body.span, "blocks are nested too deeply"), frame)
+            raise _Abort()
+        stmts = body.stmts
+        frame.solo = frame.solo and len(stmts) == 1 and _single_item(stmts[0])
+        for stmt in stmts:
+            self.stmt(stmt, frame)
+
+    def times_body(self, item: ast.Item) -> ast.Body:
+        """`item * n` as a body that holds the item once (one object per item)."""
+        if id(item) not in self.times_bodies:
+            once = ast.Item(item.primary, None, None, item.span)
+            self.times_bodies[id(item)] = (
+                item,
+                ast.Body((ast.Chain((once,), item.span),), item.span),
+            )
+        return self.times_bodies[id(item)][1]
+
+    def names_of(self, body: ast.Body) -> BodyNames:
+        if id(body) not in self.name_cache:
+            inputs = [s.name for s in body.stmts if isinstance(s, ast.InputDecl)]
+            self.name_cache[id(body)] = body_names(body, inputs)
+        return self.name_cache[id(body)]
+
+    def stmt(self, stmt: ast.Stmt, frame: Frame) -> None:
+        if isinstance(stmt, ast.Chain):
+            self.chain(stmt, frame)
+        elif isinstance(stmt, ast.Assign):
+            self.assign(stmt, frame)
+        elif isinstance(stmt, ast.InputDecl):
+            self.input_decl(stmt, frame)
+        elif isinstance(stmt, ast.OutputDecl):
+            self.output_decl(stmt, frame)
+        elif isinstance(stmt, ast.If):
+            self.if_stmt(stmt, frame)
+        elif isinstance(stmt, ast.Aux):
+            self.aux(stmt, frame)
+        elif isinstance(stmt, ast.InitDecl):
+            self.init_decl(stmt, frame)
+
+    def init_decl(self, stmt: ast.InitDecl, frame: Frame) -> None:
+        if frame.scope or frame.trace:
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.span,
+                    "`init` belongs to a network, not to a block",
+                    "inside a block",
+                ),
+                frame,
+            )
+        elif stmt.scheme not in INIT_SCHEMES:
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.scheme_span,
+                    f"unknown weight init `{stmt.scheme}`",
+                    "not an init scheme",
+                    suggestion(stmt.scheme, INIT_SCHEMES)
+                    or [f"choose one of: {', '.join(INIT_SCHEMES)}"],
+                ),
+                frame,
+            )
+        else:
+            self.graph.init = stmt.scheme
+
+    def chain(self, chain: ast.Chain, frame: Frame) -> None:
+        for index, item in enumerate(chain.items):
+            self.item(item, frame, first=index == 0)
+
+    def assign(self, stmt: ast.Assign, frame: Frame) -> None:
+        self.chain(stmt.chain, frame)
+        if frame.current is not None:
+            self.bind(stmt.name, stmt.name_span, frame.current, frame, warn_unused=True)
+
+    def bind(self, name: str, span: Span, node: str, frame: Frame, warn_unused: bool) -> None:
+        if name in _maps(frame.tensors)[0]:
+            self.report(
+                error(
+                    "duplicate-name",
+                    span,
+                    f"tensor `{name}` is already defined",
+                    "defined again",
+                    ["choose another name"],
+                ),
+                frame,
+            )
+            return
+        if name in LAYERS or name in self.blocks:
+            self.report(
+                error(
+                    "duplicate-name",
+                    span,
+                    f"`{name}` is a layer or block name and cannot name a tensor",
+                    "shadows a layer",
+                    [f"call it `{name}_out` or similar"],
+                ),
+                frame,
+            )
+            return
+        binding = Binding(node, span, warn_unused)
+        frame.tensors[name] = binding
+        self.bindings.append((name, binding))
+
+    def input_decl(self, stmt: ast.InputDecl, frame: Frame) -> None:
+        if frame.scope or frame.trace:
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.span,
+                    "inputs belong to a network, not to a block",
+                    "inside a block",
+                    ["a block reads the tensor that flows into it"],
+                ),
+                frame,
+            )
+            return
+        shape = self.input_shape(stmt, frame)
+        name = stmt.name
+        if self.graph.taken(name):
+            self.report(
+                error(
+                    "duplicate-name", stmt.name_span, f"`{name}` is already a name", "used twice"
+                ),
+                frame,
+            )
+            return
+        self.add_node(frame, name, "input", {}, [], stmt.span, shape)
+        self.graph.inputs.append(name)
+        self.bind(name, stmt.name_span, name, frame, warn_unused=False)
+        frame.current = name
+
+    def input_shape(self, stmt: ast.InputDecl, frame: Frame) -> Shape | None:
+        if stmt.name in self.input_overrides:
+            return self.input_overrides[stmt.name]
+        dims: list[int] = []
+        for dim in stmt.dims:
+            try:
+                value = evaluate(dim, frame.env, InShape(None))
+            except EvalError as exc:
+                self.report(exc.diagnostic, frame)
+                return None
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                self.report(
+                    error(
+                        "bad-argument",
+                        dim.span,
+                        f"an input dimension must be a positive integer, got {show_value(value)}",
+                        "not a size",
+                    ),
+                    frame,
+                )
+                return None
+            dims.append(value)
+        if len(dims) not in (1, 3):
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.span,
+                    f"an input is C x H x W or a feature count; got {len(dims)} dimensions",
+                    "C x H x W",
+                    ["write e.g. `3 x 224 x 224`"],
+                ),
+                frame,
+            )
+            return None
+        return tuple(dims)
+
+    def output_decl(self, stmt: ast.OutputDecl, frame: Frame) -> None:
+        if frame.scope or frame.trace:
+            self.report(
+                error(
+                    "bad-argument",
+                    stmt.span,
+                    "outputs belong to a network, not to a block",
+                    "inside a block",
+                    ["a block's result is the tensor its last layer gives"],
+                ),
+                frame,
+            )
+            return
+        for ref in stmt.names:
+            node = self.tensor_ref(ref, frame)
+            if node is not None:
+                self.graph.outputs.append(node)
+
+    def tensor_ref(self, ref: ast.NameRef, frame: Frame) -> str | None:
+        if ref.name == "_":
+            if frame.current is None:
+                self.report(
+                    error(
+                        "undefined-name", ref.span, "`_` has no tensor here", "nothing flows in yet"
+                    ),
+                    frame,
+                )
+            return frame.current
+        binding = frame.tensors.get(ref.name)
+        if binding is None:
+            meant = did_you_mean(ref.name, frame.tensors)
+            for name in meant:  # a misspelt use still counts: no "never used" warning too
+                frame.tensors[name].used = True
+            self.report(
+                error(
+                    "undefined-name",
+                    ref.span,
+                    f"no tensor named `{ref.name}`",
+                    "unknown tensor",
+                    suggestion(ref.name, frame.tensors)
+                    or (
+                        [
+                            f"`{ref.name}` names a layer (`as`), not a tensor: bind it with "
+                            f"`{ref.name} = ...` instead"
+                        ]
+                        if self.graph.taken(self.join(frame.scope, ref.name))
+                        else ["bind one first: `skip = conv(64, 3) -> relu`"]
+                    ),
+                ),
+                frame,
+            )
+            return None
+        binding.used = True
+        return binding.node
+
+    def if_stmt(self, stmt: ast.If, frame: Frame) -> None:
+        try:
+            cond = self.eval(stmt.cond, frame)
+        except EvalError as exc:
+            self.report(exc.diagnostic, frame)
+            return
+        except Unknown:
+            return
+        chosen = stmt.then if cond else stmt.otherwise
+        if chosen is not None:
+            self.body(chosen, frame, transparent=True)
+
+    def aux(self, stmt: ast.Aux, frame: Frame) -> None:
+        weight = 1.0
+        for a in stmt.args:
+            if a.name not in (None, "weight"):
+                self.report(
+                    error(
+                        "unknown-argument",
+                        a.span,
+                        f"an aux head takes only `weight`, not `{a.name}`",
+                        "unknown",
+                        suggestion(a.name or "", ["weight"]),
+                    ),
+                    frame,
+                )
+                continue
+            try:
+                weight = coerce(_WEIGHT, self.eval(a.value, frame))
+            except ArgError as exc:
+                self.report(error("bad-argument", a.span, f"aux `weight`: {exc.message}"), frame)
+            except EvalError as exc:
+                self.report(exc.diagnostic, frame)
+            except Unknown:
+                pass
+        source = self.tensor_ref(stmt.source, frame) if stmt.source else frame.current
+        if source is None:
+            return
+        path = self.claim(frame, stmt, stmt.name, stmt.span, "aux")
+        self.open_scope(path, "aux", f"aux {stmt.name} (weight {weight:g})", stmt.span)
+        inner = frame.child(path, current=source, training_only=True)
+        inner.solo = True
+        self.body(stmt.body, inner)
+        if inner.current is not None and inner.current != source:
+            self.graph.aux.append(AuxOutput(stmt.name, inner.current, weight, stmt.span))
+
+    # ------------------------------------------------------------------- items
+    def item(self, item: ast.Item, frame: Frame, first: bool) -> None:
+        if item.times is None:
+            self.primary(item.primary, frame, item.alias, item.alias_span, first)
+            return
+        count = self.count(item.times, frame)
+        if count is None:
+            self.poison(frame, item.span)
+            return
+        path = self.claim(frame, item, item.alias, item.alias_span, prefix_of(item.primary))
+        self.open_scope(path, "repeat", f"{_describe(item.primary)} x {count}", item.span)
+        inner = frame.child(path, tensors=frame.tensors)
+        # Each iteration names the item's parts as a body holding the item once would
+        # (the layers of both sides of an `if` keep their names), as compile names them.
+        inner.names = self.names_of(self.times_body(item))
+        for index in range(count):
+            inner.solo = True
+            inner.scope = self.join(path, str(index))
+            self.primary(item.primary, inner, None, None, first and index == 0)
+        frame.current = inner.current
+
+    def count(self, expr: ast.Expr, frame: Frame, start: int = 0) -> int | None:
+        try:
+            value = self.eval(expr, frame)
+        except EvalError as exc:
+            self.report(exc.diagnostic, frame)
+            return None
+        except Unknown:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.report(
+                error(
+                    "bad-repeat",
+                    expr.span,
+                    f"a repeat count must be a positive integer, got {show_value(value)}",
+                    "not an integer",
+                ),
+                frame,
+            )
+            return None
+        count = value - start
+        if count < 1:
+            self.report(
+                error(
+                    "bad-repeat",
+                    expr.span,
+                    f"a repeat count must be a positive integer, got {count}"
+                    + (f" (the range {start} .. {value})" if start else ""),
+                    f"repeats {count} times",
+                    ["a block that may be absent belongs in `if cond { ... }`"],
+                ),
+                frame,
+            )
+            return None
+        if count > MAX_NODES:
+            self.report(
+                error(
+                    "too-large",
+                    expr.span,
+                    f"a repeat of {count:,} is absurd (the limit is {MAX_NODES:,} layers)",
+                    f"repeats {count:,} times",
+                ),
+                frame,
+            )
+            return None
+        return count
+
+    def poison(self, frame: Frame, span: Span) -> None:
+        """After an error: the flow goes on with an unknown shape, reporting nothing more."""
+        if frame.current is not None and self.shape_of(frame.current) is None:
+            return
+        name = self.join(frame.scope, self.auto_name(frame.scope, "error"))
+        inputs = [frame.current] if frame.current else []
+        frame.current = self.add_node(frame, name, "identity", {}, inputs, span, None)
+
+    def no_input(self, span: Span, what: str, frame: Frame) -> None:
+        """A layer with nothing flowing in: report it once, then go on with no shape."""
+        self.report(
+            error(
+                "no-input",
+                span,
+                f"{what} has no input",
+                "nothing flows in",
+                ["declare an input first: `input image: 3 x 224 x 224`"],
+            ),
+            frame,
+        )
+        self.poison(frame, span)
+
+    def primary(
+        self,
+        prim: ast.Primary,
+        frame: Frame,
+        alias: str | None,
+        alias_span: Span | None,
+        first: bool,
+    ) -> None:
+        if isinstance(prim, ast.Call):
+            self.call(prim, frame, alias, alias_span, first)
+        elif isinstance(prim, ast.Residual):
+            self.residual(prim, frame, alias, alias_span)
+        elif isinstance(prim, ast.ConcatBlock):
+            self.concat_block(prim, frame, alias, alias_span)
+        elif isinstance(prim, ast.Repeat):
+            self.repeat(prim, frame, alias, alias_span)
+
+    def call(
+        self, call: ast.Call, frame: Frame, alias: str | None, alias_span: Span | None, first: bool
+    ) -> None:
+        op = lookup(call.name)
+        if op is not None and op.merge:
+            self.merge(call, op, frame, alias, alias_span)
+        elif op is not None:
+            self.layer(call, op, frame, alias, alias_span)
+        elif call.name in self.blocks:
+            self.block_call(call, self.blocks[call.name], frame, alias, alias_span)
+        elif not call.has_parens and call.name in frame.tensors and first and alias is None:
+            node = self.tensor_ref(ast.NameRef(call.name, call.name_span), frame)
+            frame.current = node
+        else:
+            candidates = [*LAYERS, *self.blocks, *frame.tensors]
+            hints = suggestion(call.name, candidates)
+            if not hints:
+                hints = ["see `cnnspec layers` for the layer list, or define a `block`"]
+            if call.name in frame.tensors:
+                hints = [f"`{call.name}` is a tensor: start a chain with it, `{call.name} -> ...`"]
+            self.report(
+                error(
+                    "unknown-layer",
+                    call.name_span,
+                    f"unknown layer or block `{call.name}`",
+                    "not defined",
+                    hints,
+                ),
+                frame,
+            )
+            self.recover(call, frame)
+
+    def recover(self, call: ast.Call, frame: Frame) -> None:
+        """Go on after an unknown layer without inventing follow-up errors.
+
+        When the closest known layer keeps the shape (a misspelt `rleu`, `batchnrom`),
+        checking continues as if it were that layer; otherwise the shape is unknown.
+        """
+        close = did_you_mean(call.name, LAYERS)
+        op = lookup(close[0]) if close else None
+        shape = self.shape_of(frame.current)
+        if (
+            op is None
+            or op.family not in _SHAPE_KEEPING
+            or frame.current is None
+            or (shape is None or len(shape) not in op.ranks)
+        ):
+            self.poison(frame, call.span)
+            return
+        name = self.join(frame.scope, self.auto_name(frame.scope, "error"))
+        frame.current = self.add_node(
+            frame, name, "identity", {}, [frame.current], call.span, shape
+        )
+
+    def bind_args(
+        self,
+        call: ast.Call,
+        names: Sequence[str],
+        required: AbstractSet[str],
+        frame: Frame,
+        what: str,
+    ) -> dict[str, ast.Arg] | None:
+        """Match positional and keyword arguments to ``names``; report every mismatch."""
+        bound, found = bind(call, names, required, what)
+        for diagnostic in found:
+            self.report(diagnostic, frame)
+        return None if found else bound
+
+    def layer(
+        self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
+    ) -> None:
+        bound = self.bind_args(call, op.arg_names, op.required_args, frame, f"`{op.name}`")
+        if frame.current is None:
+            return self.no_input(call.span, f"`{op.name}`", frame)
+        args = self.layer_args(op, bound, frame) if bound is not None else None
+        inp = self.shape_of(frame.current)
+        shape: Shape | None = None
+        if args is not None and inp is not None:
+            try:
+                shape = op.shape(args, inp)
+            except ShapeError as exc:
+                self.report(error(exc.code, call.span, exc.message, exc.label, exc.hints), frame)
+        name = self.claim(frame, call, alias, alias_span, op.name_prefix)
+        frame.current = self.add_node(
+            frame, name, op.name, args or {}, [frame.current], call.span, shape
+        )
+
+    def layer_args(
+        self,
+        op: Op,
+        bound: dict[str, ast.Arg],
+        frame: Frame,
+    ) -> dict[str, Any] | None:
+        values: dict[str, Any] = {}
+        ok = True
+        for key, a in bound.items():
+            spec = op.arg_spec(key)
+            assert spec is not None
+            try:
+                values[key] = coerce(spec, self.eval(a.value, frame))
+            except ArgError as exc:
+                self.report(
+                    error(
+                        "bad-argument",
+                        a.value.span,
+                        f"`{op.name}` argument `{key}`: {exc.message}",
+                        f"expected {spec.type.value}"
+                        + (" " + ", ".join(f'"{c}"' for c in spec.choices) if spec.choices else ""),
+                    ),
+                    frame,
+                )
+                ok = False
+            except EvalError as exc:
+                self.report(exc.diagnostic, frame)
+                ok = False
+            except Unknown:
+                ok = False
+        return resolve_defaults(op, values) if ok else None
+
+    def merge(
+        self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
+    ) -> None:
+        sources: list[str] = []
+        labels: list[str] = []  # the tensors as written: `skip`, `_`
+        failed = False
+        for a in call.args:
+            if a.name is not None or not isinstance(a.value, ast.NameRef):
+                failed = True
+                self.report(
+                    error(
+                        "bad-argument",
+                        a.span,
+                        f"`{op.name}` takes tensor names (or `_` for the incoming tensor)",
+                        "not a tensor name",
+                        [f"e.g. `{op.name}(skip, _)`"],
+                    ),
+                    frame,
+                )
+                continue
+            node = self.tensor_ref(a.value, frame)
+            if node is None:
+                failed = True
+            else:
+                sources.append(node)
+                labels.append(_short(a.value.name))
+        if len(call.args) < 2:
+            self.report(
+                error(
+                    "missing-argument",
+                    call.span,
+                    f"`{op.name}` needs at least two tensors",
+                    "one tensor",
+                    [f"e.g. `{op.name}(skip, _)`"],
+                ),
+                frame,
+            )
+        if failed or len(sources) < 2:  # a partial merge would give a wrong shape
+            self.poison(frame, call.span)
+            return
+        name = self.claim(frame, call, alias, alias_span, op.name)
+        self.merge_node(frame, op.name, name, sources, call.span, call.span, labels)
+
+    def merge_node(  # noqa: PLR0917
+        self,
+        frame: Frame,
+        op: str,
+        name: str,
+        sources: list[str],
+        span: Span,
+        where: Span,
+        labels: list[str] | None,
+    ) -> None:
+        """Add an ``add`` or ``concat`` node after checking its inputs' shapes."""
+        shapes = [self.shape_of(s) for s in sources]
+        shape: Shape | None = None
+        if all(s is not None for s in shapes):
+            known = [s for s in shapes if s is not None]
+            labels = labels or [_short(s) for s in sources]
+            rule = REGISTRY[op].merge_shape
+            assert rule is not None, op
+            try:
+                shape = rule(known, labels)
+            except ShapeError as exc:
+                self.report(error(exc.code, where, exc.message, exc.label, exc.hints), frame)
+        frame.current = self.add_node(frame, name, op, {}, sources, span, shape)
+
+    def residual(
+        self, res: ast.Residual, frame: Frame, alias: str | None, alias_span: Span | None
+    ) -> None:
+        start = frame.current
+        if start is None:
+            return self.no_input(res.span, "`residual`", frame)
+        frame.solo = False  # a compound item: its parts never take the enclosing scope's name
+        body = frame.child(frame.scope)
+        self.body(res.body, body, transparent=True)
+        shortcut_out = start
+        sc = res.shortcut
+        if sc is not None and self.shortcut_applies(sc, frame):
+            path = self.claim(frame, sc, sc.alias, sc.span, "shortcut", first_bare=True)
+            self.open_scope(path, "shortcut", "shortcut", sc.span)
+            inner = frame.child(path, current=start)
+            inner.solo = True
+            self.body(sc.body, inner)
+            shortcut_out = inner.current or start
+        keyword = Span(
+            res.span.file,
+            res.span.line,
+            res.span.col,
+            res.span.line,
+            res.span.col + len("residual"),
+        )
+        name = self.claim(frame, res, alias, alias_span, "add")
+        self.merge_node(
+            frame,
+            "add",
+            name,
+            [body.current or start, shortcut_out],
+            keyword,
+            keyword,
+            ["body", "shortcut"],
+        )
+
+    def shortcut_applies(self, sc: ast.Shortcut, frame: Frame) -> bool:
+        if sc.cond is None:
+            return True
+        try:
+            return bool(self.eval(sc.cond, frame))
+        except EvalError as exc:
+            self.report(exc.diagnostic, frame)
+        except Unknown:
+            pass
+        return True
+
+    def concat_block(
+        self, block: ast.ConcatBlock, frame: Frame, alias: str | None, alias_span: Span | None
+    ) -> None:
+        start = frame.current
+        if start is None:
+            return self.no_input(block.span, "`concat`", frame)
+        frame.solo = False  # a compound item: its parts never take the enclosing scope's name
+        outputs: list[str] = []
+        labels: list[str] = []
+        for branch in block.branches:
+            path = self.claim(frame, branch, branch.name, branch.span, "branch")
+            self.open_scope(path, "branch", path.rsplit(".", 1)[-1], branch.span)
+            inner = frame.child(path, current=start)
+            inner.solo = True
+            self.body(branch.body, inner)
+            outputs.append(inner.current or start)
+            labels.append(path.rsplit(".", 1)[-1])
+        if len(outputs) < 2:
+            self.report(
+                error(
+                    "missing-argument",
+                    block.span,
+                    "`concat` needs at least two branches",
+                    "one branch",
+                ),
+                frame,
+            )
+            return
+        keyword = Span(
+            block.span.file,
+            block.span.line,
+            block.span.col,
+            block.span.line,
+            block.span.col + len("concat"),
+        )
+        name = self.claim(frame, block, alias, alias_span, "concat")
+        self.merge_node(frame, "concat", name, outputs, keyword, keyword, labels)
+
+    def repeat(
+        self, rep: ast.Repeat, frame: Frame, alias: str | None, alias_span: Span | None
+    ) -> None:
+        start = 0
+        if rep.start is not None:
+            try:
+                start = self.eval(rep.start, frame)
+            except EvalError as exc:
+                self.report(exc.diagnostic, frame)
+                return self.poison(frame, rep.span)
+            except Unknown:
+                return self.poison(frame, rep.span)
+            if isinstance(start, bool) or not isinstance(start, int):
+                self.report(
+                    error(
+                        "bad-repeat",
+                        rep.start.span,
+                        f"a range starts at an integer, got {show_value(start)}",
+                    ),
+                    frame,
+                )
+                return self.poison(frame, rep.span)
+        count = self.count(rep.stop, frame, start)
+        if count is None:
+            return self.poison(frame, rep.span)
+        path = self.claim(frame, rep, alias, alias_span, "repeat")
+        self.open_scope(path, "repeat", f"repeat x {count}", rep.span)
+        for index in range(count):
+            env = ChainMap({rep.var: start + index}, dict(frame.env)) if rep.var else frame.env
+            inner = frame.child(self.join(path, str(index)), env=env)
+            inner.solo = True
+            self.body(rep.body, inner)
+            frame.current = inner.current
+
+    def block_call(
+        self,
+        call: ast.Call,
+        block: ast.BlockDef,
+        frame: Frame,
+        alias: str | None,
+        alias_span: Span | None,
+    ) -> None:
+        if block.name in frame.blocks:
+            chain = " -> ".join([*frame.blocks[frame.blocks.index(block.name) :], block.name])
+            self.report(
+                error(
+                    "recursive-block",
+                    call.name_span,
+                    f"block `{block.name}` calls itself",
+                    chain,
+                    ["blocks cannot recurse: use `repeat` for depth"],
+                ),
+                frame,
+            )
+            return self.poison(frame, call.span)
+        if frame.current is None:
+            return self.no_input(call.span, f"`{block.name}`", frame)
+        names = [p.name for p in block.params]
+        required = {p.name for p in block.params if p.default is None}
+        bound = self.bind_args(call, names, required, frame, f"block `{block.name}`")
+        if bound is None:
+            return self.poison(frame, call.span)
+        env: dict[str, Value] = {}
+        try:
+            for key, a in bound.items():
+                env[key] = self.eval(a.value, frame)
+            for p in block.params:
+                if p.name not in env and p.default is not None:
+                    env[p.name] = evaluate(
+                        p.default,
+                        env,
+                        InShape(
+                            self.shape_of(frame.current), self.shape_of(frame.current) is not None
+                        ),
+                    )
+        except EvalError as exc:
+            self.report(exc.diagnostic, frame)
+            return self.poison(frame, call.span)
+        except Unknown:
+            return self.poison(frame, call.span)
+        path = self.claim(frame, call, alias, alias_span, block.name)
+        self.open_block_scope(path, block, env, call.span)
+        note = Note(call.span, f"in block `{block.name}` called as `{path}`")
+        inner = frame.child(
+            path,
+            env=env,
+            tensors={},
+            trace=(*frame.trace, note),
+            blocks=(*frame.blocks, block.name),
+        )
+        inner.solo = True
+        self.body(block.body, inner)
+        frame.current = inner.current
+        scope = self.graph.scopes[path]
+        if scope.output is None:
+            self.graph.scopes[path] = replace(scope, output=inner.current)
+
+
+_WEIGHT = ArgSpec("weight", ArgType.FLOAT, 1.0, doc="loss weight of an aux head")
+
+
+_SHAPE_KEEPING = frozenset({Family.ACTIVATION, Family.NORM, Family.DROPOUT})
+
+
+def _declares_input(body: ast.Body) -> bool:
+    """Whether a network body declares an input (at its top level or inside an `if`)."""
+    for stmt in body.stmts:
+        if isinstance(stmt, ast.InputDecl):
+            return True
+        if isinstance(stmt, ast.If) and any(
+            b is not None and _declares_input(b) for b in (stmt.then, stmt.otherwise)
+        ):
+            return True
+    return False
+
+
+def _depth(frame: Frame) -> int:
+    return frame.scope.count(".")
+
+
+def _single_item(stmt: ast.Stmt) -> bool:
+    """One unnamed item. An `if` is not: the layers it holds keep their own names whatever
+    it chose, as the compiled class, which decides it when built, names them."""
+    return isinstance(stmt, ast.Chain) and len(stmt.items) == 1 and stmt.items[0].alias is None
+
+
+def _describe(prim: ast.Primary) -> str:
+    """An item as a repeat's label says it (`residual x 3`): words for people; its
+    auto-name prefix is naming.prefix_of's (`add`), the one rule for names."""
+    if isinstance(prim, ast.Call):
+        return prim.name
+    return {ast.Residual: "residual", ast.ConcatBlock: "concat", ast.Repeat: "repeat"}[type(prim)]
+
+
+def _block_label(block: ast.BlockDef, env: Mapping[str, Value]) -> str:
+    parts = [show_value(env[p.name]) for p in block.params if p.default is None]
+    parts += [
+        f"{p.name}={show_value(env[p.name])}"
+        for p in block.params
+        if p.default is not None and p.name in env and _differs(p, env[p.name])
+    ]
+    return f"{block.name}({', '.join(parts)})"
+
+
+def _differs(param: ast.Param, value: Value) -> bool:
+    default = param.default
+    return not (isinstance(default, ast.Literal) and default.value == value)
+
+
+def _short(name: str) -> str:
+    return f"`{name}`"
+
+
+# ------------------------------------------------------------------- entry point
+
+
+def elaborate(
+    program: Program,
+    network: str | None = None,
+    overrides: Mapping[str, Value] | None = None,
+    inputs: Mapping[str, Shape] | None = None,
+) -> tuple[Graph, list[Diagnostic]]:
+    """Build the graph of ``network`` (the entry file's only network by default).
+
+    Returns the graph and the warnings; raises :class:`DiagnosticError` with every
+    error (and warning) when there is at least one error.
+    """
+    diags = Collector()
+    net = _pick_network(program, network, diags)
+    graph = Graph(net.name if net else "?", net.span if net else Span(program.entry, 1, 1, 1, 1))
+    el = Elaborator(program, graph, diags, program.blocks, input_overrides=dict(inputs or {}))
+    if net is not None:
+        env = _network_params(net, overrides or {}, diags)
+        graph.params = dict(env)
+        el.input_overrides = _check_input_overrides(net, inputs or {}, diags)
+        frame = Frame("", env, {}, None)
+        if not _declares_input(net.body):
+            diags.add(
+                error(
+                    "no-input",
+                    net.name_span,
+                    f"network `{net.name}` has no input",
+                    "no `input`",
+                    ["add `input image: 3 x 224 x 224`"],
+                )
+            )
+            el.poison(frame, net.name_span)  # check the layers, but with no shapes
+        try:
+            el.body(net.body, frame)
+        except _Abort:
+            pass
+        except RecursionError:
+            diags.add(error("too-large", net.span, "the spec is nested too deeply to check"))
+        if not graph.outputs and frame.current is not None:
+            graph.outputs.append(frame.current)
+        _final_checks(el)
+    diags.raise_if_errors()
+    return graph, [d for d in diags.items if not d.is_error]
+
+
+def _final_checks(el: Elaborator) -> None:
+    graph = el.graph
+    for name in graph.inputs:
+        if not graph.successors(name) and name not in graph.outputs:
+            node = graph[name]
+            el.diags.add(
+                error(
+                    "unused-input",
+                    node.span,
+                    f"input `{name}` is never used",
+                    "unused",
+                    [f"start a chain with it: `{name} -> ...`"],
+                )
+            )
+    for name, binding in el.bindings:
+        if binding.warn_unused and not binding.used:
+            el.diags.add(
+                warning(
+                    "unused-tensor",
+                    binding.span,
+                    f"tensor `{name}` is never used by name",
+                    "unused",
+                    ["use it in `add(...)`/`concat(...)`, or drop the name"],
+                )
+            )
+
+
+def _pick_network(program: Program, name: str | None, diags: Collector) -> ast.NetworkDef | None:
+    entry = program.modules[program.entry]
+    nets = {n.name: n for n in entry.networks}
+    if name is not None:
+        if name in nets:
+            return nets[name]
+        hint = suggestion(name, nets) or [f"networks here: {', '.join(nets) or 'none'}"]
+        diags.add(
+            error(
+                "no-network",
+                Span(program.entry, 1, 1, 1, 1),
+                f"no network `{name}` in {program.entry}",
+                "",
+                hint,
+            )
+        )
+        return None
+    if len(nets) == 1:
+        return next(iter(nets.values()))
+    span = Span(program.entry, 1, 1, 1, 1)
+    if not nets:
+        diags.add(
+            error(
+                "no-network",
+                span,
+                f"{program.entry} defines no network",
+                "",
+                ["add `network Name { input image: 3 x 224 x 224 ... }`"],
+            )
+        )
+    else:
+        diags.add(
+            error(
+                "no-network",
+                span,
+                f"{program.entry} defines several networks",
+                "",
+                [f"choose one with --network: {', '.join(nets)}"],
+            )
+        )
+    return None
+
+
+def _network_params(
+    net: ast.NetworkDef,
+    overrides: Mapping[str, Value],
+    diags: Collector,
+) -> dict[str, Value]:
+    names = [p.name for p in net.params]
+    for key in overrides:
+        if key not in names:
+            hint = suggestion(key, names) or [f"its parameters: {', '.join(names) or 'none'}"]
+            diags.add(
+                error(
+                    "bad-override",
+                    net.name_span,
+                    f"network `{net.name}` has no parameter `{key}`",
+                    "set on the command line",
+                    hint,
+                )
+            )
+    env: dict[str, Value] = {}
+    for p in net.params:
+        if p.name in overrides:
+            env[p.name] = overrides[p.name]
+        elif p.default is not None:
+            try:
+                env[p.name] = evaluate(p.default, env, InShape(None))
+            except (EvalError, Unknown) as exc:
+                if isinstance(exc, EvalError):
+                    diags.add(exc.diagnostic)
+        else:
+            diags.add(
+                error(
+                    "missing-argument",
+                    p.span,
+                    f"network parameter `{p.name}` has no default and was not set",
+                    "no default",
+                    [f"pass --set {p.name}=..."],
+                )
+            )
+    return env
+
+
+def _check_input_overrides(
+    net: ast.NetworkDef, inputs: Mapping[str, Shape], diags: Collector
+) -> dict[str, Shape | None]:
+    """The ``--input`` shapes to use; a refused one leaves its input's shape unknown."""
+    declared = [s.name for s in net.body.stmts if isinstance(s, ast.InputDecl)]
+    usable: dict[str, Shape | None] = {}
+    for key, shape in inputs.items():
+        usable[key] = shape
+        if key not in declared:
+            diags.add(
+                error(
+                    "bad-override",
+                    net.name_span,
+                    f"network `{net.name}` has no input `{key}`",
+                    "--input",
+                    suggestion(key, declared) or [f"its inputs: {', '.join(declared) or 'none'}"],
+                )
+            )
+        elif len(shape) not in (1, 3) or any(d < 1 for d in shape):
+            diags.add(
+                error(
+                    "bad-override",
+                    net.name_span,
+                    f"--input {key}: a shape is C x H x W (or a feature count) of positive sizes, "
+                    f"got {format_shape(shape)}",
+                    "--input",
+                    [f"e.g. --input {key}=3x224x224"],
+                )
+            )
+            usable[key] = None  # checking goes on without a shape for this input
+    return usable

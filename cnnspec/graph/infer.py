@@ -1,0 +1,135 @@
+"""Stage 3: annotate every node with its costs and receptive field; add warnings.
+
+Per node ``meta``: ``params``, ``buffers``, ``macs`` (torchvision's convention: conv
+and linear multiply-adds, bias not counted), ``rf`` (receptive field, height x width,
+in input pixels), ``jump`` (effective stride: input pixels between neighbouring output
+positions) and ``elements`` (output elements per sample). Merges take the maximum
+receptive field and jump over their branches. See docs/conventions.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cnnspec.diagnostics import Diagnostic, warning
+from cnnspec.graph.ir import Graph, Node
+from cnnspec.ops.registry import Family
+
+BYTES_PER_ELEMENT = 4  # fp32
+
+
+def infer(graph: Graph) -> list[Diagnostic]:
+    """Annotate ``graph`` in place; returns the warnings it finds."""
+    for node in graph:
+        _annotate(graph, node)
+    return [*_lossy_downsampling(graph), *_redundant_bias(graph)]
+
+
+def _annotate(graph: Graph, node: Node) -> None:
+    meta = node.meta
+    ins = [graph[name] for name in node.inputs]
+    in_shape = ins[0].shape if len(ins) == 1 else None
+    op, out = node.spec, node.shape
+    meta["params"] = meta["buffers"] = meta["macs"] = 0
+    meta["elements"] = math.prod(out) if out is not None else 0
+    window = None
+    if in_shape is not None and out is not None:  # an error leaves a shape unknown
+        meta["params"] = op.params(node.args, in_shape, out)
+        meta["buffers"] = op.buffers(node.args, in_shape, out)
+        meta["macs"] = op.macs(node.args, in_shape, out)
+        window = op.window(node.args, in_shape) if len(in_shape) == 3 else None
+    if not ins:
+        meta["rf"], meta["jump"] = (1, 1), (1, 1)
+        return
+    rf = (max(i.meta["rf"][0] for i in ins), max(i.meta["rf"][1] for i in ins))
+    jump = (max(i.meta["jump"][0] for i in ins), max(i.meta["jump"][1] for i in ins))
+    if window is not None:
+        kh, kw, sh, sw = window
+        rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
+        jump = (jump[0] * sh, jump[1] * sw)
+    meta["rf"], meta["jump"] = rf, jump
+
+
+@dataclass(frozen=True)
+class Totals:
+    params: int
+    trainable_params: int
+    buffers: int
+    macs: int  # inference: training-only heads excluded
+    training_macs: int
+    activation_elements: int  # per sample, inference
+    input_elements: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+def totals(graph: Graph) -> Totals:
+    nodes = list(graph)
+    inference = [n for n in nodes if not n.training_only]
+    return Totals(
+        params=sum(n.meta.get("params", 0) for n in nodes),
+        trainable_params=sum(n.meta.get("params", 0) for n in nodes),
+        buffers=sum(n.meta.get("buffers", 0) for n in nodes),
+        macs=sum(n.meta.get("macs", 0) for n in inference),
+        training_macs=sum(n.meta.get("macs", 0) for n in nodes),
+        activation_elements=sum(
+            n.meta.get("elements", 0) for n in inference if n.family is not Family.IO
+        ),
+        input_elements=sum(n.meta.get("elements", 0) for n in nodes if n.family is Family.IO),
+    )
+
+
+# ------------------------------------------------------------------- warnings
+
+
+def _lossy_downsampling(graph: Graph) -> Iterable[Diagnostic]:
+    """A strided window that never reaches the last rows/columns of its input."""
+    for node in graph:
+        if node.shape is None or node.family not in (Family.CONV, Family.POOL):
+            continue
+        padding = node.args.get("padding", "same")  # adaptive/global pools: no windows to drop
+        if padding == "same":
+            continue
+        pad = (0, 0) if padding == "valid" else padding
+        in_shape = graph[node.inputs[0]].shape
+        if in_shape is None or node.args.get("ceil_mode"):
+            continue
+        window = node.spec.window(node.args, in_shape)
+        if window is None:
+            continue
+        dropped = []
+        for d, dim in ((0, "rows"), (1, "columns")):
+            k, s, size, out = window[d], window[d + 2], in_shape[d + 1], node.shape[d + 1]
+            if s == 1 or k < s:  # unit stride, or windows that skip pixels by design
+                continue
+            last = (out - 1) * s - pad[d] + k - 1  # last input index a window reaches
+            if last < size - 1:
+                dropped.append(f"{size - 1 - last} of {size} {dim}")
+        if dropped:
+            yield warning(
+                "lossy-downsampling",
+                node.span,
+                f"`{node.name}` silently drops the last {' and '.join(dropped)}",
+                "floor rounding",
+                ["pad the input, use ceil_mode = true, or pick a size the stride divides"],
+            )
+
+
+def _redundant_bias(graph: Graph) -> Iterable[Diagnostic]:
+    for node in graph:
+        if not node.spec.bias_lint or not node.args.get("bias"):
+            continue
+        succ = graph.successors(node.name)
+        if len(succ) == 1 and graph[succ[0]].spec.cancels_bias:
+            norm = graph[succ[0]].op
+            yield warning(
+                "redundant-bias",
+                node.span,
+                f"`{node.name}` has a bias right before {norm}, which cancels it",
+                "bias = true",
+                [f"write `bias = false`: {norm}'s shift does the same"],
+            )

@@ -1,0 +1,992 @@
+"""The closed registry of layer types.
+
+Each :class:`Op` is one entry: its argument schema, shape rule, parameter/MACs rules,
+receptive-field window and the PyTorch module it stands for. Adding a layer type is
+adding one entry to :data:`REGISTRY`; nothing else in cnnspec switches on op names.
+
+Shapes exclude the batch: ``(C, H, W)`` for images, ``(F,)`` for feature vectors.
+All rules follow PyTorch exactly (``torch.nn`` output-size formulas, ``sum(p.numel())``
+for parameters). MACs follow torchvision's convention: conv and linear only, one
+multiply-add each, bias not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from typing import Any, cast
+
+from cnnspec.ops.domain import TOP, differ, known, shapes_differ, surely
+
+Shape = tuple[int, ...]
+Args = Mapping[str, Any]
+
+
+class Family(StrEnum):
+    IO = "io"
+    CONV = "conv"
+    POOL = "pool"
+    NORM = "norm"
+    ACTIVATION = "activation"
+    LINEAR = "linear"
+    MERGE = "merge"
+    RESHAPE = "reshape"
+    DROPOUT = "dropout"
+
+
+class ShapeError(Exception):
+    """A shape rule refused its input. ``code`` is a diagnostics code."""
+
+    def __init__(self, code: str, message: str, label: str = "", hints: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.label = label
+        self.hints = hints
+
+
+# ---------------------------------------------------------------- argument types
+
+
+class ArgType(StrEnum):
+    INT = "int"
+    POS_INT = "positive int"
+    FLOAT = "float"
+    PROB = "probability"
+    BOOL = "bool"
+    PAIR = "int or (int, int)"
+    PADDING = 'int, (int, int), "same" or "valid"'
+    SCALE = "number or (number, number)"
+    CHOICE = "one of"
+
+
+@dataclass(frozen=True)
+class ArgSpec:
+    name: str
+    type: ArgType
+    default: Any = None
+    required: bool = False
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+
+def arg(
+    name: str, type_: ArgType, default: Any = None, doc: str = "", *, choices: tuple[str, ...] = ()
+) -> ArgSpec:
+    return ArgSpec(name, type_, default, False, choices, doc)
+
+
+def req(name: str, type_: ArgType, doc: str = "") -> ArgSpec:
+    return ArgSpec(name, type_, None, True, (), doc)
+
+
+# PyTorch's layers take sizes, strides, paddings ... as 32-bit integers (conv2d's stride
+# overflows at 2**63, pooling's at 2**31): a larger integer argument is refused here.
+MAX_INT_ARG = 2**31 - 1
+
+
+class ArgError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def coerce(spec: ArgSpec, value: Any) -> Any:
+    """Check one argument value against its type; return the normal form."""
+    t = spec.type
+    if t in (ArgType.INT, ArgType.POS_INT):
+        if not _is_int(value):
+            raise ArgError(f"expected an integer, got {_show(value)}")
+        if t is ArgType.POS_INT and value < 1:
+            raise ArgError(f"must be at least 1, got {value}")
+        if value < 0:
+            raise ArgError(f"must not be negative, got {value}")
+        if value > MAX_INT_ARG:
+            raise ArgError(f"must be at most 2**31 - 1 (PyTorch's limit), got {value}")
+        return value
+    if t is ArgType.FLOAT:
+        if not _is_number(value):
+            raise ArgError(f"expected a number, got {_show(value)}")
+        return float(value)
+    if t is ArgType.PROB:
+        if not _is_number(value) or not 0 <= value <= 1:
+            raise ArgError(f"expected a probability between 0 and 1, got {_show(value)}")
+        return float(value)
+    if t is ArgType.BOOL:
+        if not isinstance(value, bool):
+            raise ArgError(f"expected true or false, got {_show(value)}")
+        return value
+    if t is ArgType.PAIR:
+        return _pair(value, spec.name != "padding")
+    if t is ArgType.PADDING:
+        if isinstance(value, str):
+            if value not in ("same", "valid"):
+                raise ArgError(f'expected "same" or "valid", got "{value}"')
+            return value
+        return _pair(value, False)
+    if t is ArgType.SCALE:
+        items = value if isinstance(value, tuple) else (value, value)
+        if len(items) != 2 or not all(_is_number(v) and v > 0 for v in items):
+            raise ArgError(f"expected a positive number or a pair, got {_show(value)}")
+        return tuple(items)
+    if t is ArgType.CHOICE:
+        if value not in spec.choices:
+            options = ", ".join(f'"{c}"' for c in spec.choices)
+            raise ArgError(f"expected one of {options}, got {_show(value)}")
+        return value
+    raise AssertionError(t)
+
+
+def _pair(value: Any, positive: bool) -> tuple[int, int]:
+    items = value if isinstance(value, tuple) else (value, value)
+    low = 1 if positive else 0
+    if len(items) != 2 or not all(_is_int(v) and v >= low for v in items):
+        what = "positive" if positive else "non-negative"
+        raise ArgError(f"expected a {what} integer or a pair of them, got {_show(value)}")
+    if any(v > MAX_INT_ARG for v in items):
+        raise ArgError(f"must be at most 2**31 - 1 (PyTorch's limit), got {_show(value)}")
+    return (items[0], items[1])
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    return repr(value)
+
+
+def show_value(value: Any) -> str:
+    """A value as the spec language writes it."""
+    return _show(value)
+
+
+# --------------------------------------------------------------------- the op
+
+
+ShapeRule = Callable[[Args, Shape], Shape]
+CountRule = Callable[[Args, Shape, Shape], int]
+# (kernel_h, kernel_w, stride_h, stride_w), effective kernel (dilation applied)
+Window = tuple[int, int, int, int]
+WindowRule = Callable[[Args, Shape], Window | None]
+# A merge's shape rule: its inputs' shapes and the names messages call them by.
+MergeShapeRule = Callable[[Sequence[Shape], Sequence[str]], Shape]
+
+
+def _zero(args: Args, inp: Shape, out: Shape) -> int:
+    return 0
+
+
+def _same(args: Args, inp: Shape) -> Shape:
+    return inp
+
+
+def _no_window(args: Args, inp: Shape) -> Window | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    family: Family
+    args: tuple[ArgSpec, ...]
+    shape: ShapeRule = _same
+    params: CountRule = _zero
+    macs: CountRule = _zero
+    buffers: CountRule = _zero
+    window: WindowRule = _no_window
+    label: Callable[[Args], str] = lambda args: ""
+    prefix: str = ""  # auto-naming: conv -> conv1, conv2
+    ranks: tuple[int, ...] = (1, 3)  # accepted input ranks
+    torch: str = ""  # the torch.nn module it stands for
+    # How `cnnspec compile` constructs it: {arg} is an argument, {arg?default} is left out
+    # when equal to the default, {arg?=other} when equal to another argument; {in} is the
+    # input channels (or features), {dims} 1 or 2 by the input's rank, {inplace} is
+    # `inplace=True` where that is safe. Empty: the module without arguments.
+    emit: str = ""
+    merge: bool = False  # takes several tensors (add, concat)
+    # A merge's shape rule (raises ShapeError), and how `cnnspec compile` writes it: the
+    # inputs joined by an element-wise operator (`a + b`: the shape is the input's), or else
+    # merge_function called on their list along the channels (`torch.cat([a, b], 1)`).
+    merge_shape: MergeShapeRule | None = None
+    merge_operator: str = ""
+    merge_function: str = ""
+    # `cnnspec compile` writes it as this call in forward, not a module: {x} is its input.
+    functional: str = ""
+    # Its output is a fresh tensor its backward does not need: an in-place op after it
+    # (ReLU(inplace=True), `x += identity`) is safe.
+    fresh_output: bool = False
+    inplace_before_add: bool = False  # a residual's sum may be written `x += identity` after it
+    cancels_bias: bool = False  # a bias right before it is cancelled (it subtracts the mean)
+    bias_lint: bool = False  # redundant-bias: warn when its `bias` feeds an op that cancels it
+    glyph: str = ""  # drawn as a small circle holding this text instead of its name
+    doc: str = ""
+    aliases: tuple[str, ...] = field(default=())
+
+    @property
+    def name_prefix(self) -> str:
+        return self.prefix or self.name
+
+    def arg_spec(self, name: str) -> ArgSpec | None:
+        return self._by_name.get(name)
+
+    @cached_property
+    def _by_name(self) -> dict[str, ArgSpec]:
+        return {a.name: a for a in self.args}
+
+    @cached_property
+    def arg_names(self) -> list[str]:
+        return [a.name for a in self.args]
+
+    @cached_property
+    def required_args(self) -> frozenset[str]:
+        return frozenset(a.name for a in self.args if a.required)
+
+    @cached_property
+    def constant_defaults(self) -> dict[str, Any]:
+        """The defaults that are values (not another argument's name), coerced once."""
+        out = {}
+        for spec in self.args:
+            if spec.required or (isinstance(spec.default, str) and spec.default in self._by_name):
+                continue
+            with suppress(ArgError):  # else left to resolve_defaults, which raises it there
+                out[spec.name] = coerce(spec, spec.default)
+        return out
+
+
+# ----------------------------------------------------------------- shape rules
+
+
+def _check_rank(op: str, inp: Shape, ranks: tuple[int, ...]) -> None:
+    if len(inp) in ranks:
+        return
+    got = format_shape(inp)
+    if ranks == (3,):
+        hints: tuple[str, ...] = ()
+        raise ShapeError(
+            "bad-input-rank", f"`{op}` needs a C x H x W input, got {got}", f"input is {got}", hints
+        )
+    hint = ("add `flatten` before it: `flatten -> linear(...)`",)
+    raise ShapeError(
+        "bad-input-rank", f"`{op}` needs a flat feature vector, got {got}", f"input is {got}", hint
+    )
+
+
+def format_shape(shape: Shape) -> str:
+    return " x ".join(str(d) for d in shape)
+
+
+def _out_size(
+    op: str,
+    dim: str,
+    size: int,
+    *,
+    k: int,
+    s: int,
+    p: int,
+    d: int,
+    ceil: bool,
+) -> int:
+    """PyTorch's output-size formula for conv/pool along one dimension (over ints or
+    symbols: written so that constants fold, ``size + 2p - reach`` before the division)."""
+    reach = d * (k - 1) + 1  # the dilated window
+    if ceil:
+        if not known(size):
+            return cast(int, TOP)  # the last-window rule has no closed form
+        out = -(-(size + 2 * p - reach) // s) + 1
+        if (out - 1) * s >= size + p:  # the last window must start inside the input
+            out -= 1
+    else:
+        out = (size + 2 * p - reach) // s + 1
+    if surely(out < 1):
+        rounding = "ceil" if ceil else "floor"
+        formula = (
+            f"{rounding}(({size} + 2*{p} - {d}*({k}-1) - 1) / {s}) + 1 = {out}"
+            if d != 1
+            else f"{rounding}(({size} + 2*{p} - {k}) / {s}) + 1 = {out}"
+        )
+        raise ShapeError(
+            "non-positive-size",
+            f"`{op}` gives a {dim} of {out}: the input is {size} but the window spans "
+            f"{d * (k - 1) + 1}",
+            f"{dim}: {formula}",
+            ("use a smaller kernel or stride, more padding, or a larger input",),
+        )
+    return out
+
+
+def _rrelu_shape(args: Args, inp: Shape) -> Shape:
+    if surely(args["lower"] > args["upper"]):
+        raise ShapeError(
+            "bad-argument",
+            f"`rrelu` needs lower <= upper, got lower = {args['lower']:g}, "
+            f"upper = {args['upper']:g}",
+            "lower > upper",
+            ("the slope is drawn from [lower, upper] in training",),
+        )
+    return inp
+
+
+def _conv_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("conv", inp, (3,))
+    c, h, w = inp
+    groups, out_c = args["groups"], args["out_channels"]
+    if surely(c % groups) or surely(out_c % groups):
+        which = f"{c} input channels" if surely(c % groups) else f"{out_c} output channels"
+        raise ShapeError(
+            "groups-mismatch",
+            f"`conv` with groups = {groups} needs channels divisible by {groups}: {which} are not",
+            f"groups = {groups}",
+            ("choose groups that divide both the input and the output channels",),
+        )
+    pad = args["padding"]
+    if pad == "same":
+        if shapes_differ(args["stride"], (1, 1)):
+            raise ShapeError(
+                "bad-argument",
+                'padding = "same" needs stride = 1 (as PyTorch)',
+                "strided",
+                ("compute the padding explicitly, e.g. padding = 1",),
+            )
+        return (out_c, h, w)
+    if pad == "valid":
+        pad = (0, 0)
+    (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
+    return (
+        out_c,
+        _out_size("conv", "height", h, k=kh, s=sh, p=pad[0], d=dh, ceil=False),
+        _out_size("conv", "width", w, k=kw, s=sw, p=pad[1], d=dw, ceil=False),
+    )
+
+
+def _conv_params(args: Args, inp: Shape, out: Shape) -> int:
+    kh, kw = args["kernel"]
+    weight: int = out[0] * (inp[0] // args["groups"]) * kh * kw
+    return weight + (out[0] if args["bias"] else 0)
+
+
+def _conv_macs(args: Args, inp: Shape, out: Shape) -> int:
+    kh, kw = args["kernel"]
+    macs: int = math.prod(out) * (inp[0] // args["groups"]) * kh * kw
+    return macs
+
+
+def _conv_window(args: Args, inp: Shape) -> Window:
+    (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
+    return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+
+
+def _pool_shape(op: str) -> ShapeRule:
+    def rule(args: Args, inp: Shape) -> Shape:
+        _check_rank(op, inp, (3,))
+        c, h, w = inp
+        (kh, kw), (sh, sw), (ph, pw) = args["kernel"], args["stride"], args["padding"]
+        dh, dw = args.get("dilation", (1, 1))
+        for p, k in ((ph, kh), (pw, kw)):
+            if surely(p > k // 2):  # PyTorch checks the kernel size itself, not the dilated window
+                raise ShapeError(
+                    "bad-argument",
+                    f"`{op}` padding {p} is more than half the kernel {k} (PyTorch refuses it)",
+                    f"padding = {p}",
+                    (f"use padding <= {k // 2}",),
+                )
+        ceil = args["ceil_mode"]
+        return (
+            c,
+            _out_size(op, "height", h, k=kh, s=sh, p=ph, d=dh, ceil=ceil),
+            _out_size(op, "width", w, k=kw, s=sw, p=pw, d=dw, ceil=ceil),
+        )
+
+    return rule
+
+
+def _pool_window(args: Args, inp: Shape) -> Window:
+    (kh, kw), (sh, sw) = args["kernel"], args["stride"]
+    dh, dw = args.get("dilation", (1, 1))
+    return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+
+
+def _adaptive_shape(op: str) -> ShapeRule:
+    def rule(args: Args, inp: Shape) -> Shape:
+        _check_rank(op, inp, (3,))
+        oh, ow = args["output_size"]
+        return (inp[0], oh, ow)
+
+    return rule
+
+
+def _adaptive_window(args: Args, inp: Shape) -> Window:
+    """The widest window adaptive pooling uses: ceil(in/out) rows, start step floor."""
+    (oh, ow), (_, h, w) = args["output_size"], inp
+    return (
+        -(-h // oh) if h >= oh else 1,
+        -(-w // ow) if w >= ow else 1,
+        max(h // oh, 1),
+        max(w // ow, 1),
+    )
+
+
+def _global_shape(op: str) -> ShapeRule:
+    def rule(args: Args, inp: Shape) -> Shape:
+        _check_rank(op, inp, (3,))
+        return (inp[0], 1, 1)
+
+    return rule
+
+
+def _global_window(args: Args, inp: Shape) -> Window:
+    return (inp[1], inp[2], inp[1], inp[2])
+
+
+def _norm_shape(args: Args, inp: Shape) -> Shape:
+    if surely(args["eps"] <= 0):  # PyTorch refuses it in training (and a negative in eval)
+        raise ShapeError(
+            "bad-argument",
+            f"`batchnorm` eps must be positive, got {args['eps']:g}",
+            f"eps = {args['eps']:g}",
+            ("eps keeps the division by the standard deviation finite: e.g. 1e-5",),
+        )
+    return inp
+
+
+def _norm_params(args: Args, inp: Shape, out: Shape) -> int:
+    return 2 * inp[0] if args["affine"] else 0
+
+
+def _norm_buffers(args: Args, inp: Shape, out: Shape) -> int:
+    return 2 * inp[0] + 1  # running_mean, running_var, num_batches_tracked
+
+
+def _spatial_only(op: str) -> ShapeRule:
+    def rule(args: Args, inp: Shape) -> Shape:
+        _check_rank(op, inp, (3,))
+        return inp
+
+    return rule
+
+
+def _flatten_shape(args: Args, inp: Shape) -> Shape:
+    return (math.prod(inp),)
+
+
+def _flatten_window(args: Args, inp: Shape) -> Window | None:
+    return (inp[1], inp[2], inp[1], inp[2]) if len(inp) == 3 else None
+
+
+def _linear_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("linear", inp, (1,))
+    return (args["out_features"],)
+
+
+def _linear_params(args: Args, inp: Shape, out: Shape) -> int:
+    return inp[0] * out[0] + (out[0] if args["bias"] else 0)
+
+
+def _linear_macs(args: Args, inp: Shape, out: Shape) -> int:
+    return inp[0] * out[0]
+
+
+def _prelu_shape(args: Args, inp: Shape) -> Shape:
+    n = args["num_parameters"]
+    if differ(n, 1) and differ(n, inp[0]):
+        raise ShapeError(
+            "bad-argument",
+            f"`prelu` num_parameters must be 1 or the {inp[0]} channels, got {n}",
+            f"num_parameters = {n}",
+            (f"use num_parameters = {inp[0]} or 1",),
+        )
+    return inp
+
+
+def _prelu_params(args: Args, inp: Shape, out: Shape) -> int:
+    return int(args["num_parameters"])
+
+
+def _softmax_shape(op: str) -> ShapeRule:
+    def rule(args: Args, inp: Shape) -> Shape:
+        dim = args["dim"]
+        if surely(dim < -(len(inp) + 1)) or surely(dim > len(inp)):
+            raise ShapeError(
+                "bad-argument",
+                f"`{op}` dim {dim} is out of range for a batch of {format_shape(inp)}",
+                f"dim = {dim}",
+                ("dim 1 is the channels (or features)",),
+            )
+        return inp
+
+    return rule
+
+
+def _upsample_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("upsample", inp, (3,))
+    fh, fw = args["scale_factor"]
+    out = (inp[0], math.floor(inp[1] * fh), math.floor(inp[2] * fw))
+    for dim, size, factor, got in (("height", inp[1], fh, out[1]), ("width", inp[2], fw, out[2])):
+        if surely(got < 1):  # PyTorch refuses an empty output
+            raise ShapeError(
+                "non-positive-size",
+                f"`upsample` gives a {dim} of {got}",
+                f"{dim}: floor({size} * {factor:g}) = {got}",
+                ("use a larger scale factor or a larger input",),
+            )
+    return out
+
+
+def _upsample_window(args: Args, inp: Shape) -> Window:
+    return (1, 1, 1, 1)
+
+
+def _add_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
+    if not any(shapes_differ(s, shapes[0]) for s in shapes):
+        return shapes[0]
+    sides = ", ".join(
+        f"{lab} gives {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True)
+    )
+    residual = list(labels) == ["body", "shortcut"]
+    hint = (
+        _projection_hint(shapes[1], shapes[0]) if residual else "add needs tensors of equal shape"
+    )
+    message = f"{'residual ' if residual else ''}add needs equal shapes"
+    raise ShapeError("shape-mismatch", message, sides, (hint,))
+
+
+def _projection_hint(source: Shape, target: Shape) -> str:
+    if len(source) == 3 and len(target) == 3 and target[1] and source[1] % target[1] == 0:
+        stride = source[1] // target[1]
+        stride_arg = f", stride = {stride}" if stride != 1 else ""
+        return (
+            "add a projection shortcut: `shortcut { "
+            f"conv({target[0]}, 1{stride_arg}, bias = false) -> batchnorm }}`"
+        )
+    return "add a projection shortcut that maps the input to the body's shape"
+
+
+def _concat_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
+    if not any(shapes_differ(s[1:], shapes[0][1:]) for s in shapes):
+        return (sum(s[0] for s in shapes), *shapes[0][1:])
+    sides = ", ".join(f"{lab}: {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True))
+    raise ShapeError(
+        "concat-mismatch",
+        "concat needs equal spatial sizes in every branch",
+        sides,
+        ("pad or stride the branches so that their height and width agree",),
+    )
+
+
+# ---------------------------------------------------------------------- labels
+
+
+def _k(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+
+
+def _kxk(pair: tuple[int, int]) -> str:
+    return f"{pair[0]}x{pair[1]}"
+
+
+def _conv_label(args: Args) -> str:
+    text = _kxk(args["kernel"])
+    if args["stride"] != (1, 1):
+        text += f"/{_k(args['stride'])}"
+    text += f", {args['out_channels']}"
+    if args["groups"] != 1:
+        text += f", groups {args['groups']}"
+    if args["dilation"] != (1, 1):
+        text += f", dilation {_k(args['dilation'])}"
+    return text
+
+
+def _pool_label(args: Args) -> str:
+    text = _kxk(args["kernel"])
+    if args["stride"] != (1, 1):
+        text += f"/{_k(args['stride'])}"
+    if args["ceil_mode"]:
+        text += ", ceil"
+    return text
+
+
+# -------------------------------------------------------------------- registry
+
+_POOL_ARGS = (
+    req("kernel", ArgType.PAIR, "window size"),
+    arg("stride", ArgType.PAIR, "kernel", "step; defaults to the kernel"),
+    arg("padding", ArgType.PAIR, 0, "implicit padding on both sides"),
+)
+
+
+def _ops() -> list[Op]:
+    activation = Family.ACTIVATION
+    return [
+        Op(
+            "conv",
+            Family.CONV,
+            (
+                req("out_channels", ArgType.POS_INT, "output channels"),
+                req("kernel", ArgType.PAIR, "kernel size"),
+                arg("stride", ArgType.PAIR, 1),
+                arg("padding", ArgType.PADDING, 0),
+                arg("dilation", ArgType.PAIR, 1),
+                arg("groups", ArgType.POS_INT, 1),
+                arg("bias", ArgType.BOOL, True),
+            ),
+            _conv_shape,
+            _conv_params,
+            _conv_macs,
+            window=_conv_window,
+            label=_conv_label,
+            ranks=(3,),
+            torch="nn.Conv2d",
+            emit=(
+                "nn.Conv2d({in}, {out_channels}, kernel_size={kernel}, stride={stride?1}, "
+                "padding={padding?0}, dilation={dilation?1}, groups={groups?1}, "
+                "bias={bias?True})"
+            ),
+            fresh_output=True,
+            inplace_before_add=True,
+            bias_lint=True,
+            doc="2-D convolution",
+        ),
+        Op(
+            "maxpool",
+            Family.POOL,
+            (*_POOL_ARGS, arg("dilation", ArgType.PAIR, 1), arg("ceil_mode", ArgType.BOOL, False)),
+            _pool_shape("maxpool"),
+            window=_pool_window,
+            label=_pool_label,
+            ranks=(3,),
+            torch="nn.MaxPool2d",
+            emit=(
+                "nn.MaxPool2d(kernel_size={kernel}, stride={stride?=kernel}, "
+                "padding={padding?0}, dilation={dilation?1}, ceil_mode={ceil_mode?False})"
+            ),
+            fresh_output=True,
+            doc="max pooling",
+        ),
+        Op(
+            "avgpool",
+            Family.POOL,
+            (
+                *_POOL_ARGS,
+                arg("ceil_mode", ArgType.BOOL, False),
+                arg("count_include_pad", ArgType.BOOL, True),
+            ),
+            _pool_shape("avgpool"),
+            window=_pool_window,
+            label=_pool_label,
+            ranks=(3,),
+            torch="nn.AvgPool2d",
+            emit=(
+                "nn.AvgPool2d(kernel_size={kernel}, stride={stride?=kernel}, "
+                "padding={padding?0}, ceil_mode={ceil_mode?False}, "
+                "count_include_pad={count_include_pad?True})"
+            ),
+            fresh_output=True,
+            doc="average pooling",
+        ),
+        Op(
+            "adaptive_avgpool",
+            Family.POOL,
+            (req("output_size", ArgType.PAIR),),
+            _adaptive_shape("adaptive_avgpool"),
+            window=_adaptive_window,
+            label=lambda a: _kxk(a["output_size"]),
+            prefix="avgpool",
+            ranks=(3,),
+            torch="nn.AdaptiveAvgPool2d",
+            emit="nn.AdaptiveAvgPool2d({output_size})",
+            fresh_output=True,
+            doc="average pooling to a fixed output size",
+        ),
+        Op(
+            "adaptive_maxpool",
+            Family.POOL,
+            (req("output_size", ArgType.PAIR),),
+            _adaptive_shape("adaptive_maxpool"),
+            window=_adaptive_window,
+            label=lambda a: _kxk(a["output_size"]),
+            prefix="maxpool",
+            ranks=(3,),
+            torch="nn.AdaptiveMaxPool2d",
+            emit="nn.AdaptiveMaxPool2d({output_size})",
+            fresh_output=True,
+            doc="max pooling to a fixed output size",
+        ),
+        Op(
+            "global_avgpool",
+            Family.POOL,
+            (),
+            _global_shape("global_avgpool"),
+            window=_global_window,
+            prefix="avgpool",
+            ranks=(3,),
+            torch="nn.AdaptiveAvgPool2d",
+            emit="nn.AdaptiveAvgPool2d((1, 1))",
+            fresh_output=True,
+            doc="average over all positions: C x 1 x 1",
+        ),
+        Op(
+            "global_maxpool",
+            Family.POOL,
+            (),
+            _global_shape("global_maxpool"),
+            window=_global_window,
+            prefix="maxpool",
+            ranks=(3,),
+            torch="nn.AdaptiveMaxPool2d",
+            emit="nn.AdaptiveMaxPool2d((1, 1))",
+            fresh_output=True,
+            doc="max over all positions: C x 1 x 1",
+        ),
+        Op(
+            "batchnorm",
+            Family.NORM,
+            (
+                arg("eps", ArgType.FLOAT, 1e-5),
+                arg("momentum", ArgType.FLOAT, 0.1),
+                arg("affine", ArgType.BOOL, True),
+            ),
+            _norm_shape,
+            params=_norm_params,
+            buffers=_norm_buffers,
+            prefix="bn",
+            torch="nn.BatchNorm2d",
+            emit=(
+                "nn.BatchNorm{dims}d({in}, eps={eps?1e-05}, momentum={momentum?0.1}, "
+                "affine={affine?True})"
+            ),
+            fresh_output=True,
+            inplace_before_add=True,
+            cancels_bias=True,
+            doc="batch normalization (2-D, or 1-D on features)",
+        ),
+        Op(
+            "lrn",
+            Family.NORM,
+            (
+                req("size", ArgType.POS_INT, "neighbouring channels"),
+                arg("alpha", ArgType.FLOAT, 1e-4),
+                arg("beta", ArgType.FLOAT, 0.75),
+                arg("k", ArgType.FLOAT, 1.0),
+            ),
+            _spatial_only("lrn"),
+            label=lambda a: f"size {a['size']}",
+            ranks=(3,),
+            torch="nn.LocalResponseNorm",
+            emit="nn.LocalResponseNorm({size}, alpha={alpha?0.0001}, beta={beta?0.75}, k={k?1.0})",
+            doc="local response normalization (AlexNet 2012)",
+        ),
+        Op(
+            "dropout",
+            Family.DROPOUT,
+            (arg("p", ArgType.PROB, 0.5),),
+            label=lambda a: f"p={a['p']:g}",
+            torch="nn.Dropout",
+            emit="nn.Dropout(p={p})",
+            doc="dropout",
+        ),
+        Op(
+            "dropout2d",
+            Family.DROPOUT,
+            (arg("p", ArgType.PROB, 0.5),),
+            _spatial_only("dropout2d"),
+            label=lambda a: f"p={a['p']:g}",
+            prefix="dropout",
+            ranks=(3,),
+            torch="nn.Dropout2d",
+            emit="nn.Dropout2d(p={p})",
+            doc="channel dropout",
+        ),
+        Op(
+            "flatten",
+            Family.RESHAPE,
+            (),
+            _flatten_shape,
+            window=_flatten_window,
+            torch="nn.Flatten",
+            emit="nn.Flatten(1)",
+            functional="torch.flatten({x}, 1)",
+            doc="C x H x W -> C*H*W features",
+        ),
+        Op(
+            "linear",
+            Family.LINEAR,
+            (
+                req("out_features", ArgType.POS_INT),
+                arg("bias", ArgType.BOOL, True),
+            ),
+            _linear_shape,
+            _linear_params,
+            _linear_macs,
+            label=lambda a: str(a["out_features"]),
+            prefix="fc",
+            ranks=(1,),
+            torch="nn.Linear",
+            emit="nn.Linear({in}, {out_features}, bias={bias?True})",
+            fresh_output=True,
+            inplace_before_add=True,
+            doc="fully connected layer",
+        ),
+        Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
+        Op("relu", activation, (), torch="nn.ReLU", emit="nn.ReLU({inplace})"),
+        Op(
+            "relu6", activation, (), torch="nn.ReLU6", emit="nn.ReLU6({inplace})", prefix="relu6_"
+        ),  # relu6_1, relu6_2: `relu61` would read as relu 61
+        Op(
+            "leaky_relu",
+            activation,
+            (arg("slope", ArgType.FLOAT, 0.01),),
+            label=lambda a: f"slope {a['slope']:g}",
+            torch="nn.LeakyReLU",
+            emit="nn.LeakyReLU(negative_slope={slope?0.01})",
+        ),
+        Op(
+            "rrelu",
+            activation,
+            (arg("lower", ArgType.FLOAT, 1 / 8), arg("upper", ArgType.FLOAT, 1 / 3)),
+            _rrelu_shape,
+            torch="nn.RReLU",
+            emit="nn.RReLU(lower={lower?0.125}, upper={upper?0.3333333333333333})",
+            doc="randomized leaky ReLU",
+        ),
+        Op(
+            "prelu",
+            activation,
+            (arg("num_parameters", ArgType.POS_INT, 1), arg("init", ArgType.FLOAT, 0.25)),
+            _prelu_shape,
+            _prelu_params,
+            torch="nn.PReLU",
+            emit="nn.PReLU(num_parameters={num_parameters?1}, init={init?0.25})",
+            doc="leaky ReLU with learnt slope",
+        ),
+        Op(
+            "elu",
+            activation,
+            (arg("alpha", ArgType.FLOAT, 1.0),),
+            torch="nn.ELU",
+            emit="nn.ELU(alpha={alpha?1.0})",
+        ),
+        Op(
+            "gelu",
+            activation,
+            (arg("approximate", ArgType.CHOICE, "none", choices=("none", "tanh")),),
+            torch="nn.GELU",
+            emit='nn.GELU(approximate={approximate?"none"})',
+        ),
+        Op("silu", activation, (), torch="nn.SiLU"),
+        Op(
+            "hardswish",
+            activation,
+            (),
+            torch="nn.Hardswish",
+            emit="nn.Hardswish({inplace})",
+            doc="x * relu6(x + 3) / 6 (MobileNetV3)",
+        ),
+        Op("sigmoid", activation, (), torch="nn.Sigmoid"),
+        Op(
+            "hardsigmoid",
+            activation,
+            (),
+            torch="nn.Hardsigmoid",
+            emit="nn.Hardsigmoid({inplace})",
+            doc="relu6(x + 3) / 6",
+        ),
+        Op("tanh", activation, (), torch="nn.Tanh"),
+        Op(
+            "softmax",
+            activation,
+            (arg("dim", ArgType.INT, 1),),
+            _softmax_shape("softmax"),
+            torch="nn.Softmax",
+            emit="nn.Softmax(dim={dim})",
+        ),
+        Op(
+            "log_softmax",
+            activation,
+            (arg("dim", ArgType.INT, 1),),
+            _softmax_shape("log_softmax"),
+            torch="nn.LogSoftmax",
+            emit="nn.LogSoftmax(dim={dim})",
+        ),
+        Op(
+            "upsample",
+            Family.RESHAPE,
+            (
+                arg("scale_factor", ArgType.SCALE, 2),
+                arg("mode", ArgType.CHOICE, "nearest", choices=("nearest", "bilinear")),
+            ),
+            _upsample_shape,
+            window=_upsample_window,
+            label=lambda a: (
+                "x"
+                + "x".join(
+                    f"{f:g}" for f in sorted(set(a["scale_factor"]), key=a["scale_factor"].index)
+                )
+            ),
+            ranks=(3,),
+            torch="nn.Upsample",
+            emit='nn.Upsample(scale_factor={scale_factor}, mode={mode?"nearest"})',
+            fresh_output=True,
+            doc="nearest or bilinear upsampling",
+        ),
+        Op(
+            "add",
+            Family.MERGE,
+            (),
+            merge=True,
+            merge_shape=_add_shape,
+            merge_operator="+",
+            fresh_output=True,
+            glyph="+",
+            doc="element-wise sum of equal shapes",
+        ),
+        Op(
+            "concat",
+            Family.MERGE,
+            (),
+            merge=True,
+            merge_shape=_concat_shape,
+            merge_function="torch.cat",
+            fresh_output=True,
+            doc="join along the channels",
+        ),
+        Op("input", Family.IO, (), doc="a network input"),
+    ]
+
+
+REGISTRY: dict[str, Op] = {op.name: op for op in _ops()}
+LAYERS = frozenset(name for name, op in REGISTRY.items() if op.family is not Family.IO)
+
+
+def lookup(name: str) -> Op | None:
+    op = REGISTRY.get(name)
+    return op if op is not None and name in LAYERS else None
+
+
+def resolve_defaults(op: Op, given: dict[str, Any]) -> dict[str, Any]:
+    """Fill in defaults; a default naming another argument copies it (stride = kernel)."""
+    out = dict(given)
+    constants = op.constant_defaults
+    for spec in op.args:
+        if spec.name not in out and not spec.required:
+            default = spec.default
+            if isinstance(default, str) and default in out:
+                out[spec.name] = out[default]
+            elif spec.name in constants:
+                out[spec.name] = constants[spec.name]
+            else:
+                out[spec.name] = coerce(spec, default)
+    return out
