@@ -285,6 +285,7 @@ class Emitter:
     class_names: Namespace = field(default_factory=Namespace)
     param_types: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     last_shape: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
+    size_readers: dict[str, bool] = field(default_factory=dict)  # see reads_size
     scope_out: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     named_tuple: tuple[str, list[str], int] | None = None  # outputs: name, fields, main
 
@@ -391,6 +392,27 @@ class Emitter:
             return None
         return _consts(self.scope_out.get(path) or self.last_shape.get(path))  # aux: all
 
+    def reads_size(self, node: Any) -> bool:
+        """Whether an AST node reads its input's height, width or size (`in.height`),
+        itself or in a block it calls (whose class then takes ``in_height``)."""
+        blocks = self.model.program.blocks
+        for n in _nodes(node):
+            if isinstance(n, ast.InAttr) and n.attr in ("height", "width", "size"):
+                return True
+            if isinstance(n, ast.Call) and n.name in blocks:
+                if n.name not in self.size_readers:  # each block walked once
+                    self.size_readers[n.name] = self.reads_size(blocks[n.name])
+                if self.size_readers[n.name]:
+                    return True
+        return False
+
+    def made_nothing(self, path: str) -> bool:
+        """The checked repeat at ``path``, or its iteration (``stage.2``), has no node
+        (its `if`s were false): what it gives is what it was given."""
+        scopes = self.model.graph.scopes
+        checked = path in scopes or path.rpartition(".")[0] in scopes
+        return checked and path not in self.last_shape
+
     def scope_shape(self, path: str) -> SymShape | None:
         """The checked output shape of the block instance at ``path``."""
         scope = self.model.graph.scopes.get(path)
@@ -459,6 +481,9 @@ class ClassCompiler:
     extra: list[str] = field(default_factory=list)  # outside tensors the last module reads
     looping_with_outer: bool = False  # in a module_list loop: iterations take those tensors
     fix_ifs: bool = False  # an `if` whose sides give different sizes: for the checked values
+    # The class body's one item (`block b() { repeat 2 { ... } }`): as in the checked graph,
+    # it takes the instance's own path instead of a name of its own below it.
+    solo_item: ast.Item | None = None
 
     def pick_flow_var(self, body: ast.Body, taken: Iterable[str] = ()) -> None:
         names = {*taken, *_tensor_names(body.stmts)}
@@ -560,6 +585,7 @@ class ClassCompiler:
         elif solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
             built = self.looping_class(block, solo, flow, params, forward_args)
         else:
+            self.solo_item = solo
             out = self.body(block.body, flow, names)
             self.fwd.append(f"return {out.var}")
             what = self.em.body_docs.get(block.name, "").removesuffix(".") or (
@@ -615,6 +641,11 @@ class ClassCompiler:
             built = self.solo_class(block, solo, flow, names, [])
             built.doc = doc
             return built
+        if solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
+            built = self.looping_class(block, solo, flow, [], forward_args)
+            built.doc = doc
+            return built
+        self.solo_item = solo
         out = self.body(block.body, flow, names)
         self.fwd.append(f"return {out.var}")
         return PyClass(self.name, "nn.Module", doc, [], self.init, forward_args, self.fwd)
@@ -631,8 +662,15 @@ class ClassCompiler:
         whose forward passes them to every iteration (its iterations are its children,
         as the checker names them)."""
         self.looping_with_outer = True
+        init_at = len(self.init)
         try:
             self.sequential_loop(item, flow, "self")
+        except CompileError:
+            if not self.concrete:
+                raise
+            del self.init[init_at:]  # one module per iteration, as in solo_class
+            modules, _ = self.unroll(item, flow, self.instance or "")
+            self.init.extend(_stmt(Call("self.extend", (List(tuple(modules)),)), 0))
         finally:
             self.looping_with_outer = False
         layer = self.locals.claim("layer")
@@ -706,18 +744,18 @@ class ClassCompiler:
         return flow
 
     def item(self, item: ast.Item, flow: Flow, names: BodyNames, first: bool) -> Flow:
+        flow = self.settle(flow)  # in a concrete class, sizes no Python form gave: checked
         prim = item.primary
         if item.times is not None or isinstance(prim, ast.Repeat):
             leaf = names[item if item.times is not None else prim]
             attr = self.attrs.claim(leaf)
+            where = self.instance if item is self.solo_item else self.full(leaf)
             if self.outer_reads(
                 prim.body if item.times is None and isinstance(prim, ast.Repeat) else prim
             ):
-                return self.module_list(item, flow, attr, leaf)
-            shape = self.loop_modules(item, flow, attr, leaf, "nn.Sequential")
-            if None in shape and self.concrete and _known(flow.shape):
-                shape = self.em.checked_shape(self.full(leaf)) or shape  # what the loop made
-            return self.apply(attr, flow, shape, producer="", path=self.full(attr), span=item.span)
+                return self.module_list(item, flow, attr, where)
+            shape = self.loop_shape(item, flow, attr, where, "nn.Sequential")
+            return self.apply(attr, flow, shape, producer="", path=where, span=item.span)
         if isinstance(prim, ast.Residual):
             return self.residual(prim, item, flow, names)
         if isinstance(prim, ast.ConcatBlock):
@@ -876,9 +914,9 @@ class ClassCompiler:
                     scope = self.em.model.graph.scopes.get(here or "")
                     values = (
                         scope.args
-                        if scope is not None and not body
-                        else tuple((k, v.value) for k, v in bound.items())
-                    )
+                        if scope is not None and not body and scope.block == block.name
+                        else tuple((k, v.value) for k, v in bound.items())  # a solo call's
+                    )  # scope is its caller's (`block a() { b(1) }`: one path for both)
                     name = self.em.special_class(block, here or "", flow.shape, values, outer or {})
                     return Call(name, ()), out
             raise _unsupported(
@@ -906,6 +944,9 @@ class ClassCompiler:
         out = self.em.scope_shape(here) if here is not None else None
         if out is None:
             out = Dry(self.em, block, here).run(bound, flow.shape, outer or {})
+        constants = all(b.const for b in bound.values()) and _known(flow.shape)
+        if not _known(out) and here is not None and constants:  # the checked size
+            out = self.em.checked_shape(here) or out
         return Call(cls.name, tuple(args)), out
 
     def sequential_loop(self, item: ast.Item, flow: Flow, target: str) -> Flow:
@@ -948,7 +989,7 @@ class ClassCompiler:
             o is None or i is None or o.code != i.code
             for o, i in zip(out[1:], inner.shape[1:], strict=False)
         )
-        if resized and _reads_size(prim if item.times is not None else body):
+        if resized and self.em.reads_size(prim if item.times is not None else body):
             raise _unsupported(  # the loop carries the channels only
                 item.span,
                 "a repeated body that changes the height or width and reads `in.height`, "
@@ -1008,10 +1049,11 @@ class ClassCompiler:
         return [t for t in refs if t in self.tensors and t not in inside]
 
     def loop_modules(
-        self, item: ast.Item, flow: Flow, attr: str, leaf: str, container: str
+        self, item: ast.Item, flow: Flow, attr: str, where: str | None, container: str
     ) -> SymShape:
         """``self.attr`` as a ``container`` a loop fills; in a concrete class, where no
-        loop can say it, one module per iteration (each compiled at its graph path)."""
+        loop can say it, one module per iteration (each compiled at its graph path: the
+        loop's is ``where``)."""
         init_at = len(self.init)
         try:
             self.init.append(f"self.{attr} = {container}()")
@@ -1020,7 +1062,7 @@ class ClassCompiler:
             if not self.concrete:
                 raise
             del self.init[init_at:]
-            modules, shape = self.unroll(item, flow, self.full(leaf) or leaf)
+            modules, shape = self.unroll(item, flow, where or attr)
             node = (
                 Call(container, (List(tuple(modules)),))
                 if container == "nn.ModuleList"
@@ -1029,24 +1071,40 @@ class ClassCompiler:
             self.init.extend(_stmt(node, 0, f"self.{attr} = "))
             return shape
 
-    def module_list(self, item: ast.Item, flow: Flow, attr: str, leaf: str) -> Flow:
+    def loop_shape(
+        self, item: ast.Item, flow: Flow, attr: str, where: str | None, kind: str
+    ) -> SymShape:
+        """The loop's modules declared (an ``nn.Sequential`` or ``nn.ModuleList``), and
+        the shape it makes: where the loop has no closed form but its input is known,
+        the checked graph's; so too where every value the loop reads is a constant and
+        it gave its size as the local it counts in (``channels``), which nothing outside
+        this constructor could read."""
+        shape = self.loop_modules(item, flow, attr, where, kind)
+        constants = all(self.env[n].const for n in _name_refs(item) if n in self.env)
+        if self.concrete and _known(flow.shape) and (None in shape or constants):
+            made = self.em.checked_shape(where)
+            if made is None and where is not None and self.em.made_nothing(where):
+                made = flow.shape
+            shape = made or shape
+        return shape
+
+    def module_list(self, item: ast.Item, flow: Flow, attr: str, where: str | None) -> Flow:
         """A repeat whose body reads tensors from outside it: an nn.ModuleList, and a
         loop in forward that passes them to every iteration."""
         self.looping_with_outer = True
         try:
-            shape = self.loop_modules(item, flow, attr, leaf, "nn.ModuleList")
+            shape = self.loop_shape(item, flow, attr, where, "nn.ModuleList")
         finally:
             self.looping_with_outer = False
         extra, target = self.extra, self.flow_target(flow)
         if flow.var != target:
             self.fwd.append(f"{target} = {flow.var}")
         layer = self.locals.claim("layer")
-        path = self.full(attr)
         self.fwd.append(f"for {layer} in self.{attr}:")
         self.fwd.extend(
-            _stmt(Call(layer, (target, *extra)), 4, f"{target} = ", self.comment(path, item.span))
+            _stmt(Call(layer, (target, *extra)), 4, f"{target} = ", self.comment(where, item.span))
         )
-        return Flow(target, self.named(shape), "", path or "")
+        return Flow(target, self.named(shape), "", where or "")
 
     def no_outer_reads(self, body: ast.Body) -> None:
         """A repeated body runs inside an nn.Sequential: one input, nothing from outside."""
@@ -1108,8 +1166,11 @@ class ClassCompiler:
                 self.env[var] = const(int(start.value) + index)
             lines: list[str] = []
             ipath = f"{path}.{index}"
+            before = shape
             node, shape = self.sub_module(body, Flow("x", shape), lines, ipath)
             shape = self.settle(Flow("x", shape, "", ipath)).shape
+            if not _known(shape) and _known(before) and self.em.made_nothing(ipath):
+                shape = before  # an iteration that made no node passes its input on
             self.no_outer_reads(body)
             if lines:
                 raise _unsupported(item.span, "cannot compile this repeat", "")
@@ -1496,7 +1557,8 @@ class Dry(ClassCompiler):
                 self.env[p.name] = self.sym(p.default, Flow("x", shape))
         flow = Flow("x", shape)
         names = body_names(self.block_def.body)
-        solo = _solo(self.block_def.body) if not outer else None  # as ClassCompiler.block
+        self.solo_item = _solo(self.block_def.body)
+        solo = self.solo_item if not outer else None  # as ClassCompiler.block
         if solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
             try:
                 return self.sequential_loop(solo, flow, "self").shape
@@ -1549,13 +1611,6 @@ def _nodes(node: Any) -> Iterable[Any]:
         yield node
         for child in node:
             yield from _nodes(child)
-
-
-def _reads_size(node: Any) -> bool:
-    """Whether an AST node reads its input's height, width or size (`in.height`)."""
-    return any(
-        isinstance(n, ast.InAttr) and n.attr in ("height", "width", "size") for n in _nodes(node)
-    )
 
 
 def _name_refs(node: Any) -> Iterable[str]:

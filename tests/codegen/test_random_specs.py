@@ -1107,11 +1107,10 @@ class Discarded(Exception):  # noqa: N818 -- a verdict on a spec, not a failure
     """A generated spec that does not check (the generator tracks shapes, so rarely)."""
 
 
-# Seeds whose spec `cnnspec compile` still gets wrong (issue 11 is open for them): each
-# fails today (strict xfail: a fix makes the test say so, and the seed joins the rest).
-KNOWN = {
-    189: "a body class's input size lost inside another body class",
-}
+# Seeds whose spec `cnnspec compile` still gets wrong, each with its cause: each fails
+# today (strict xfail: a fix makes the test say so, and the seed joins the rest). None
+# since seed 189 (a loop's size inside an aux body's class: tests/corpus/aux_outer_repeat).
+KNOWN: dict[int, str] = {}
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,11 @@ the channels), ``else`` inside ``repeat``, ``in.*`` in parameter defaults, repea
 grow the channels (DenseNet), one block with int and tuple kernels, nested blocks
 passing expressions, residuals with ``shortcut if``, concat branches, named tensors and
 merges, aux heads, ``item * n``, blocks whose body is one repeat, flatten + linear in a
-block, depthwise convs. Every corpus spec passes ``cnnspec check``
+block, depthwise convs; and the cases the random-spec exploration found compiled wrong
+or refused (each file says which seed): loops whose iterations make no node, a block
+that reads its input's height inside a repeat, a body that is one repeat naming itself
+as its scope, sizes after loops with no closed form. Every corpus spec passes
+``cnnspec check``
 (:func:`test_corpus_specs_check`): a failure of the others is the compiler's.
 """
 
