@@ -286,6 +286,7 @@ class Emitter:
     param_types: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     last_shape: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     size_readers: dict[str, bool] = field(default_factory=dict)  # see reads_size
+    body_tuples: dict[str, set[str]] = field(default_factory=dict)  # see tuple_params
     scope_out: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     named_tuple: tuple[str, list[str], int] | None = None  # outputs: name, fields, main
 
@@ -360,8 +361,9 @@ class Emitter:
 
     def tuple_params(self, block: str) -> set[str]:
         """The parameters of ``block`` some instance passes a tuple (a kernel (1, 3)):
-        the generated class cannot compute sizes from them as numbers."""
-        return {
+        the generated class cannot compute sizes from them as numbers. A body's class
+        has no instance in the graph: its caller's values say (:meth:`body_class`)."""
+        return self.body_tuples.get(block, set()) | {
             name
             for scope in self.model.graph.scopes.values()
             if scope.block == block
@@ -677,7 +679,9 @@ class ClassCompiler:
         self.fwd.append(f"for {layer} in self:")
         self.fwd.extend(_stmt(Call(layer, (self.x, *self.extra)), 4, f"{self.x} = "))
         self.fwd.append(f"return {self.x}")
-        doc = f"Block `{block.name}` ({self.where(block.span)})."
+        doc = (
+            self.em.body_docs.get(block.name) or f"Block `{block.name}` ({self.where(block.span)})."
+        )
         return PyClass(self.name, "nn.ModuleList", doc, params, self.init, forward_args, self.fwd)
 
     def solo_class(
@@ -689,7 +693,9 @@ class ClassCompiler:
         params: list[PyParam],
     ) -> PyClass:
         """A block that is one item is that item: subclass its module (or nn.Sequential)."""
-        doc = f"Block `{block.name}` ({self.where(block.span)})."
+        doc = (
+            self.em.body_docs.get(block.name) or f"Block `{block.name}` ({self.where(block.span)})."
+        )
         prim = item.primary
         if item.times is not None or isinstance(prim, ast.Repeat):
             try:
@@ -1141,6 +1147,9 @@ class ClassCompiler:
                 f"The {role} body of `{self.owner}` ({self.where(body.span)}), as a class."
             )
         bound = {p.name: self.env[p.name] for p in block.params}
+        self.em.body_tuples.setdefault(block.name, set()).update(
+            n for n, v in bound.items() if v.maybe_tuple or isinstance(v.value, tuple)
+        )
         made = self.block_instance(block, bound, flow, path, body.span, outer=outer)
         self.extra = [outer[t][0] for t, _ in self.em.body_inputs[block.name]]
         return made
@@ -1408,25 +1417,43 @@ class ClassCompiler:
         checked values, and the constructor refuses any other (fail-fast ValueError)."""
         saved = self.env
         checked = self.em.model.graph.params
-        self.env = {k: const(checked[k]) if k in checked else v for k, v in saved.items()}
-        try:
-            decided = self.sym(stmt.cond, flow)
-        finally:
-            self.env = saved
-        if not decided.const:
-            raise _unsupported(stmt.span, "cannot compile this `if`", "")
+        taken = self.checked_side(stmt, names)
+        if taken is None:  # neither side made a node: decide it on the checked values
+            self.env = {k: const(checked[k]) if k in checked else v for k, v in saved.items()}
+            try:
+                decided = self.sym(stmt.cond, flow)
+            finally:
+                self.env = saved
+            if not decided.const:
+                raise _unsupported(stmt.span, "cannot compile this `if`", "")
+            taken = bool(decided.value)
         test = self.sym(stmt.cond, flow)
         fixed = ", ".join(
             f"{k} = {show_value(checked[k])}" for k in sorted(checked) if uses(test, saved[k].code)
         )
-        refuse = sym_unary("not", test) if decided.value else test
+        refuse = sym_unary("not", test) if taken else test
         self.refuse_others(
             refuse.code,
             f"compiled for {fixed} ({self.where(stmt.span)}): the other choice changes "
             "the network's shapes in a way one class cannot build",
         )
-        chosen = stmt.then if decided.value else stmt.otherwise
+        chosen = stmt.then if taken else stmt.otherwise
         return self.body(chosen, flow, names) if chosen is not None else flow
+
+    def checked_side(self, stmt: ast.If, names: BodyNames) -> bool | None:
+        """The side of ``stmt`` the checker took, read from the graph: the one whose
+        items made nodes (None when neither did). Evaluating the condition here would
+        use this class's symbolic sizes (`in.channels` after another `if`), not the
+        checked ones."""
+
+        def made(body: ast.Body | None) -> bool:
+            leaves = (names.names.get(id(n)) for n in _nodes(body))  # nothing for None
+            paths = (self.full(leaf) for leaf in leaves if leaf is not None)
+            return any(p is not None and p in self.em.last_shape for p in paths)
+
+        if made(stmt.then):
+            return True
+        return False if made(stmt.otherwise) else None
 
     def python_if(self, stmt: ast.If, cond: Sym, flow: Flow, names: BodyNames) -> Flow:
         """An `if` on parameters around layers: a Python `if` in the constructor, and on
@@ -1496,6 +1523,10 @@ class ClassCompiler:
             _WIDTH.reset(width)
 
     def aux(self, stmt: ast.Aux, flow: Flow, names: BodyNames, cond: Sym | None) -> None:
+        path = self.full(names[stmt])
+        constants = self.concrete and all(v.const for v in self.env.values())
+        if not stmt.body.stmts or (constants and path is not None and self.em.made_nothing(path)):
+            return  # a head that makes no layer gives no output, as the checker has it
         attr = self.attrs.claim(names[stmt])
         source = (
             self.tensor_var(stmt.source.name, flow, stmt.source.span)
@@ -1699,8 +1730,9 @@ def _solo(body: ast.Body) -> ast.Item | None:
     stmts = body.stmts
     if len(stmts) == 1 and isinstance(stmts[0], ast.Chain) and len(stmts[0].items) == 1:
         item = stmts[0].items[0]
-        if item.alias is None and not isinstance(item.primary, ast.Residual | ast.ConcatBlock):
-            return item
+        compound = isinstance(item.primary, ast.Residual | ast.ConcatBlock)
+        if item.alias is None and (item.times is not None or not compound):
+            return item  # (`residual {...} * 3` alone is one item: a repeat)
     return None
 
 
