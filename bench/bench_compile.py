@@ -1,7 +1,8 @@
 """`cnnspec compile`: the generated modules' speed next to torchvision's, and compile time.
 
-(a) Forward + backward time of the generated ResNet-50, ResNet-18 and GoogLeNet next to
-    torchvision's ``resnet50``/``resnet18``/``googlenet`` (``weights=None``), side by side
+(a) Forward + backward time of the generated ResNet-50, ResNet-18, GoogLeNet and
+    MobileNetV3-Large next to torchvision's ``resnet50``/``resnet18``/``googlenet``/
+    ``mobilenet_v3_large`` (``weights=None``), side by side
     in one process: CPU, ``torch.set_num_threads(2)``, batch 8 at 3 x 224 x 224, both in
     training mode (GoogLeNet with its aux heads, as both define it by default; the loss
     sums every output). The generated module gets torchvision's weights and buffers
@@ -55,7 +56,12 @@ BATCH, SIZE, THREADS = 8, 224, 2
 
 # model -> (warm-up steps, timed steps). On the idle 2-core reference machine a step
 # takes about 4.3 s (ResNet-50), 1.5 s (ResNet-18) and 1.8 s (GoogLeNet).
-STEPS = {"resnet50": (3, 10), "resnet18": (3, 10), "googlenet": (3, 10)}
+STEPS = {
+    "resnet50": (3, 10),
+    "resnet18": (3, 10),
+    "googlenet": (3, 10),
+    "mobilenet_v3_large": (3, 10),
+}
 QUICK_STEPS = {"resnet18": (1, 2)}
 TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
     "googlenet": {"aux_logits": True, "transform_input": False, "init_weights": True}

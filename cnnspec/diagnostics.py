@@ -52,7 +52,8 @@ CODES: dict[str, str] = {
     "bad-expression": "an expression that cannot be evaluated",
     "non-positive-size": "a layer would produce a spatial size below 1",
     "groups-mismatch": "channels not divisible by the groups",
-    "bad-input-rank": "a layer applied to a tensor of the wrong rank",
+    "bad-input-rank": "a layer applied to a tensor of the wrong rank (or a 1 x 1 one it "
+    "cannot normalize)",
     "shape-mismatch": "the two sides of a residual add differ",
     "concat-mismatch": "concatenated branches differ in spatial size",
     "bad-repeat": "a repeat count that is not a positive integer",

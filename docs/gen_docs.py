@@ -75,9 +75,7 @@ def _owner(spec: ArgSpec) -> str:
 
 
 def _ranks(op: Op) -> str:
-    if op.merge:
-        return "equal shapes" if op.name == "add" else "same rank; same H x W"
-    return {(3,): "C x H x W", (1,): "F", (1, 3): "any"}[op.ranks]
+    return op.inputs or {(3,): "C x H x W", (1,): "F", (1, 3): "any"}[op.ranks]
 
 
 def layer_table() -> str:

@@ -43,10 +43,15 @@ from torch.utils.flop_counter import FlopCounterMode
 import cnnspec
 from cnnspec.codegen.runtime import load_module
 from cnnspec.model import Model
+from cnnspec.ops.registry import REGISTRY
 
 # Ops that are not modules in the generated code: `torch.flatten`, `+`, `torch.cat`, the
 # forward's arguments; `identity` only appears after an error (never in a checked graph).
-FUNCTIONAL = frozenset({"input", "flatten", "add", "concat", "identity"})
+# Graph nodes that are no module: merges (`x + y`, `torch.cat`), functional ops
+# (`torch.flatten`), inputs, and identities (which compile may leave out).
+FUNCTIONAL = frozenset(
+    {"input", "identity"} | {op.name for op in REGISTRY.values() if op.merge or op.functional}
+)
 SEED = 0
 
 

@@ -33,6 +33,7 @@ from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
 from cnnspec.graph.naming import BodyNames, body_names
 from cnnspec.ops.binding import bind
 from cnnspec.ops.domain import TOP, Undecidable
+from cnnspec.ops.evaluate import FUNCTION_HELPERS
 from cnnspec.ops.registry import (
     REGISTRY,
     ArgError,
@@ -117,9 +118,19 @@ MODULE_ATTRS = frozenset(
         "pop",
     ]
 )
-# Names the generated module itself uses.
+
+
+def _helper_name(source: str) -> str:
+    match = re.match(r"(?:class|def) (\w+)", source)
+    assert match is not None, source
+    return match.group(1)
+
+
+# Names the generated module itself uses, its helpers' included.
 MODULE_GLOBALS = frozenset(
     {"torch", "nn", "Tensor", "math", "OrderedDict", "NamedTuple", "Optional", "self"}
+    | {_helper_name(h) for op in REGISTRY.values() for h in op.helpers}
+    | set(FUNCTION_HELPERS)
 )
 AMBIGUOUS = frozenset({"l", "O", "I"})  # ruff E741
 RESERVED = (
@@ -483,6 +494,7 @@ class ClassCompiler:
     extra: list[str] = field(default_factory=list)  # outside tensors the last module reads
     looping_with_outer: bool = False  # in a module_list loop: iterations take those tensors
     fix_ifs: bool = False  # an `if` whose sides give different sizes: for the checked values
+    flags: set[str] = field(default_factory=set)  # attributes that hold an `if`'s condition
     # The class body's one item (`block b() { repeat 2 { ... } }`): as in the checked graph,
     # it takes the instance's own path instead of a name of its own below it.
     solo_item: ast.Item | None = None
@@ -1354,9 +1366,9 @@ class ClassCompiler:
         refs = [a.value for a in call.args]
         vars_ = [self.tensor_var(r.name, flow, r.span) for r in refs if isinstance(r, ast.NameRef)]
         shapes = [flow.shape if v == flow.var else self.tensor_shape.get(v, (None,)) for v in vars_]
-        if op.merge_operator:  # element-wise: the shape is the input's
+        if op.merge_operator:  # element-wise (`a + b`, `a * gate`): by the entry's rule
             self.fwd.append(f"{self.x} = " + f" {op.merge_operator} ".join(vars_))
-            return Flow(self.x, flow.shape, op.name, "")
+            return Flow(self.x, _merge_shape(op, shapes), op.name, "")
         cat = Call(op.merge_function, (List(tuple(vars_)), "1"))  # along the channels
         self.fwd.extend(_stmt(cat, 0, f"{self.x} = "))
         return Flow(self.x, _merge_shape(op, shapes), op.name, "")
@@ -1459,6 +1471,7 @@ class ClassCompiler:
         """An `if` on parameters around layers: a Python `if` in the constructor, and on
         a flag the constructor keeps, in forward (as torchvision writes it)."""
         flag = self.attrs.claim("use_" + _first_name(stmt.then, names))
+        self.flags.add(flag)
         self.init.append(f"self.{flag} = {cond.code}")
         aux_before = len(self.aux_vars)
         before = set(self.attrs.used)
@@ -1469,12 +1482,19 @@ class ClassCompiler:
         else_only = [a for a in _assigned(otherwise[1]) if a not in then_attrs]
         self.attrs.used |= then_attrs
         # Every attribute exists either way (nn.Identity on the side that has no such
-        # layer: TorchScript compiles both sides of forward's `if`), and is declared an
-        # nn.Module where the other side may hold another kind of module.
-        then_init = [_declare_module(line, then_attrs - before) for line in then[1]] + [
-            f"self.{a}: nn.Module = nn.Identity()" for a in else_only
+        # layer, False for the flag of an `if` nested there: TorchScript compiles both
+        # sides of forward's `if`), and is declared an nn.Module where the other side may
+        # hold another kind of module.
+        modules = then_attrs - before - self.flags
+        width = _WIDTH.get() - 4  # the branch's lines are indented once more
+        then_init = [d for line in then[1] for d in _declare_module(line, modules, width)] + [
+            f"self.{a} = False" if a in self.flags else f"self.{a}: nn.Module = nn.Identity()"
+            for a in else_only
         ]
-        else_init = otherwise[1] + [f"self.{a} = nn.Identity()" for a in then_only]
+        else_init = otherwise[1] + [
+            f"self.{a} = False" if a in self.flags else f"self.{a} = nn.Identity()"
+            for a in then_only
+        ]
         if then_init:
             self.init.append(f"if {cond.code}:")
             self.init.extend("    " + line if line else "" for line in then_init)
@@ -1621,16 +1641,22 @@ def _drop_unused(init: list[str], names: list[str]) -> None:
 
 
 def _assigned(lines: list[str]) -> list[str]:
-    """The attributes a constructor's lines set, in order."""
-    return [m[1] for line in lines if (m := re.match(r"self\.(\w+) = ", line))]
+    """The attributes a constructor's lines set (in nested `if`s too), once each, in order."""
+    found = (re.match(r"\s*self\.(\w+)(?:: [^=]+)? = ", line) for line in lines)
+    return list(dict.fromkeys(m[1] for m in found if m))
 
 
-def _declare_module(line: str, attrs: set[str]) -> str:
-    """``self.conv1 = ...`` as ``self.conv1: nn.Module = ...`` for the attributes given."""
+def _declare_module(line: str, attrs: set[str], width: int) -> list[str]:
+    """``self.conv1 = ...`` as ``self.conv1: nn.Module = ...`` for the attributes given;
+    where the annotation would push the line past ``width``, declared on a line of its
+    own instead (``self.conv1: nn.Module``), the statement laid out as it was."""
     match = re.match(r"self\.(\w+) = ", line)
     if match is None or match[1] not in attrs:
-        return line
-    return f"self.{match[1]}: nn.Module = " + line[match.end() :]
+        return [line]
+    declared = f"self.{match[1]}: nn.Module = " + line[match.end() :]
+    if len(declared) <= width:
+        return [declared]
+    return [f"self.{match[1]}: nn.Module", line]
 
 
 _DIMS = ("channels", "height", "width")
@@ -1748,7 +1774,7 @@ _FIELD = re.compile(r"\{(\w+)(\?=?[^}]*)?\}")
 
 def _construct(op: Op, args: Mapping[str, Sym], shape: SymShape, inplace: bool) -> Call:
     """Fill the op's `emit` template; leave out arguments equal to their defaults."""
-    template = op.emit or f"{op.torch}()"
+    template = (op.emit_flat if len(shape) == 1 and op.emit_flat else op.emit) or f"{op.torch}()"
     func, _, rest = template.partition("(")
     func = func.replace("{dims}", "1" if len(shape) == 1 else "2")
     parts = _split_args(rest[:-1])
@@ -2038,10 +2064,11 @@ def emit_torch(model: Checked, class_name: str | None = None) -> GeneratedModule
             ) from None
     blocks = [finish(em.classes[b]) for b in _used(em, network)]
     rendered = finish(network)
-    code_lines = [line for c in [*blocks, rendered] for line in [*c.init, *c.forward]]
+    code_lines = [line for c in [*blocks, rendered] for line in [f"{c.base}(", *c.init, *c.forward]]
+    helpers = _helpers(code_lines)
     overrides = ", ".join(f"{k}={show_value(v)}" for k, v in model.overrides.items())
     totals = model.totals
-    exported = [c.name for c in [*blocks, rendered]]
+    exported = [c.name for c in [*blocks, rendered]] + [_helper_name(h) for h in helpers]
     exported += [em.named_tuple[0]] if em.named_tuple else []
     source = render(
         "torch_module.py.j2",
@@ -2052,7 +2079,8 @@ def emit_torch(model: Checked, class_name: str | None = None) -> GeneratedModule
         network=rendered,
         blocks=blocks,
         named_tuple=em.named_tuple,
-        import_lines=_imports(code_lines, em.named_tuple),
+        helpers=helpers,
+        import_lines=_imports([*code_lines, *helpers], em.named_tuple),
         totals={
             "params": f"{totals.params:,}",
             "macs": f"{totals.macs:,}",
@@ -2151,6 +2179,15 @@ def _undefined_names(source: str) -> list[tuple[str, list[str]]]:
 
     visit(top, "")
     return found
+
+
+def _helpers(code: list[str]) -> list[str]:
+    """The helper classes (and functions) of registry entries the code names, each once,
+    in registry order (a helper may name another only if it comes first)."""
+    text = "\n".join(code)
+    sources = dict.fromkeys(h for op in REGISTRY.values() for h in op.helpers)
+    sources.update(dict.fromkeys(FUNCTION_HELPERS.values()))
+    return [h for h in sources if re.search(rf"(?<![\w.]){re.escape(_helper_name(h))}\(", text)]
 
 
 def _imports(code: list[str], outputs: tuple[str, list[str], int] | None) -> list[str]:

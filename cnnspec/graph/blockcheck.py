@@ -112,7 +112,7 @@ def _call(
                 )
         return
     if op is None and call.name not in blocks:
-        if not call.has_parens and first and call.name in tensors:
+        if not call.has_parens and first and (call.name in tensors or call.name == "_"):
             return  # a chain that starts from a named tensor
         yield error(
             "unknown-layer",

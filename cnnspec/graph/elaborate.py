@@ -642,7 +642,7 @@ class Elaborator:
             self.layer(call, op, frame, alias, alias_span)
         elif call.name in self.blocks:
             self.block_call(call, self.blocks[call.name], frame, alias, alias_span)
-        elif not call.has_parens and call.name in frame.tensors and first and alias is None:
+        elif not call.has_parens and first and alias is None and _is_tensor(call.name, frame):
             node = self.tensor_ref(ast.NameRef(call.name, call.name_span), frame)
             frame.current = node
         else:
@@ -1021,6 +1021,12 @@ def _declares_input(body: ast.Body) -> bool:
 
 def _depth(frame: Frame) -> int:
     return frame.scope.count(".")
+
+
+def _is_tensor(name: str, frame: Frame) -> bool:
+    """A name a chain may start from: a bound tensor, or `_` (`features = _` names the
+    current tensor without adding a layer)."""
+    return name == "_" or name in frame.tensors
 
 
 def _single_item(stmt: ast.Stmt) -> bool:

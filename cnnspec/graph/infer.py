@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cnnspec.diagnostics import Diagnostic, warning
 from cnnspec.graph.ir import Graph, Node
-from cnnspec.ops.registry import Family
+from cnnspec.ops.registry import Family, Shape
 
 BYTES_PER_ELEMENT = 4  # fp32
 
@@ -44,12 +44,26 @@ def _annotate(graph: Graph, node: Node) -> None:
         meta["rf"], meta["jump"] = (1, 1), (1, 1)
         return
     rf = (max(i.meta["rf"][0] for i in ins), max(i.meta["rf"][1] for i in ins))
-    jump = (max(i.meta["jump"][0] for i in ins), max(i.meta["jump"][1] for i in ins))
+    # a 1 x 1 input broadcast over the output (`mul`'s gate) has no positions to step
+    # between: the output's jump is its other inputs'
+    stepping = [i for i in ins if not _broadcast(i.shape, out)] or ins
+    jump = (max(i.meta["jump"][0] for i in stepping), max(i.meta["jump"][1] for i in stepping))
     if window is not None:
         kh, kw, sh, sw = window
         rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
         jump = (jump[0] * sh, jump[1] * sw)
     meta["rf"], meta["jump"] = rf, jump
+
+
+def _broadcast(shape: Shape | None, out: Shape | None) -> bool:
+    """A C x 1 x 1 input of a merge whose output is larger: stretched over it."""
+    return (
+        shape is not None
+        and out is not None
+        and len(shape) == len(out) == 3
+        and shape[1:] == (1, 1)
+        and out[1:] != (1, 1)
+    )
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,20 @@ def _fn_int(x: Value) -> Value:
     return int(x)
 
 
+def _make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
+    """The multiple of ``divisor`` nearest ``value``, at least ``min_value`` (default
+    ``divisor``) and not under 90 % of ``value``: torchvision's ``_make_divisible``, which
+    MobileNet, EfficientNet and MNASNet round their channel counts with."""
+    if isinstance(divisor, bool) or not isinstance(divisor, int) or divisor < 1:
+        raise ValueError(f"the divisor must be an integer >= 1, got {divisor!r}")
+    if min_value is None:
+        min_value = divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
 FUNCTIONS: dict[str, Callable[..., Value]] = {
     "min": min,
     "max": max,
@@ -94,6 +108,22 @@ FUNCTIONS: dict[str, Callable[..., Value]] = {
     "round": round,
     "floor": math.floor,
     "ceil": math.ceil,
+    "make_divisible": _make_divisible,
+}
+
+# The functions Python lacks, as the generated module defines them (once, when its code
+# calls them): the same rule as above, for sizes computed from a class's parameters.
+FUNCTION_HELPERS: dict[str, str] = {
+    "make_divisible": '''\
+def make_divisible(value: float, divisor: int, min_value: int | None = None) -> int:
+    """The multiple of divisor nearest value, at least min_value (default divisor) and
+    not under 90 % of value (torchvision's _make_divisible)."""
+    if min_value is None:
+        min_value = divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded''',
 }
 
 CONSTANTS: dict[str, Value] = {"same": "same", "valid": "valid"}

@@ -20,7 +20,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, cast
 
-from cnnspec.ops.domain import TOP, differ, known, shapes_differ, surely
+from cnnspec.ops.domain import TOP, concrete, differ, known, shapes_differ, surely
 
 Shape = tuple[int, ...]
 Args = Mapping[str, Any]
@@ -218,7 +218,12 @@ class Op:
     # input channels (or features), {dims} 1 or 2 by the input's rank, {inplace} is
     # `inplace=True` where that is safe. Empty: the module without arguments.
     emit: str = ""
+    emit_flat: str = ""  # the same on a feature vector, where it differs (LayerNorm)
+    # Python source of the classes (or functions) its emission names beyond torch's: each
+    # goes once into a generated module whose code names it (LayerNorm2d, StochasticDepth).
+    helpers: tuple[str, ...] = ()
     merge: bool = False  # takes several tensors (add, concat)
+    inputs: str = ""  # what it takes, where its ranks do not say it (a merge's shapes)
     # A merge's shape rule (raises ShapeError), and how `cnnspec compile` writes it: the
     # inputs joined by an element-wise operator (`a + b`: the shape is the input's), or else
     # merge_function called on their list along the channels (`torch.cat([a, b], 1)`).
@@ -452,19 +457,72 @@ def _global_window(args: Args, inp: Shape) -> Window:
     return (inp[1], inp[2], inp[1], inp[2])
 
 
-def _norm_shape(args: Args, inp: Shape) -> Shape:
-    if surely(args["eps"] <= 0):  # PyTorch refuses it in training (and a negative in eval)
+def _positive_eps(op: str, ranks: tuple[int, ...] = (1, 3)) -> ShapeRule:
+    def rule(args: Args, inp: Shape) -> Shape:
+        _check_rank(op, inp, ranks)
+        if surely(args["eps"] <= 0):  # PyTorch refuses it in training (a negative in eval)
+            raise ShapeError(
+                "bad-argument",
+                f"`{op}` eps must be positive, got {args['eps']:g}",
+                f"eps = {args['eps']:g}",
+                ("eps keeps the division by the standard deviation finite: e.g. 1e-5",),
+            )
+        return inp
+
+    return rule
+
+
+_norm_shape = _positive_eps("batchnorm")
+
+
+def _groupnorm_shape(args: Args, inp: Shape) -> Shape:
+    _positive_eps("groupnorm")(args, inp)
+    groups = args["groups"]
+    if differ(inp[0] % groups, 0):
         raise ShapeError(
-            "bad-argument",
-            f"`batchnorm` eps must be positive, got {args['eps']:g}",
-            f"eps = {args['eps']:g}",
-            ("eps keeps the division by the standard deviation finite: e.g. 1e-5",),
+            "groups-mismatch",
+            f"`groupnorm` needs channels divisible by its {groups} groups, got {inp[0]}",
+            f"groups = {groups}",
+            (f"use a divisor of {inp[0]} for groups",),
         )
     return inp
 
 
-def _norm_params(args: Args, inp: Shape, out: Shape) -> int:
+def _instancenorm_shape(args: Args, inp: Shape) -> Shape:
+    _positive_eps("instancenorm", (3,))(args, inp)
+    if surely(inp[1] * inp[2] == 1):  # PyTorch refuses it (in eval too, without running stats)
+        raise ShapeError(
+            "bad-input-rank",
+            f"`instancenorm` needs more than one position to normalize, got {format_shape(inp)}",
+            f"input is {format_shape(inp)}",
+            ("normalize before the spatial size shrinks to 1 x 1, or use layernorm",),
+        )
+    return inp
+
+
+def _affine_params(args: Args, inp: Shape, out: Shape) -> int:
     return 2 * inp[0] if args["affine"] else 0
+
+
+def _instancenorm_buffers(args: Args, inp: Shape, out: Shape) -> int:
+    return 2 * inp[0] + 1 if args["track_running_stats"] else 0
+
+
+def _channel_shuffle_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("channel_shuffle", inp, (3,))
+    groups = args["groups"]
+    if differ(inp[0] % groups, 0):
+        raise ShapeError(
+            "groups-mismatch",
+            f"`channel_shuffle` needs channels divisible by its {groups} groups, got {inp[0]}",
+            f"groups = {groups}",
+            (f"use a divisor of {inp[0]} for groups",),
+        )
+    return inp
+
+
+def _layer_scale_params(args: Args, inp: Shape, out: Shape) -> int:
+    return int(inp[0])
 
 
 def _norm_buffers(args: Args, inp: Shape, out: Shape) -> int:
@@ -564,6 +622,30 @@ def _add_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
     raise ShapeError("shape-mismatch", message, sides, (hint,))
 
 
+def _mul_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
+    """Element-wise product, broadcasting sizes of 1 as PyTorch does: a C x H x W tensor
+    times a C x 1 x 1 gate (squeeze-excitation) is C x H x W."""
+    out: list[Any] = []
+    if all(len(s) == len(shapes[0]) for s in shapes):
+        for dims in zip(*shapes, strict=True):
+            full = [d for d in dims if not (known(d) and concrete(d) == 1)]
+            size = full[0] if full else dims[0]
+            if any(differ(d, size) for d in full):
+                break
+            out.append(size)
+        else:
+            return tuple(out)
+    sides = ", ".join(
+        f"{lab} gives {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True)
+    )
+    raise ShapeError(
+        "shape-mismatch",
+        "mul needs equal shapes, or sizes of 1 where they differ",
+        sides,
+        ("a squeeze-excitation gate is C x 1 x 1: `global_avgpool -> conv(...) -> sigmoid`",),
+    )
+
+
 def _projection_hint(source: Shape, target: Shape) -> str:
     if len(source) == 3 and len(target) == 3 and target[1] and source[1] % target[1] == 0:
         stride = source[1] // target[1]
@@ -617,6 +699,63 @@ def _pool_label(args: Args) -> str:
     if args["ceil_mode"]:
         text += ", ceil"
     return text
+
+
+# ------------------------------------------------------- helpers of the generated code
+# Classes an entry's emission names beyond torch's (the generated module defines each it
+# uses once, so that it imports nothing but torch): typed, ruff-clean, TorchScript-able.
+
+_LAYER_NORM_2D = '''class LayerNorm2d(nn.LayerNorm):
+    """Layer normalization over the channels of N x C x H x W, at each position
+    (torchvision's ConvNeXt LayerNorm2d; the result made contiguous again)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(
+            x, self.normalized_shape, self.weight, self.bias, self.eps
+        )
+        return x.permute(0, 3, 1, 2).contiguous()'''
+# (.contiguous(): a channels-last tensor pooled to 1 x 1 and then fed to a grouped,
+# dilated, padded conv crashes PyTorch 2.14 on CPU with a segmentation fault; the copy
+# costs one pass over the activation, and LayerNorm2d stands between stages only.)
+
+_STOCHASTIC_DEPTH = '''class StochasticDepth(nn.Module):
+    """Zeroes whole samples with probability p in training, scaling the rest by 1 / (1 - p)
+    (torchvision.ops.StochasticDepth, mode "row"); the identity in eval."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        survival = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.dim() - 1)
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival)
+        if survival > 0.0:
+            noise.div_(survival)
+        return x * noise'''
+
+_LAYER_SCALE_2D = '''class LayerScale2d(nn.Module):
+    """A learnt scale per channel of N x C x H x W, starting at init (ConvNeXt)."""
+
+    def __init__(self, channels: int, init: float = 1e-06) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels, 1, 1), init))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.weight'''
+
+_LAYER_SCALE_1D = '''class LayerScale1d(nn.Module):
+    """A learnt scale per feature of N x C, starting at init."""
+
+    def __init__(self, channels: int, init: float = 1e-06) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.full((channels,), init))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.weight'''
 
 
 # -------------------------------------------------------------------- registry
@@ -760,7 +899,7 @@ def _ops() -> list[Op]:
                 arg("affine", ArgType.BOOL, True),
             ),
             _norm_shape,
-            params=_norm_params,
+            params=_affine_params,
             buffers=_norm_buffers,
             prefix="bn",
             torch="nn.BatchNorm2d",
@@ -772,6 +911,62 @@ def _ops() -> list[Op]:
             inplace_before_add=True,
             cancels_bias=True,
             doc="batch normalization (2-D, or 1-D on features)",
+        ),
+        Op(
+            "groupnorm",
+            Family.NORM,
+            (
+                req("groups", ArgType.POS_INT, "channel groups normalized together"),
+                arg("eps", ArgType.FLOAT, 1e-5),
+                arg("affine", ArgType.BOOL, True),
+            ),
+            _groupnorm_shape,
+            params=_affine_params,
+            label=lambda a: f"{a['groups']} groups",
+            prefix="gn",
+            torch="nn.GroupNorm",
+            emit="nn.GroupNorm({groups}, {in}, eps={eps?1e-05}, affine={affine?True})",
+            fresh_output=True,
+            inplace_before_add=True,
+            cancels_bias=True,
+            doc="group normalization (per sample, over groups of channels)",
+        ),
+        Op(
+            "instancenorm",
+            Family.NORM,
+            (
+                arg("eps", ArgType.FLOAT, 1e-5),
+                arg("momentum", ArgType.FLOAT, 0.1),
+                arg("affine", ArgType.BOOL, False),
+                arg("track_running_stats", ArgType.BOOL, False),
+            ),
+            _instancenorm_shape,
+            params=_affine_params,
+            buffers=_instancenorm_buffers,
+            prefix="inorm",
+            ranks=(3,),
+            torch="nn.InstanceNorm2d",
+            emit=(
+                "nn.InstanceNorm2d({in}, eps={eps?1e-05}, momentum={momentum?0.1}, "
+                "affine={affine?False}, track_running_stats={track_running_stats?False})"
+            ),
+            fresh_output=True,
+            cancels_bias=True,
+            doc="instance normalization (per sample and channel, over H x W)",
+        ),
+        Op(
+            "layernorm",
+            Family.NORM,
+            (arg("eps", ArgType.FLOAT, 1e-5), arg("affine", ArgType.BOOL, True)),
+            _positive_eps("layernorm"),
+            params=_affine_params,
+            prefix="ln",
+            torch="nn.LayerNorm",
+            emit="LayerNorm2d({in}, eps={eps?1e-05}, elementwise_affine={affine?True})",
+            emit_flat="nn.LayerNorm({in}, eps={eps?1e-05}, elementwise_affine={affine?True})",
+            helpers=(_LAYER_NORM_2D,),
+            fresh_output=True,
+            doc="layer normalization over the channels (at each position) or the features",
         ),
         Op(
             "lrn",
@@ -811,6 +1006,16 @@ def _ops() -> list[Op]:
             doc="channel dropout",
         ),
         Op(
+            "drop_path",
+            Family.DROPOUT,
+            (arg("p", ArgType.PROB, 0.0),),
+            label=lambda a: f"p={a['p']:g}",
+            torch="torchvision.ops.StochasticDepth",
+            emit="StochasticDepth(p={p})",
+            helpers=(_STOCHASTIC_DEPTH,),
+            doc="stochastic depth: drops whole samples of a residual branch in training",
+        ),
+        Op(
             "flatten",
             Family.RESHAPE,
             (),
@@ -841,6 +1046,30 @@ def _ops() -> list[Op]:
             doc="fully connected layer",
         ),
         Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
+        Op(
+            "channel_shuffle",
+            Family.RESHAPE,
+            (req("groups", ArgType.POS_INT, "channel groups interleaved"),),
+            _channel_shuffle_shape,
+            label=lambda a: f"{a['groups']} groups",
+            prefix="shuffle",
+            ranks=(3,),
+            torch="nn.ChannelShuffle",
+            emit="nn.ChannelShuffle({groups})",
+            doc="interleaves the channels of its groups (ShuffleNet)",
+        ),
+        Op(
+            "layer_scale",
+            Family.LINEAR,
+            (arg("init", ArgType.FLOAT, 1e-6),),
+            params=_layer_scale_params,
+            label=lambda a: f"init {a['init']:g}",
+            prefix="scale",
+            torch="nn.Parameter",
+            emit="LayerScale{dims}d({in}, init={init?1e-06})",
+            helpers=(_LAYER_SCALE_2D, _LAYER_SCALE_1D),
+            doc="a learnt scale per channel (ConvNeXt), starting at init",
+        ),
         Op("relu", activation, (), torch="nn.ReLU", emit="nn.ReLU({inplace})"),
         Op(
             "relu6", activation, (), torch="nn.ReLU6", emit="nn.ReLU6({inplace})", prefix="relu6_"
@@ -947,6 +1176,7 @@ def _ops() -> list[Op]:
             Family.MERGE,
             (),
             merge=True,
+            inputs="equal shapes",
             merge_shape=_add_shape,
             merge_operator="+",
             fresh_output=True,
@@ -954,10 +1184,23 @@ def _ops() -> list[Op]:
             doc="element-wise sum of equal shapes",
         ),
         Op(
+            "mul",
+            Family.MERGE,
+            (),
+            merge=True,
+            inputs="equal shapes, or sizes of 1 (broadcast)",
+            merge_shape=_mul_shape,
+            merge_operator="*",
+            fresh_output=True,
+            glyph="×",
+            doc="element-wise product; sizes of 1 broadcast (a C x 1 x 1 gate)",
+        ),
+        Op(
             "concat",
             Family.MERGE,
             (),
             merge=True,
+            inputs="same rank; same H x W",
             merge_shape=_concat_shape,
             merge_function="torch.cat",
             fresh_output=True,

@@ -528,7 +528,7 @@ class _Builder:
         return expr
 
     def use_decl(self, span: Position | None, path: Tok) -> ast.Use:
-        return ast.Use(_string(path), self._span(span))
+        return ast.Use(self._string(path), self._span(span))
 
     def block_def(self, span: Position | None, name: Tok, *rest: Any) -> ast.BlockDef:
         params = rest[0] if len(rest) == 2 else ()
@@ -713,7 +713,24 @@ class _Builder:
         return value
 
     def str_lit(self, span: Position | None, tok: Tok) -> ast.Expr:
-        return ast.Literal(_string(tok), self._tok(tok))
+        return ast.Literal(self._string(tok), self._tok(tok))
+
+    def _string(self, tok: Tok) -> str:
+        """A string literal's value (Python's escapes); a lone surrogate (`"\\ud800"`),
+        which no UTF-8 text can hold, is an error."""
+        value = _string(tok)
+        if not any("\ud800" <= ch <= "\udfff" for ch in value):
+            return value
+        self.problems.append(
+            error(
+                "syntax",
+                self._tok(tok),
+                "a string cannot hold a lone surrogate (`\\ud800` to `\\udfff`)",
+                "not a character",
+                ["write the character itself, or `\\U` and its eight hex digits"],
+            )
+        )
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
 
     def true_lit(self, span: Position | None, tok: Tok) -> ast.Expr:
         return ast.Literal(True, self._tok(tok))

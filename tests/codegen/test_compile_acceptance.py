@@ -205,6 +205,8 @@ TORCHVISION = {
     # spec: (torchvision factory, parameters of torchvision 0.29)
     "densenet121": ("densenet121", 7_978_856),
     "mobilenet_v2": ("mobilenet_v2", 3_504_872),
+    "mobilenet_v3_large": ("mobilenet_v3_large", 5_483_032),
+    "efficientnet_b0": ("efficientnet_b0", 5_288_548),
 }
 
 
@@ -248,6 +250,16 @@ def test_densenet121_equals_torchvision() -> None:
 
 def test_mobilenet_v2_equals_torchvision() -> None:
     compare_with_torchvision("mobilenet_v2")
+
+
+def test_mobilenet_v3_large_equals_torchvision() -> None:
+    """Squeeze-excitation (`mul` by a hard-sigmoid gate), hardswish, make_divisible."""
+    compare_with_torchvision("mobilenet_v3_large")
+
+
+def test_efficientnet_b0_equals_torchvision() -> None:
+    """Squeeze-excitation with SiLU and a sigmoid gate, stochastic depth by block index."""
+    compare_with_torchvision("efficientnet_b0")
 
 
 # ------------------------------------------- d) a default from the input shape

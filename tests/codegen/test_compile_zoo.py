@@ -36,6 +36,12 @@ from cnnspec.codegen.runtime import load_module
 from cnnspec.model import Model, is_library, load_program_from
 
 torch = pytest.importorskip("torch")
+
+# Ops that are not modules in the generated code (merges, `torch.flatten`, the forward's
+# arguments), as verify.py derives them from the registry.
+from test_registry_emission import class_of, module_class  # noqa: E402 -- imports torch
+from verify import FUNCTIONAL  # noqa: E402 -- imports torch
+
 nn = torch.nn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,9 +50,7 @@ NETWORKS = [p for p in SPECS if not is_library(load_program_from(p))]
 LIBRARIES = [p for p in SPECS if p not in NETWORKS]
 AUX = [p for p in NETWORKS if cnnspec.load(p).graph.aux]  # training-only heads
 
-# Ops that are not modules in the generated code: `torch.flatten`, `+`, `torch.cat`, the
-# forward's arguments; `identity` only appears after an error (never in a checked graph).
-FUNCTIONAL = frozenset({"input", "flatten", "add", "concat", "identity"})
+
 BIG_MACS = 5_000_000_000  # per sample; above it the batch is 1
 SEED = 0
 
@@ -186,7 +190,7 @@ def test_ruff_complaints_are_found(tmp_path: Path) -> None:
 
 def test_libraries_are_skipped_for_a_reason() -> None:
     """The specs left out are block libraries, and there are networks to test."""
-    assert {p.name for p in LIBRARIES} <= {"resnet_blocks.cnn", "vgg.cnn"}
+    assert {p.name for p in LIBRARIES} <= {"resnet_blocks.cnn", "vgg.cnn", "mobile_blocks.cnn"}
     assert len(NETWORKS) >= 15
 
 
@@ -267,14 +271,16 @@ def test_every_module_node_has_its_module(c: Compiled) -> None:
     assert nodes, "a network without layers"
     missing = [name for name in nodes if name not in modules]
     assert missing == []
+    graph = c.model.graph
+
+    def made(name: str) -> str:  # the entry's class for the node's input (`nn.BatchNorm1d`)
+        node = graph[name]
+        return module_class(node.spec, graph[node.inputs[0]].shape or ())
+
     wrong = [
-        (name, type(modules[name]).__name__, c.model.graph[name].spec.torch)
+        (name, class_of(modules[name]), made(name))
         for name in nodes
-        if c.model.graph[name].spec.torch
-        and type(modules[name]).__name__ != c.model.graph[name].spec.torch.removeprefix("nn.")
-        and not (
-            c.model.graph[name].op == "batchnorm" and isinstance(modules[name], nn.BatchNorm1d)
-        )
+        if class_of(modules[name]) != made(name)
     ]
     assert wrong == []
     graph_names = set(c.model.graph.nodes)

@@ -564,6 +564,8 @@ class Generator:
         self.layer_ops = _layers()
         self.add_op = _merge(elementwise=True)
         self.concat_op = _merge(elementwise=False)
+        # every element-wise merge of the registry (add, mul) for named tensors
+        self.elementwise = [op for op in REGISTRY.values() if op.merge and op.merge_operator]
 
     # ---- small helpers
     def chance(self, p: float) -> bool:
@@ -991,7 +993,7 @@ class Generator:
             names = self.rng.sample(same, min(len(same), self.rng.randint(1, 2)))
             names.insert(self.rng.randint(0, len(names)), "_")
             return Chain(
-                [Merge(self.add_op, names)],
+                [Merge(self.rng.choice(self.elementwise), names)],
                 bind=self.budget.fresh("t") if self.chance(0.3) else None,
             )
         if spatial and len(state.shape) == 3:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -270,9 +271,20 @@ def macs_of(flops: int) -> int:
 
 
 def module_class(op: Op, shape: Shape) -> str:
-    """The torch.nn class the entry's constructor makes on an input of ``shape``."""
-    func = (op.emit or f"{op.torch}()").partition("(")[0]
-    return func.replace("{dims}", "1" if len(shape) == 1 else "2")
+    """The class the entry's constructor makes on an input of ``shape``: a torch.nn
+    class (`nn.BatchNorm1d` on features), or one of the entry's helpers (`LayerNorm2d`)."""
+    template = (op.emit_flat if len(shape) == 1 and op.emit_flat else op.emit) or f"{op.torch}()"
+    return template.partition("(")[0].replace("{dims}", "1" if len(shape) == 1 else "2")
+
+
+def class_of(module: Any) -> str:
+    """A module's class as an entry's template names it: `nn.Conv2d`, or a helper's name."""
+    name = type(module).__name__
+    return f"nn.{name}" if type(module).__module__.startswith("torch.nn.") else name
+
+
+def helper_names(op: Op) -> set[str]:
+    return {re.match(r"(?:class|def) (\w+)", h).group(1) for h in op.helpers}  # type: ignore[union-attr]
 
 
 def layer_ops() -> list[Op]:
@@ -305,11 +317,12 @@ def check_emitted(op: Op, combo: Combo, model: Model) -> None:
         return
     assert op.torch, f"`{op.name}` has neither a torch module nor a functional form"
     module = net.get_submodule(node.name)
-    built = f"nn.{type(module).__name__}"
-    assert type(module).__module__.startswith("torch.nn."), f"{where}: {type(module)}"
-    # the entry's `torch`, on features its 1-d form (`nn.BatchNorm{dims}d`)
-    expected = op.torch if len(combo.shape) == 3 else module_class(op, combo.shape)
-    assert built == expected, f"{where}: the network holds {built}, the entry says {op.torch}"
+    built = class_of(module)
+    # the entry's template's class (on features its 1-d form: `nn.BatchNorm{dims}d`)
+    expected = module_class(op, combo.shape)
+    assert built == expected, f"{where}: the network holds {built}, the entry says {expected}"
+    if not built.startswith("nn."):  # a helper the generated module defines
+        assert built in helper_names(op), f"{where}: {built} is none of the entry's helpers"
 
 
 @pytest.mark.parametrize("op", layer_ops(), ids=lambda op: op.name)
@@ -387,8 +400,11 @@ def check_constructed(op: Op, combo: Combo, inplace: bool) -> None:
     call = _construct(op, _constructor_args(op, dict(combo.args)), tuple(map(const, inp)), inplace)
     source = pyformat.flat(call)
     where = source
-    module = eval(source, {"nn": nn, "torch": torch})  # the entry's own template
-    assert f"nn.{type(module).__name__}" == module_class(op, inp), where
+    namespace = {"nn": nn, "torch": torch, "Tensor": torch.Tensor}
+    for helper in op.helpers:  # as the generated module defines them
+        exec(helper, namespace)
+    module = eval(source, namespace)  # the entry's own template
+    assert class_of(module) == module_class(op, inp), where
     y, flops = run_counted(module, torch.randn(BATCH, *inp))
     assert tuple(y.shape) == (BATCH, *out), f"{where}: torch gives {tuple(y.shape)}"
     params = sum(p.numel() for p in module.parameters())
@@ -412,5 +428,10 @@ def test_constructor_follows_the_rules(op: Op) -> None:
 
 @pytest.mark.parametrize("op", [op for op in layer_ops() if op.emit], ids=lambda op: op.name)
 def test_emit_template_names_the_torch_module(op: Op) -> None:
-    """The ``torch`` field is the module the ``emit`` template constructs (on images)."""
-    assert module_class(op, (1, 1, 1)) == op.torch
+    """The ``torch`` field is the module the ``emit`` template constructs (on images), or
+    the template names one of the entry's helpers (whose ``torch`` field says what it
+    stands for: `LayerNorm2d` is nn.LayerNorm over channels)."""
+    made = module_class(op, (1, 1, 1))
+    assert made == op.torch or (made in helper_names(op) and op.torch), made
+    if op.emit_flat:
+        assert module_class(op, (1,)) in {op.torch, *helper_names(op)}

@@ -253,3 +253,26 @@ def test_a_block_scope_carries_its_block_and_arguments_as_data() -> None:
     assert (block.block, dict(block.args)) == ("basic", {"width": 128, "stride": 2})
     assert block.label == "basic(128, stride=2)"  # for people only
     assert scopes["layer2.0.downsample"].block == ""  # not a block instance
+
+
+def test_naming_the_current_tensor_adds_no_node() -> None:
+    """`features = _` binds the incoming tensor (a block's input) without a layer."""
+    model = check(
+        """
+        block gate(squeeze, channels = in.channels) {
+            features = _
+            global_avgpool -> conv(squeeze, 1) -> relu -> conv(channels, 1) -> sigmoid
+            mul(features, _)
+        }
+        network Gated {
+            input image: 4 x 6 x 6
+            conv(8, 3, padding = 1)
+            gate(2)
+        }
+        """
+    )
+    ops = [model.graph[n].op for n in model.graph.nodes]
+    assert "identity" not in ops
+    mul = model.graph["gate1.mul1"]
+    assert mul.inputs == ["conv1", "gate1.sigmoid1"]
+    assert mul.shape == (8, 6, 6)

@@ -160,10 +160,16 @@ def test_registry_facts_keep_their_behaviour() -> None:
         "global_avgpool",
         "global_maxpool",
         "upsample",
+        # their backward reads their inputs (and saved statistics), not their output
+        "mul",
+        "groupnorm",
+        "instancenorm",
+        "layernorm",
     }
     assert {n for n, op in REGISTRY.items() if op.inplace_before_add} == {
         "conv",
         "batchnorm",
+        "groupnorm",
         "linear",
     }
     merges = {n for n, op in REGISTRY.items() if op.merge}

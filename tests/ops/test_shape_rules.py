@@ -318,3 +318,115 @@ def test_activations_agree_with_torch(op: str, module: Any, inp: Shape) -> None:
     shape = entry.shape(args, inp)
     assert entry.params(args, inp, shape) == count(module()) == 0
     assert entry.macs(args, inp, shape) == 0
+
+
+# ---------------------------------------------------------------- modern layers
+
+
+@SETTINGS
+@given(
+    channels=st.integers(1, 6),
+    height=st.integers(1, 4),
+    width=st.integers(1, 4),
+    ones=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    other=st.integers(1, 6),
+)
+def test_mul_broadcasts_as_torch(
+    channels: int, height: int, width: int, ones: tuple[bool, bool, bool], other: int
+) -> None:
+    """`mul`'s rule against PyTorch's broadcasting: a size of 1 stretches, others agree."""
+    left = (channels, height, width)
+    right = tuple(
+        1 if one else (other if i == 0 else size)
+        for i, (one, size) in enumerate(zip(ones, left, strict=True))
+    )
+    rule = REGISTRY["mul"].merge_shape
+    assert rule is not None
+    try:
+        ours: Shape | None = rule([left, right], ["a", "b"])
+    except ShapeError as exc:
+        assert exc.code == "shape-mismatch"
+        ours = None
+    try:
+        theirs = tuple((torch.ones(1, *left) * torch.ones(1, *right)).shape[1:])
+    except RuntimeError:
+        theirs = None
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("op", ["groupnorm", "channel_shuffle"])
+@pytest.mark.parametrize(("channels", "groups"), [(12, 4), (12, 5), (6, 6), (7, 1)])
+def test_group_layers_need_divisible_channels_as_torch(op: str, channels: int, groups: int) -> None:
+    args = cnnspec_args(op, {"groups": groups})
+    try:
+        REGISTRY[op].shape(args, (channels, 4, 4))
+        ours = True
+    except ShapeError as exc:
+        assert exc.code == "groups-mismatch"
+        ours = False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            group = nn.GroupNorm(groups, channels) if op == "groupnorm" else None
+            module = group or nn.ChannelShuffle(groups)
+            module(torch.randn(2, channels, 4, 4))
+        theirs = True
+    except (RuntimeError, ValueError):
+        theirs = False
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 2), (3, 3)])
+def test_instancenorm_needs_more_than_one_position_as_torch(size: tuple[int, int]) -> None:
+    args = cnnspec_args("instancenorm", {})
+    try:
+        REGISTRY["instancenorm"].shape(args, (4, *size))
+        ours = True
+    except ShapeError as exc:
+        assert exc.code == "bad-input-rank"
+        ours = False
+    try:
+        nn.InstanceNorm2d(4)(torch.randn(2, 4, *size))
+        theirs = True
+    except ValueError:
+        theirs = False
+    assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    ("op", "args", "module"),
+    [
+        ("groupnorm", {"groups": 3}, lambda c: nn.GroupNorm(3, c)),
+        ("groupnorm", {"groups": 3, "affine": False}, lambda c: nn.GroupNorm(3, c, affine=False)),
+        ("layernorm", {}, nn.LayerNorm),
+        ("instancenorm", {}, nn.InstanceNorm2d),
+        ("instancenorm", {"affine": True}, lambda c: nn.InstanceNorm2d(c, affine=True)),
+        (
+            "instancenorm",
+            {"track_running_stats": True},
+            lambda c: nn.InstanceNorm2d(c, track_running_stats=True),
+        ),
+    ],
+)
+def test_norm_params_and_buffers_equal_torch(
+    op: str, args: dict[str, Any], module: Callable[[int], Any]
+) -> None:
+    spec, values, shape = REGISTRY[op], cnnspec_args(op, args), (12, 5, 5)
+    torch_module = module(12)
+    assert spec.params(values, shape, shape) == sum(p.numel() for p in torch_module.parameters())
+    assert spec.buffers(values, shape, shape) == sum(b.numel() for b in torch_module.buffers())
+
+
+@SETTINGS
+@given(
+    value=st.one_of(st.integers(1, 2000), st.floats(0.5, 2000, allow_nan=False)),
+    divisor=st.sampled_from([1, 2, 4, 8, 16]),
+    min_value=st.one_of(st.none(), st.integers(1, 64)),
+)
+def test_make_divisible_is_torchvisions(value: float, divisor: int, min_value: int | None) -> None:
+    from cnnspec.ops.evaluate import FUNCTIONS
+
+    ours = FUNCTIONS["make_divisible"]
+    theirs = pytest.importorskip("torchvision.models._utils")._make_divisible
+    args = (value, divisor) if min_value is None else (value, divisor, min_value)
+    assert ours(*args) == theirs(*args)

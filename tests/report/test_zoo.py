@@ -52,6 +52,8 @@ ACCEPTANCE: list[tuple[str, dict[str, Any], int, int]] = [
     ("googlenet", {"aux_logits": True}, 13_004_888, 1_498_376_192),  # MACs: inference
     ("densenet121", {}, 7_978_856, 2_834_161_664),
     ("mobilenet_v2", {}, 3_504_872, 300_774_272),
+    ("mobilenet_v3_large", {}, 5_483_032, 216_589_760),
+    ("efficientnet_b0", {}, 5_288_548, 385_814_752),
 ]
 
 
@@ -196,7 +198,11 @@ def test_cli_check_of_every_network_spec(in_repo: Path, capsys: pytest.CaptureFi
 def test_block_libraries_load_and_every_block_is_used() -> None:
     """resnet_blocks.cnn and vgg.cnn define blocks only; the networks exercise them all."""
     libraries = [p for p in _zoo_files() if p not in NETWORK_SPECS]
-    assert sorted(p.name for p in libraries) == ["resnet_blocks.cnn", "vgg.cnn"]
+    assert sorted(p.name for p in libraries) == [
+        "mobile_blocks.cnn",
+        "resnet_blocks.cnn",
+        "vgg.cnn",
+    ]
     used: set[str] = set()
     for path in NETWORK_SPECS:
         for overrides in ({}, {"batch_norm": True}) if "vgg" in path.name else ({},):
@@ -301,6 +307,9 @@ TORCHVISION: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("googlenet", {"aux_logits": False}, "googlenet", {"aux_logits": False}),
     ("densenet121", {}, "densenet121", {}),
     ("mobilenet_v2", {}, "mobilenet_v2", {}),
+    ("mobilenet_v3_large", {}, "mobilenet_v3_large", {}),
+    ("mobilenet_v3_large", {"num_classes": 10}, "mobilenet_v3_large", {"classes": 10}),
+    ("efficientnet_b0", {}, "efficientnet_b0", {}),
 ]
 
 
