@@ -1,9 +1,8 @@
 """`cnnspec compile`: the generated modules' speed next to torchvision's, and compile time.
 
-(a) Forward + backward time of the generated ResNet-50, ResNet-18, GoogLeNet and
-    MobileNetV3-Large next to torchvision's ``resnet50``/``resnet18``/``googlenet``/
-    ``mobilenet_v3_large`` (``weights=None``), side by side
-    in one process: CPU, ``torch.set_num_threads(2)``, batch 8 at 3 x 224 x 224, both in
+(a) Forward + backward time of the generated ResNet-50, ResNet-18, GoogLeNet,
+    MobileNetV3-Large and EfficientNet-B0 next to torchvision's (``weights=None``), side
+    by side in one process: CPU, ``torch.set_num_threads(2)``, batch 8 at 3 x 224 x 224, both in
     training mode (GoogLeNet with its aux heads, as both define it by default; the loss
     sums every output). The generated module gets torchvision's weights and buffers
     (copied by position; GoogLeNet's aux heads are registered elsewhere, see
@@ -61,6 +60,7 @@ STEPS = {
     "resnet18": (3, 10),
     "googlenet": (3, 10),
     "mobilenet_v3_large": (3, 10),
+    "efficientnet_b0": (3, 10),
 }
 QUICK_STEPS = {"resnet18": (1, 2)}
 TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {

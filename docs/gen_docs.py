@@ -44,7 +44,8 @@ TYPE_NAMES = {
     ArgType.FLOAT: "number",
     ArgType.PROB: "number in [0, 1]",
     ArgType.BOOL: "bool",
-    ArgType.PAIR: "int or pair",
+    ArgType.PAIR: "int ≥ 1 or pair",
+    ArgType.NONNEG_PAIR: "int ≥ 0 or pair",
     ArgType.PADDING: "int, pair, `same` or `valid`",
     ArgType.SCALE: "number > 0 or pair",
     ArgType.CHOICE: "one of",
@@ -55,10 +56,6 @@ def _arg(a: ArgSpec) -> str:
     kind = TYPE_NAMES[a.type]
     if a.type is ArgType.CHOICE:
         kind = " \\| ".join(f'"{c}"' for c in a.choices)
-    elif a.type is ArgType.PAIR and a.name != "padding":
-        kind = "int ≥ 1 or pair"
-    elif a.type is ArgType.PAIR:
-        kind = "int ≥ 0 or pair"
     if a.required:
         return f"`{a.name}` ({kind})"
     default = a.default

@@ -1807,8 +1807,8 @@ def _field(
     text: str, args: Mapping[str, Sym], shape: SymShape, inplace: bool, op: Op
 ) -> str | Expr | None:
     match = _FIELD.fullmatch(text)
-    if match is None:
-        return text  # a literal part of the template, e.g. `(1, 1)`
+    if match is None:  # a literal part of the template, `(1, 1)`, or fields in a tuple
+        return _FIELD.sub(lambda m: _code(_field(m.group(0), args, shape, inplace, op)), text)
     key, cond = match.group(1), match.group(2)
     if key == "in":
         channels = shape[0] if shape else None
@@ -1830,6 +1830,12 @@ def _field(
     return _node(value)
 
 
+def _code(node: str | Expr | None) -> str:
+    """A field filled inside a literal (`({channels}, {height}, {width})`)."""
+    assert node is not None, "a field inside a literal cannot be left out"
+    return node if isinstance(node, str) else node.code
+
+
 def _as_float(value: Sym) -> Sym:
     if value.const:
         return const(float(value.value))
@@ -1848,7 +1854,7 @@ def _default(text: str) -> Any:
 def _same(value: Any, default: Any, spec: Any) -> bool:
     if (
         spec is not None
-        and spec.type in (ArgType.PAIR, ArgType.PADDING)
+        and spec.type in (ArgType.PAIR, ArgType.NONNEG_PAIR, ArgType.PADDING)
         and isinstance(value, tuple)
         and len(set(value)) == 1
     ):
@@ -1904,7 +1910,8 @@ def _domain_value(spec: ArgSpec | None, value: Sym) -> Any:
     pair of it) otherwise; TOP where a caller may pass a tuple for it."""
     if value.const:
         return coerce(spec, value.value) if spec is not None else value.value
-    if spec is not None and spec.type in (ArgType.PAIR, ArgType.PADDING, ArgType.SCALE):
+    pairs = (ArgType.PAIR, ArgType.NONNEG_PAIR, ArgType.PADDING, ArgType.SCALE)
+    if spec is not None and spec.type in pairs:
         return (TOP, TOP) if value.maybe_tuple else (value, value)
     return TOP if value.maybe_tuple else value
 

@@ -20,7 +20,15 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, cast
 
-from cnnspec.ops.domain import TOP, concrete, differ, known, shapes_differ, surely
+from cnnspec.ops.domain import (
+    TOP,
+    Undecidable,
+    concrete,
+    differ,
+    known,
+    shapes_differ,
+    surely,
+)
 
 Shape = tuple[int, ...]
 Args = Mapping[str, Any]
@@ -58,7 +66,8 @@ class ArgType(StrEnum):
     FLOAT = "float"
     PROB = "probability"
     BOOL = "bool"
-    PAIR = "int or (int, int)"
+    PAIR = "int or (int, int)"  # each at least 1 (a kernel, a stride)
+    NONNEG_PAIR = "int >= 0 or (int, int)"  # each at least 0 (a padding)
     PADDING = 'int, (int, int), "same" or "valid"'
     SCALE = "number or (number, number)"
     CHOICE = "one of"
@@ -120,8 +129,8 @@ def coerce(spec: ArgSpec, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ArgError(f"expected true or false, got {_show(value)}")
         return value
-    if t is ArgType.PAIR:
-        return _pair(value, spec.name != "padding")
+    if t in (ArgType.PAIR, ArgType.NONNEG_PAIR):
+        return _pair(value, t is ArgType.PAIR)
     if t is ArgType.PADDING:
         if isinstance(value, str):
             if value not in ("same", "valid"):
@@ -346,18 +355,22 @@ def _rrelu_shape(args: Args, inp: Shape) -> Shape:
     return inp
 
 
-def _conv_shape(args: Args, inp: Shape) -> Shape:
-    _check_rank("conv", inp, (3,))
-    c, h, w = inp
-    groups, out_c = args["groups"], args["out_channels"]
+def _check_groups(op: str, c: int, out_c: int, groups: int) -> None:
     if surely(c % groups) or surely(out_c % groups):
         which = f"{c} input channels" if surely(c % groups) else f"{out_c} output channels"
         raise ShapeError(
             "groups-mismatch",
-            f"`conv` with groups = {groups} needs channels divisible by {groups}: {which} are not",
+            f"`{op}` with groups = {groups} needs channels divisible by {groups}: {which} are not",
             f"groups = {groups}",
             ("choose groups that divide both the input and the output channels",),
         )
+
+
+def _conv_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("conv", inp, (3,))
+    c, h, w = inp
+    _check_groups("conv", c, args["out_channels"], args["groups"])
+    out_c = args["out_channels"]
     pad = args["padding"]
     if pad == "same":
         if shapes_differ(args["stride"], (1, 1)):
@@ -393,6 +406,90 @@ def _conv_macs(args: Args, inp: Shape, out: Shape) -> int:
 def _conv_window(args: Args, inp: Shape) -> Window:
     (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
     return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+
+
+def _conv_transpose_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("conv_transpose", inp, (3,))
+    c, h, w = inp
+    _check_groups("conv_transpose", c, args["out_channels"], args["groups"])
+    out_c = args["out_channels"]
+    sizes = []
+    for dim, size, k, s, p, op, d in zip(
+        ("height", "width"),
+        (h, w),
+        args["kernel"],
+        args["stride"],
+        args["padding"],
+        args["output_padding"],
+        args["dilation"],
+        strict=True,
+    ):
+        if surely(op >= s) and surely(op >= d):  # PyTorch refuses it
+            raise ShapeError(
+                "bad-argument",
+                f"`conv_transpose` output_padding {op} must be smaller than the stride {s} "
+                f"or the dilation {d}",
+                f"output_padding = {op}",
+                ("output_padding picks one of the `stride` output sizes: 0 .. stride - 1",),
+            )
+        out = (size - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if surely(out < 1):
+            raise ShapeError(
+                "non-positive-size",
+                f"`conv_transpose` would make the {dim} {out}: "
+                f"({size} - 1) * {s} - 2*{p} + {d}*({k} - 1) + {op} + 1",
+                f"{dim} {out}",
+                ("use less padding",),
+            )
+        sizes.append(out)
+    return (out_c, *sizes)
+
+
+def _conv_transpose_params(args: Args, inp: Shape, out: Shape) -> int:
+    kh, kw = args["kernel"]
+    weight: int = inp[0] * (out[0] // args["groups"]) * kh * kw
+    return weight + (out[0] if args["bias"] else 0)
+
+
+def _conv_transpose_macs(args: Args, inp: Shape, out: Shape) -> int:
+    """Every input position times the kernel (FlopCounterMode's count, halved)."""
+    kh, kw = args["kernel"]
+    macs: int = math.prod(inp) * (out[0] // args["groups"]) * kh * kw
+    return macs
+
+
+def _conv_transpose_window(args: Args, inp: Shape) -> Window:
+    """An output position depends on ceil(reach / stride) input positions per dimension;
+    the jump stays (cnnspec's jump is a whole number of input pixels)."""
+    (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
+    return (-(-(dh * (kh - 1) + 1) // sh), -(-(dw * (kw - 1) + 1) // sw), 1, 1)
+
+
+def _unflatten_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("unflatten", inp, (1,))
+    shape = (args["channels"], args["height"], args["width"])
+    if differ(inp[0], shape[0] * shape[1] * shape[2]):
+        raise ShapeError(
+            "shape-mismatch",
+            f"`unflatten` to {format_shape(shape)} needs {math.prod(shape)} features, got {inp[0]}",
+            f"{inp[0]} features",
+            (f"make the features {math.prod(shape)}, e.g. `linear({math.prod(shape)})`",),
+        )
+    return shape
+
+
+def _center_crop_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("center_crop", inp, (3,))
+    h, w = args["size"]
+    if surely(h > inp[1]) or surely(w > inp[2]):
+        raise ShapeError(
+            "non-positive-size",
+            f"`center_crop` to {h} x {w} needs an input at least that large, got "
+            f"{format_shape(inp)}",
+            f"input is {format_shape(inp)}",
+            ("crop the larger tensor to the smaller one's size (U-Net's skips)",),
+        )
+    return (inp[0], h, w)
 
 
 def _pool_shape(op: str) -> ShapeRule:
@@ -632,6 +729,8 @@ def _mul_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
             size = full[0] if full else dims[0]
             if any(differ(d, size) for d in full):
                 break
+            if any(not known(d) for d in full) and any(d != size for d in full):
+                raise Undecidable("which input of `mul` broadcasts is not known")
             out.append(size)
         else:
             return tuple(out)
@@ -737,6 +836,20 @@ _STOCHASTIC_DEPTH = '''class StochasticDepth(nn.Module):
             noise.div_(survival)
         return x * noise'''
 
+_CENTER_CROP = '''class CenterCrop(nn.Module):
+    """The middle height x width of each map, offsets rounded as torchvision's
+    center_crop rounds them."""
+
+    def __init__(self, size: int | tuple[int, int]) -> None:
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else size
+
+    def forward(self, x: Tensor) -> Tensor:
+        height, width = self.size
+        top = int(round((x.shape[-2] - height) / 2.0))
+        left = int(round((x.shape[-1] - width) / 2.0))
+        return x[..., top : top + height, left : left + width]'''
+
 _LAYER_SCALE_2D = '''class LayerScale2d(nn.Module):
     """A learnt scale per channel of N x C x H x W, starting at init (ConvNeXt)."""
 
@@ -763,7 +876,7 @@ _LAYER_SCALE_1D = '''class LayerScale1d(nn.Module):
 _POOL_ARGS = (
     req("kernel", ArgType.PAIR, "window size"),
     arg("stride", ArgType.PAIR, "kernel", "step; defaults to the kernel"),
-    arg("padding", ArgType.PAIR, 0, "implicit padding on both sides"),
+    arg("padding", ArgType.NONNEG_PAIR, 0, "implicit padding on both sides"),
 )
 
 
@@ -798,6 +911,37 @@ def _ops() -> list[Op]:
             inplace_before_add=True,
             bias_lint=True,
             doc="2-D convolution",
+        ),
+        Op(
+            "conv_transpose",
+            Family.CONV,
+            (
+                req("out_channels", ArgType.POS_INT, "output channels"),
+                req("kernel", ArgType.PAIR, "kernel size"),
+                arg("stride", ArgType.PAIR, 1),
+                arg("padding", ArgType.NONNEG_PAIR, 0),
+                arg("output_padding", ArgType.NONNEG_PAIR, 0, "extra rows and columns at the end"),
+                arg("groups", ArgType.POS_INT, 1),
+                arg("bias", ArgType.BOOL, True),
+                arg("dilation", ArgType.PAIR, 1),
+            ),
+            _conv_transpose_shape,
+            _conv_transpose_params,
+            _conv_transpose_macs,
+            window=_conv_transpose_window,
+            label=_conv_label,
+            prefix="deconv",
+            ranks=(3,),
+            torch="nn.ConvTranspose2d",
+            emit=(
+                "nn.ConvTranspose2d({in}, {out_channels}, kernel_size={kernel}, "
+                "stride={stride?1}, padding={padding?0}, output_padding={output_padding?0}, "
+                "groups={groups?1}, bias={bias?True}, dilation={dilation?1})"
+            ),
+            fresh_output=True,
+            inplace_before_add=True,
+            bias_lint=True,
+            doc="2-D transposed convolution (upsampling by its stride)",
         ),
         Op(
             "maxpool",
@@ -1046,6 +1190,34 @@ def _ops() -> list[Op]:
             doc="fully connected layer",
         ),
         Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
+        Op(
+            "unflatten",
+            Family.RESHAPE,
+            (
+                req("channels", ArgType.POS_INT),
+                req("height", ArgType.POS_INT),
+                req("width", ArgType.POS_INT),
+            ),
+            _unflatten_shape,
+            label=lambda a: f"{a['channels']} x {a['height']} x {a['width']}",
+            ranks=(1,),
+            torch="nn.Unflatten",
+            emit="nn.Unflatten(1, ({channels}, {height}, {width}))",
+            doc="C*H*W features -> C x H x W (a generator's first layer)",
+        ),
+        Op(
+            "center_crop",
+            Family.RESHAPE,
+            (req("size", ArgType.PAIR, "height and width kept"),),
+            _center_crop_shape,
+            label=lambda a: _kxk(a["size"]),
+            prefix="crop",
+            ranks=(3,),
+            torch="torchvision.transforms.CenterCrop",
+            emit="CenterCrop({size})",
+            helpers=(_CENTER_CROP,),
+            doc="the middle h x w of each map (U-Net's skips)",
+        ),
         Op(
             "channel_shuffle",
             Family.RESHAPE,

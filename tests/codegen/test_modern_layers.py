@@ -137,3 +137,16 @@ def test_helper_names_are_reserved(tmp_path: Path) -> None:
     net = built(model)
     x = torch.randn(2, 4, 5, 5)
     assert tuple(net(x).shape) == (2, 4, 5, 5)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_center_crop_is_torchvisions(tmp_path: Path) -> None:
+    functional = pytest.importorskip("torchvision.transforms.functional")
+    model = load(
+        tmp_path, "network Crop {\n    input image: 3 x 9 x 8\n    center_crop((4, 5))\n}\n"
+    )
+    net = built(model)
+    x = torch.randn(2, 3, 9, 8)
+    torch.testing.assert_close(net(x), functional.center_crop(x, [4, 5]))
+    scripted = torch.jit.script(net)  # the helper compiles with TorchScript
+    torch.testing.assert_close(scripted(x), net(x))

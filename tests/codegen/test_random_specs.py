@@ -628,6 +628,21 @@ class Generator:
             options += [f"{f} and {w} > 4", f"{f} or in.channels == {w}"]
         return str(self.pick(options))
 
+    def factor(
+        self, total: int, chosen: list[str], last: bool, env: Env, shape: Shape
+    ) -> str | None:
+        """A size such that the sizes chosen so far times it divide ``total`` (all of it
+        for the last): features into C x H x W."""
+        try:
+            left = total
+            for expr in chosen:
+                left //= value_of(expr, env, shape)
+        except (InvalidSpecError, ZeroDivisionError):
+            return None
+        if last:
+            return str(left)
+        return str(self.pick([d for d in range(1, left + 1) if left % d == 0]))
+
     def arg_value(self, op: Op, spec: ArgSpec, given: dict[str, str], state: State) -> str | None:
         """An expression for one argument from its schema (None: no idea, leave it out)."""
         env, shape = state.env, state.shape
@@ -650,6 +665,14 @@ class Generator:
                     return None
                 g = self.pick(common)
                 return "in.channels" if g == shape[0] and self.chance(0.7) else str(g)
+            if len(shape) == 1 and name in ("channels", "height", "width"):  # unflatten
+                return self.factor(
+                    shape[0],
+                    [given[k] for k in ("channels", "height") if k in given],
+                    name == "width",
+                    env,
+                    shape,
+                )
             return str(self.pick([1, 2, 3, 5, shape[0]]))
         if t is ArgType.INT:
             return str(self.pick([1, -1]))
@@ -663,7 +686,7 @@ class Generator:
             return show(self.pick(list(spec.choices)))
         if t is ArgType.SCALE:
             return None if h > 8 else show(self.pick([2, (2, 1), (1, 2), 2.0]))
-        if t is ArgType.PAIR:
+        if t in (ArgType.PAIR, ArgType.NONNEG_PAIR):
             kernels = self.names(env, "k")
             if name == "kernel":
                 options: list[Any] = [1, 2, 3, 3, (1, 3), (3, 1), (2, 2)]
@@ -708,6 +731,8 @@ class Generator:
                 weight = 0.1  # leaving C x H x W early leaves few layers to choose from
             elif rank == 3 and _plain(op) and _try_shape(op, {}, (2, 8, 8)) == (2, 1, 1):
                 weight *= 0.3  # a global pool: what follows sees 1 x 1
+            elif rank == 1 and op.ranks == (1,) and op.family is Family.RESHAPE:
+                weight = 0.5  # back from features to an image (unflatten): rare otherwise
             weights.append(weight)
         op = self.rng.choices(ops, weights)[0]
         args: list[tuple[str | None, str]] = []

@@ -78,6 +78,7 @@ VALUES: dict[ArgType, tuple[Any, ...]] = {
     ArgType.POS_INT: (1, 2, 3, CHANNELS),
     ArgType.INT: (0, 1, 2, 3),
     ArgType.PAIR: (0, 1, 2, 3, (1, 3), (3, 1), (1, 0)),
+    ArgType.NONNEG_PAIR: (0, 1, 2, (1, 0), (0, 1)),
     ArgType.PADDING: (0, 1, (1, 0), "same", "valid"),
     ArgType.FLOAT: (0.0, 0.5, 2),  # 2: an int where a float goes
     ArgType.PROB: (0, 0.5, 1.0),
@@ -199,8 +200,12 @@ def sweep(op: Op, accept: Callable[[Combo], bool]) -> Iterator[Combo]:
 
 
 def wanted(op: Op) -> int:
-    """How many combinations must be accepted: TARGET, or half of a smaller grid."""
-    return min(TARGET, -(-grid_size(op) // MIN_SHARE))
+    """How many combinations must be accepted: TARGET, or half of a smaller grid, or
+    all that the entry's rules accept where they accept fewer (`unflatten` takes only
+    sizes whose product is the features)."""
+    possible = sum(1 for combo in combos(op) if _rules(op, combo) is not None)
+    assert possible > 0, f"`{op.name}`: the rules accept no combination of the grid"
+    return min(TARGET, -(-grid_size(op) // MIN_SHARE), possible)
 
 
 # ------------------------------------------------------------------ specs

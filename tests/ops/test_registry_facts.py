@@ -149,6 +149,7 @@ def test_registry_facts_keep_their_behaviour() -> None:
     fresh = {name for name, op in REGISTRY.items() if op.fresh_output}
     assert fresh == {
         "conv",
+        "conv_transpose",
         "batchnorm",
         "linear",
         "add",
@@ -168,6 +169,7 @@ def test_registry_facts_keep_their_behaviour() -> None:
     }
     assert {n for n, op in REGISTRY.items() if op.inplace_before_add} == {
         "conv",
+        "conv_transpose",
         "batchnorm",
         "groupnorm",
         "linear",

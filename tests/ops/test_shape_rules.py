@@ -430,3 +430,74 @@ def test_make_divisible_is_torchvisions(value: float, divisor: int, min_value: i
     theirs = pytest.importorskip("torchvision.models._utils")._make_divisible
     args = (value, divisor) if min_value is None else (value, divisor, min_value)
     assert ours(*args) == theirs(*args)
+
+
+@SETTINGS
+@given(
+    size=st.integers(1, 9),
+    kernel=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    padding=st.integers(0, 3),
+    output_padding=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    groups=st.sampled_from([1, 2]),
+)
+def test_conv_transpose_shape_params_and_macs_agree_with_torch(
+    size: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    output_padding: int,
+    dilation: int,
+    groups: int,
+) -> None:
+    args = cnnspec_args(
+        "conv_transpose",
+        {
+            "out_channels": 4,
+            "kernel": kernel,
+            "stride": stride,
+            "padding": padding,
+            "output_padding": output_padding,
+            "dilation": dilation,
+            "groups": groups,
+        },
+    )
+    spec, shape = REGISTRY["conv_transpose"], (2, size, size + 1)
+    ours = cnnspec_shape("conv_transpose", args, shape)
+
+    def make() -> Any:
+        return nn.ConvTranspose2d(
+            2, 4, kernel, stride, padding, output_padding, groups, dilation=dilation
+        )
+
+    theirs = torch_shape(make, shape)
+    if theirs is not None and 0 in theirs:
+        theirs = None  # PyTorch makes an empty map; cnnspec calls it non-positive-size
+    assert ours == theirs
+    if ours is not None:
+        module = make()
+        assert spec.params(args, shape, ours) == sum(p.numel() for p in module.parameters())
+        flop_counter = pytest.importorskip("torch.utils.flop_counter")
+        with flop_counter.FlopCounterMode(display=False) as counter:
+            module(torch.zeros(1, 2, size, size + 1))
+        assert 2 * spec.macs(args, shape, ours) == counter.get_total_flops()
+
+
+@pytest.mark.parametrize(
+    ("features", "target", "ok"),
+    [(48, (3, 4, 4), True), (48, (3, 4, 5), False), (1, (1, 1, 1), True)],
+)
+def test_unflatten_needs_the_features_to_match(
+    features: int, target: tuple[int, int, int], ok: bool
+) -> None:
+    args = cnnspec_args(
+        "unflatten", dict(zip(("channels", "height", "width"), target, strict=True))
+    )
+    assert cnnspec_shape("unflatten", args, (features,)) == (target if ok else None)
+
+
+@pytest.mark.parametrize(("size", "ok"), [((4, 4), True), ((6, 3), True), ((7, 3), False)])
+def test_center_crop_keeps_at_most_the_input(size: tuple[int, int], ok: bool) -> None:
+    args = cnnspec_args("center_crop", {"size": size})
+    assert cnnspec_shape("center_crop", args, (3, 6, 5)) == ((3, *size) if ok else None)
