@@ -419,6 +419,11 @@ class Emitter:
                     return True
         return False
 
+    def checked_size(self, path: str, given: SymShape) -> SymShape | None:
+        """What the checked scope at ``path`` gives: its last node's shape, or ``given``
+        when it made no node."""
+        return self.checked_shape(path) or (given if self.made_nothing(path) else None)
+
     def made_nothing(self, path: str) -> bool:
         """The checked repeat at ``path``, or its iteration (``stage.2``), has no node
         (its `if`s were false): what it gives is what it was given."""
@@ -927,7 +932,7 @@ class ClassCompiler:
                 if out is None:
                     out = Dry(self.em, block, here).run(bound, flow.shape, outer or {})
                 if not _known(out) and here is not None:  # all constants: the checked size
-                    out = self.em.checked_shape(here) or out
+                    out = self.em.checked_size(here, flow.shape) or out
                 if _known(out):
                     scope = self.em.model.graph.scopes.get(here or "")
                     values = (
@@ -964,7 +969,7 @@ class ClassCompiler:
             out = Dry(self.em, block, here).run(bound, flow.shape, outer or {})
         constants = all(b.const for b in bound.values()) and _known(flow.shape)
         if not _known(out) and here is not None and constants:  # the checked size
-            out = self.em.checked_shape(here) or out
+            out = self.em.checked_size(here, flow.shape) or out
         return Call(cls.name, tuple(args)), out
 
     def sequential_loop(self, item: ast.Item, flow: Flow, target: str) -> Flow:
