@@ -207,6 +207,7 @@ TORCHVISION = {
     "mobilenet_v2": ("mobilenet_v2", 3_504_872),
     "mobilenet_v3_large": ("mobilenet_v3_large", 5_483_032),
     "efficientnet_b0": ("efficientnet_b0", 5_288_548),
+    "squeezenet1_1": ("squeezenet1_1", 1_235_496),
 }
 
 
@@ -260,6 +261,11 @@ def test_mobilenet_v3_large_equals_torchvision() -> None:
 def test_efficientnet_b0_equals_torchvision() -> None:
     """Squeeze-excitation with SiLU and a sigmoid gate, stochastic depth by block index."""
     compare_with_torchvision("efficientnet_b0")
+
+
+def test_squeezenet1_1_equals_torchvision() -> None:
+    """Fire modules: a concat of a 1x1 and a 3x3 expansion; ceil-mode pooling."""
+    compare_with_torchvision("squeezenet1_1")
 
 
 # ------------------------------------------- d) a default from the input shape
