@@ -208,6 +208,7 @@ TORCHVISION = {
     "mobilenet_v3_large": ("mobilenet_v3_large", 5_483_032),
     "efficientnet_b0": ("efficientnet_b0", 5_288_548),
     "squeezenet1_1": ("squeezenet1_1", 1_235_496),
+    "resnext50_32x4d": ("resnext50_32x4d", 25_028_904),
 }
 
 
@@ -266,6 +267,11 @@ def test_efficientnet_b0_equals_torchvision() -> None:
 def test_squeezenet1_1_equals_torchvision() -> None:
     """Fire modules: a concat of a 1x1 and a 3x3 expansion; ceil-mode pooling."""
     compare_with_torchvision("squeezenet1_1")
+
+
+def test_resnext50_32x4d_equals_torchvision() -> None:
+    """Grouped 3x3 convs whose width is computed from two network parameters."""
+    compare_with_torchvision("resnext50_32x4d")
 
 
 # ------------------------------------------- d) a default from the input shape

@@ -55,6 +55,7 @@ ACCEPTANCE: list[tuple[str, dict[str, Any], int, int]] = [
     ("mobilenet_v3_large", {}, 5_483_032, 216_589_760),
     ("efficientnet_b0", {}, 5_288_548, 385_814_752),
     ("squeezenet1_1", {}, 1_235_496, 349_151_936),
+    ("resnext50_32x4d", {}, 25_028_904, 4_230_479_872),
 ]
 
 
@@ -317,6 +318,8 @@ TORCHVISION: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("efficientnet_b0", {}, "efficientnet_b0", {}),
     ("squeezenet1_1", {}, "squeezenet1_1", {}),
     ("squeezenet1_1", {"num_classes": 10}, "squeezenet1_1", {"classes": 10}),
+    ("resnext50_32x4d", {}, "resnext50_32x4d", {}),
+    ("resnext50_32x4d", {"num_classes": 10}, "resnext50_32x4d", {"classes": 10}),
 ]
 
 
