@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +86,7 @@ def check_program(
 ) -> Model:
     """:func:`cnnspec.graph.check.check_program`, as a :class:`Model`."""
     checked = graph_check(program, network, overrides, inputs)
-    return Model(checked.graph, checked.program, checked.warnings, checked.overrides)
+    return Model(**{f.name: getattr(checked, f.name) for f in fields(Checked)})
 
 
 def read_file(path: str) -> str | Unreadable:

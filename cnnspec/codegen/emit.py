@@ -1104,11 +1104,8 @@ class ClassCompiler:
         this constructor could read."""
         shape = self.loop_modules(item, flow, attr, where, kind)
         constants = all(self.env[n].const for n in _name_refs(item) if n in self.env)
-        if self.concrete and _known(flow.shape) and (None in shape or constants):
-            made = self.em.checked_shape(where)
-            if made is None and where is not None and self.em.made_nothing(where):
-                made = flow.shape
-            shape = made or shape
+        if self.concrete and _known(flow.shape) and (None in shape or constants) and where:
+            shape = self.em.checked_size(where, flow.shape) or shape
         return shape
 
     def module_list(self, item: ast.Item, flow: Flow, attr: str, where: str | None) -> Flow:

@@ -554,16 +554,20 @@ def _global_window(args: Args, inp: Shape) -> Window:
     return (inp[1], inp[2], inp[1], inp[2])
 
 
-def _positive_eps(op: str, ranks: tuple[int, ...] = (1, 3)) -> ShapeRule:
+def _check_eps(op: str, args: Args) -> None:
+    if surely(args["eps"] <= 0):  # PyTorch refuses it in training (a negative in eval)
+        raise ShapeError(
+            "bad-argument",
+            f"`{op}` eps must be positive, got {args['eps']:g}",
+            f"eps = {args['eps']:g}",
+            ("eps keeps the division by the standard deviation finite: e.g. 1e-5",),
+        )
+
+
+def _positive_eps(op: str) -> ShapeRule:
     def rule(args: Args, inp: Shape) -> Shape:
-        _check_rank(op, inp, ranks)
-        if surely(args["eps"] <= 0):  # PyTorch refuses it in training (a negative in eval)
-            raise ShapeError(
-                "bad-argument",
-                f"`{op}` eps must be positive, got {args['eps']:g}",
-                f"eps = {args['eps']:g}",
-                ("eps keeps the division by the standard deviation finite: e.g. 1e-5",),
-            )
+        _check_rank(op, inp, (1, 3))
+        _check_eps(op, args)
         return inp
 
     return rule
@@ -573,7 +577,7 @@ _norm_shape = _positive_eps("batchnorm")
 
 
 def _groupnorm_shape(args: Args, inp: Shape) -> Shape:
-    _positive_eps("groupnorm")(args, inp)
+    _check_eps("groupnorm", args)
     groups = args["groups"]
     if differ(inp[0] % groups, 0):
         raise ShapeError(
@@ -586,7 +590,8 @@ def _groupnorm_shape(args: Args, inp: Shape) -> Shape:
 
 
 def _instancenorm_shape(args: Args, inp: Shape) -> Shape:
-    _positive_eps("instancenorm", (3,))(args, inp)
+    _check_rank("instancenorm", inp, (3,))
+    _check_eps("instancenorm", args)
     if surely(inp[1] * inp[2] == 1):  # PyTorch refuses it (in eval too, without running stats)
         raise ShapeError(
             "bad-input-rank",
