@@ -49,6 +49,9 @@ CODES: dict[str, str] = {
     "duplicate-argument": "the same argument given twice",
     "undefined-name": "a name that is not a parameter, loop variable or tensor",
     "duplicate-name": "two things with the same name in one scope",
+    "bad-name": 'a name template (`as "block{i}"`) outside a `sequential`, or one that '
+    "gives no usable name",
+    "sequential-item": "something other than layers and blocks inside a `sequential`",
     "bad-expression": "an expression that cannot be evaluated",
     "non-positive-size": "a layer would produce a spatial size below 1",
     "groups-mismatch": "channels not divisible by the groups",

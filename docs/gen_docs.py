@@ -178,6 +178,22 @@ EXAMPLES: list[Example] = [
         {"bad.cnn": _net("input image: 3 x 32 x 32\nconv(16, 3) as stem\nconv(16, 3) as stem")},
     ),
     Example(
+        "bad-name",
+        {
+            "bad.cnn": _net(
+                'input image: 3 x 32 x 32\nsequential {\n    conv(16, 3) as "stage{1.5}"\n}'
+            )
+        },
+    ),
+    Example(
+        "sequential-item",
+        {
+            "bad.cnn": _net(
+                "input image: 3 x 32 x 32\nsequential {\n    conv(16, 3)\n    residual { relu }\n}"
+            )
+        },
+    ),
+    Example(
         "bad-expression",
         {"bad.cnn": _net("input features: 128\nlinear(in.height // 2)")},
     ),

@@ -70,6 +70,22 @@ def randomize_batchnorm(model: Any, seed: int = SEED + 1) -> None:
                 module.num_batches_tracked.fill_(7)
 
 
+def copy_by_order(theirs: Any, ours: Any) -> None:
+    """The n-th entry of one state dict into the n-th entry of the other (for modules
+    whose names differ by design, e.g. a spec's one layer against a torch module): equal
+    lengths and shapes, then a strict load."""
+    their_state, our_state = theirs.state_dict(), ours.state_dict()
+    assert len(our_state) == len(their_state)
+    pairs = list(zip(their_state, our_state, strict=True))
+    mismatched = [
+        (t, o, tuple(their_state[t].shape), tuple(our_state[o].shape))
+        for t, o in pairs
+        if their_state[t].shape != our_state[o].shape
+    ]
+    assert mismatched == []
+    ours.load_state_dict({o: their_state[t] for t, o in pairs}, strict=True)
+
+
 def load_text(text: str, name: str = "spec.cnn", **overrides: Any) -> Model:
     """Check spec text: written to a file in a temporary directory, then
     :func:`cnnspec.load`\\ ed (so diagnostics name a real file). Raises

@@ -237,7 +237,8 @@ def finish(cls: PyClass) -> RenderedClass:
         ),
     ]
     init = cls.init
-    if cls.base in ("nn.Module", "nn.Sequential", "nn.ModuleList"):
+    calls_super = bool(init) and init[0].startswith("super().__init__(")
+    if cls.base in ("nn.Module", "nn.Sequential", "nn.ModuleList") and not calls_super:
         init = ["super().__init__()", *init]
     forward_sig = layout(
         Call("def forward", ("self", *cls.forward_args)), 4, suffix=f" -> {cls.returns}:"
@@ -325,6 +326,7 @@ class Emitter:
                 pascal(block.name) + ("" if key == block.name else "Flat" if rank == 1 else "Image")
             )
             self.classes[key] = PyClass(name, "nn.Module", "", [])
+            width = _WIDTH.set(LINE_LENGTH - 8)  # a class of its own, whoever asks for it
             try:
                 built = ClassCompiler(
                     self,
@@ -338,6 +340,8 @@ class Emitter:
                 self.class_names.used.discard(name)
                 self.failed[key] = str(exc)
                 return None
+            finally:
+                _WIDTH.reset(width)
             self.classes[key] = built
             self.order.append(key)
         return key
@@ -359,14 +363,18 @@ class Emitter:
             name = self.class_names.claim(pascal(block.name) + _arg_suffix(args))
             class_key = f"{block.name}@{path}@{len(self.special)}"
             self.special[key] = class_key
-            self.classes[class_key] = ClassCompiler(
-                self,
-                name,
-                path,
-                self.model.sources.get(block.span.file, ""),
-                concrete=True,
-                owner=block.name,
-            ).specialised(block, args, shape, self.failed.get(block.name, ""), outer)
+            width = _WIDTH.set(LINE_LENGTH - 8)  # a class of its own, whoever asks for it
+            try:
+                self.classes[class_key] = ClassCompiler(
+                    self,
+                    name,
+                    path,
+                    self.model.sources.get(block.span.file, ""),
+                    concrete=True,
+                    owner=block.name,
+                ).specialised(block, args, shape, self.failed.get(block.name, ""), outer)
+            finally:
+                _WIDTH.reset(width)
             self.order.append(class_key)
         return self.classes[self.special[key]].name
 
@@ -724,6 +732,9 @@ class ClassCompiler:
                 modules, _ = self.unroll(item, flow, self.instance or "")
                 self.init.extend(_stmt(Call("super().__init__", tuple(modules), explode=True), 0))
             return PyClass(self.name, "nn.Sequential", doc, params, self.init, has_forward=False)
+        if isinstance(prim, ast.Sequential):
+            self.group(prim.body, flow, self.init, self.instance, target="self")
+            return PyClass(self.name, "nn.Sequential", doc, params, self.init, has_forward=False)
         assert isinstance(prim, ast.Call)
         node, _ = self.module(prim, flow, first=True, path=self.instance)
         if not isinstance(node, Call) or node.func == "nn.Sequential":
@@ -783,6 +794,17 @@ class ClassCompiler:
             return self.residual(prim, item, flow, names)
         if isinstance(prim, ast.ConcatBlock):
             return self.concat(prim, flow, names)
+        if isinstance(prim, ast.Sequential):
+            attr = self.attrs.claim(names[prim])
+            where = self.instance if item is self.solo_item else self.full(names[prim])
+            lines: list[str] = []
+            node, shape = self.group(prim.body, flow, lines, where, local=attr)
+            constants = all(self.env[n].const for n in _name_refs(prim) if n in self.env)
+            if self.concrete and _known(flow.shape) and (None in shape or constants) and where:
+                shape = self.em.checked_size(where, flow.shape) or shape  # as loop_shape
+            self.init.extend(lines)
+            self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+            return self.apply(attr, flow, shape, producer="", path=where, span=prim.span)
         assert isinstance(prim, ast.Call)
         op = lookup(prim.name)
         if op is not None and op.merge:
@@ -1002,23 +1024,7 @@ class ClassCompiler:
         )
         lines: list[str] = []
         module, out = self.iteration(body, body_items, inner, lines)
-        if len(out) != len(inner.shape):
-            raise _unsupported(  # the next iteration's layers would see another rank
-                item.span,
-                "a repeated body that flattens gives its next iteration another rank",
-                "flatten after the repeat",
-            )
-        resized = any(
-            o is None or i is None or o.code != i.code
-            for o, i in zip(out[1:], inner.shape[1:], strict=False)
-        )
-        if resized and self.em.reads_size(prim if item.times is not None else body):
-            raise _unsupported(  # the loop carries the channels only
-                item.span,
-                "a repeated body that changes the height or width and reads `in.height`, "
-                "`in.width` or `in.size` sees another size in each iteration",
-                "compute the size from a parameter, or repeat a block that takes it",
-            )
+        self.check_iteration(item, out, inner.shape, prim if item.times is not None else body)
         self.init.append(f"{carry} = {channels.code}")
         self.init.append(f"for {loop_var} in {rng}:")
         self.init.extend("    " + line for line in lines)
@@ -1052,6 +1058,28 @@ class ClassCompiler:
             for o, i in zip(out[1:], inner.shape[1:], strict=False)
         )
         return Flow(flow.var, (final_c, *spatial), "", flow.path)
+
+    def check_iteration(self, item: ast.Item, out: SymShape, inp: SymShape, body: Any) -> None:
+        """A loop's iteration must give the next one what it takes: the same rank, and
+        the same height and width where ``body`` reads them (the loop carries the
+        channels only)."""
+        if len(out) != len(inp):
+            raise _unsupported(  # the next iteration's layers would see another rank
+                item.span,
+                "a repeated body that flattens gives its next iteration another rank",
+                "flatten after the repeat",
+            )
+        resized = any(
+            o is None or i is None or o.code != i.code
+            for o, i in zip(out[1:], inp[1:], strict=False)
+        )
+        if resized and self.em.reads_size(body):
+            raise _unsupported(
+                item.span,
+                "a repeated body that changes the height or width and reads `in.height`, "
+                "`in.width` or `in.size` sees another size in each iteration",
+                "compute the size from a parameter, or repeat a block that takes it",
+            )
 
     def iteration(
         self, body: ast.Body, solo: ast.Item | None, flow: Flow, lines: list[str]
@@ -1195,8 +1223,7 @@ class ClassCompiler:
             if not _known(shape) and _known(before) and self.em.made_nothing(ipath):
                 shape = before  # an iteration that made no node passes its input on
             self.no_outer_reads(body)
-            if lines:
-                raise _unsupported(item.span, "cannot compile this repeat", "")
+            self.init.extend(lines)  # locals the module is built in (a `sequential`'s)
             modules.append(node)
         self.env = saved
         return modules, shape
@@ -1283,6 +1310,265 @@ class ClassCompiler:
                 lines.extend(_stmt(node, 4, f'{var}["{n}"] = '))
         return Call("nn.Sequential", (var,)), shape
 
+    # --------------------------------------------------------- sequential
+    def group(
+        self,
+        body: ast.Body,
+        flow: Flow,
+        lines: list[str],
+        path: str | None,
+        *,
+        target: str | None = None,
+        local: str = "layers",
+    ) -> tuple[Call | str, SymShape]:
+        """`sequential { ... }` as an nn.Sequential: ``nn.Sequential(a, b, c)`` where its
+        items are fixed, else one built item by item (``layers.append(...)``, in `if`s
+        and loops, ``layers.add_module(f"block{i}", ...)`` for a named one). With
+        ``target="self"`` the class itself is the nn.Sequential (``super().__init__``).
+        ``path``: the group's graph path (in a concrete class); ``local``: the name of
+        the variable it is built in."""
+        var = target or self.locals.claim(local)
+        build = _Build(var, path)
+        shape = self.group_stmts(body.stmts, self.settle(flow), build, "")
+        if build.straight and not any(n for n, _ in build.entries):
+            nodes = tuple(node for _, node in build.entries)
+            if target is None:
+                return Call("nn.Sequential", nodes, explode=len(nodes) > 1), shape
+            lines.extend(_stmt(Call("super().__init__", nodes, explode=len(nodes) > 1), 0))
+            return target, shape
+        named = [(n, node) for n, node in build.entries if n and n.isidentifier()]
+        if build.straight and len(named) == len(build.entries):
+            kws = tuple(Kw(n, node) for n, node in named)
+            odict = Call("OrderedDict", kws, explode=True)
+            if target is None:
+                return Call("nn.Sequential", (odict,)), shape
+            lines.extend(_stmt(Call("super().__init__", (odict,)), 0))
+            return target, shape
+        if target is None:
+            lines.append(f"{var} = nn.Sequential()")
+        lines.extend(build.lines)
+        return var, shape
+
+    def group_stmts(
+        self, stmts: Iterable[ast.Stmt], flow: Flow, build: _Build, indent: str
+    ) -> SymShape:
+        """Add the items of ``stmts``; the shape after them. The flow's path is the
+        graph path of the item before (where positions are known), so that a concrete
+        class takes the checked sizes where it computed none."""
+        cur = flow
+        for stmt in stmts:
+            cur = self.settle(cur)
+            if isinstance(stmt, ast.If):
+                test = self.sym(stmt.cond, cur)
+                if test.const:
+                    chosen = stmt.then if test.value else stmt.otherwise
+                    if chosen is not None:
+                        shape = self.group_stmts(chosen.stmts, cur, build, indent)
+                        cur = Flow("x", shape, "", build.last)
+                    continue
+                build.unfixed()
+                build.lines.append(f"{indent}if {test.code}:")
+                then = self.group_stmts(stmt.then.stmts, cur, build, indent + "    ")
+                if build.lines[-1] == f"{indent}if {test.code}:":
+                    build.lines.append(f"{indent}    pass")
+                otherwise = cur.shape
+                if stmt.otherwise is not None and stmt.otherwise.stmts:
+                    build.lines.append(f"{indent}else:")
+                    otherwise = self.group_stmts(stmt.otherwise.stmts, cur, build, indent + "    ")
+                    if build.lines[-1] == f"{indent}else:":  # it added nothing
+                        build.lines.pop()
+                joined = _join_shapes(test, then, otherwise)
+                if _code_of(then[:1]) != _code_of(otherwise[:1]):  # an `if` chose them
+                    joined = self.group_named(joined, build, indent)
+                cur = Flow("x", joined)
+                continue
+            assert isinstance(stmt, ast.Chain)  # the checker allows nothing else here
+            for item in stmt.items:
+                cur = self.settle(cur)
+                prim = item.primary
+                if item.times is not None or isinstance(prim, ast.Repeat):
+                    cur = Flow("x", self.group_loop(item, cur, build, indent), "", build.last)
+                    continue
+                here = build.child_path(item)
+                name = self.group_name(item, cur)
+                if isinstance(prim, ast.Sequential):
+                    sub: list[str] = []
+                    node, out = self.group(prim.body, cur, sub, here)
+                    build.lines.extend(indent + line for line in sub)
+                    build.straight = build.straight and not sub  # the lines must run
+                else:
+                    assert isinstance(prim, ast.Call)
+                    node, out = self.module(prim, cur, False, here)
+                build.add(name, node, indent)
+                build.last = here or ""
+                op = lookup(prim.name) if isinstance(prim, ast.Call) else None
+                cur = Flow("x", out, op.name if op else "", here or "")
+        return cur.shape
+
+    def group_named(self, shape: SymShape, build: _Build, indent: str) -> SymShape:
+        """As :meth:`named`: channels that an `if` left as a long expression get a
+        local name, set where the `if` ends."""
+        channels = shape[0] if shape else None
+        if isinstance(self, Dry) or channels is None or channels.const:
+            return shape
+        if "(" not in channels.code and len(channels.code) <= 40 and " if " not in channels.code:
+            return shape
+        var = self.locals.claim("channels")
+        build.lines.extend(_stmt(_node(channels), len(indent), f"{var} = "))
+        self.hoisted.append(var)
+        return (sym_name(var), *shape[1:])
+
+    def group_name(self, item: ast.Item, flow: Flow) -> str | None:
+        """An item's name as Python code (a string or an f-string), or None: by position."""
+        if item.template is None:
+            return string_literal(item.alias) if item.alias else None
+        text, fstring = "", False
+        for part in item.template:
+            if isinstance(part, str):
+                text += part
+                continue
+            value = self.sym(part, flow)
+            if value.const:
+                text += str(value.value)
+            elif "'" in value.code or '"' in value.code or "\\" in value.code:
+                raise _unsupported(part.span, "cannot compile this name", "give it a constant")
+            else:
+                text += "{" + value.code + "}"
+                fstring = True
+        return ("f" if fstring else "") + string_literal(text)
+
+    def group_loop(self, item: ast.Item, flow: Flow, build: _Build, indent: str) -> SymShape:
+        """A `repeat` (or `item * n`) inside a `sequential`: a loop adding its items."""
+        prim = item.primary
+        if isinstance(prim, ast.Repeat) and item.times is None:
+            start = self.sym(prim.start, flow) if prim.start is not None else const(0)
+            stop, var, body = self.sym(prim.stop, flow), prim.var, prim.body
+        else:
+            assert item.times is not None
+            start, stop, var = const(0), self.sym(item.times, flow), None
+            once = ast.Item(prim, None, item.alias, item.span, item.alias_span, item.template)
+            body = ast.Body((ast.Chain((once,), item.span),), item.span)
+        count = int(stop.value) - int(start.value) if start.const and stop.const else None
+        if count == 1 or (count is not None and len(indent) >= _MAX_LOOP_INDENT):
+            return self.group_unrolled(body, int(start.value), count, var, flow, build, indent)
+        if len(indent) >= _MAX_LOOP_INDENT:  # Python allows 20 nested blocks
+            raise _unsupported(
+                item.span,
+                "repeats nested too deeply in a `sequential` (their counts not constants)",
+                "move the inner repeats into a block",
+            )
+        if count is None or not self.concrete:
+            return self.group_for(item, body, start, stop, var, flow, build, indent)
+        # A concrete class: the loop written out first, not kept, gives the positions and
+        # the checked sizes after it; where the loop itself cannot be written, that stays.
+        mark, env = build.mark(), dict(self.env)
+        first = int(start.value)
+        try:
+            unrolled: SymShape | None = self.group_unrolled(
+                body, first, count, var, flow, build, indent
+            )
+            after = (list(build.entries), build.path, build.last)
+        except CompileError:
+            unrolled = None
+        build.rollback(mark)
+        self.env = dict(env)
+        try:
+            shape = self.group_for(item, body, start, stop, var, flow, build, indent)
+        except CompileError:
+            if unrolled is None:
+                raise
+            build.rollback(mark)
+            self.env = env
+            return self.group_unrolled(body, first, count, var, flow, build, indent)
+        if unrolled is None:
+            return shape
+        build.entries[:], build.path, build.last = after  # what the loop adds, as checked
+        return unrolled if all(d is not None and d.const for d in unrolled) else shape
+
+    def group_for(  # noqa: PLR0917 -- a loop's parts
+        self,
+        item: ast.Item,
+        body: ast.Body,
+        start: Sym,
+        stop: Sym,
+        var: str | None,
+        flow: Flow,
+        build: _Build,
+        indent: str,
+    ) -> SymShape:
+        """The loop itself: `for i in range(...)`, the channels carried in a local."""
+        build.unfixed()
+        channels = flow.shape[0] if flow.shape else None
+        if channels is None:
+            raise _unsupported(item.span, "the input channels are unknown here", "")
+        carry = self.locals.claim("channels")
+        loop_var = self.locals.claim(var) if var else "_"
+        saved = self.env.get(var) if var else None
+        if var:
+            self.env[var] = sym_name(loop_var)
+        rng = (
+            f"range({stop.code})"
+            if start.const and start.value == 0
+            else f"range({start.code}, {stop.code})"
+        )
+        build.lines.append(f"{indent}{carry} = {channels.code}")
+        self.hoisted.append(carry)  # dropped where no layer reads it
+        build.lines.append(f"{indent}for {loop_var} in {rng}:")
+        inner = Flow("x", (sym_name(carry), *flow.shape[1:]))
+        out = self.group_stmts(body.stmts, inner, build, indent + "    ")
+        if var:
+            if saved is None:
+                self.env.pop(var, None)
+            else:
+                self.env[var] = saved
+        self.check_iteration(item, out, inner.shape, body)
+        out_channels = out[0]
+        if out_channels is None:
+            raise _unsupported(item.span, "the channels after an iteration are not known", "")
+        final: Sym | None = sym_name(carry)
+        if out_channels.code == carry:
+            final = channels
+        else:
+            build.lines.append(f"{indent}    {carry} = {out_channels.code}")
+            if not uses(out_channels, carry) and not (var and uses(out_channels, loop_var)):
+                final = out_channels
+            elif _grows(out_channels, carry, loop_var):
+                assert out_channels.linear is not None  # channels + g each time
+                final = channels + (stop - start) * lift(out_channels.linear[1])
+            elif isinstance(self, Dry):
+                final = None  # the loop's variable lives in the block's constructor only
+        spatial = tuple(
+            o if o is not None and i is not None and o.code == i.code else None
+            for o, i in zip(out[1:], inner.shape[1:], strict=False)
+        )
+        return (final, *spatial)
+
+    def group_unrolled(  # noqa: PLR0917 -- a loop's parts
+        self,
+        body: ast.Body,
+        start: int,
+        count: int,
+        var: str | None,
+        flow: Flow,
+        build: _Build,
+        indent: str,
+    ) -> SymShape:
+        """A loop of constant count written out: `repeat 1`, or loops nested deeper
+        than Python's blocks may be."""
+        saved = self.env.get(var) if var else None
+        cur = flow
+        for index in range(start, start + count):
+            if var:
+                self.env[var] = const(index)
+            cur = Flow("x", self.group_stmts(body.stmts, cur, build, indent), "", build.last)
+        shape = cur.shape
+        if var:
+            if saved is None:
+                self.env.pop(var, None)
+            else:
+                self.env[var] = saved
+        return shape
+
     # --------------------------------------------------------- structure
     def residual(self, res: ast.Residual, item: ast.Item, flow: Flow, names: BodyNames) -> Flow:
         identity = self.locals.claim("identity")
@@ -1328,6 +1614,8 @@ class ClassCompiler:
         solo = _solo(body)
         if solo is not None and self.layer_or_block(solo):
             return self.module(solo.primary, flow, first=True, path=path)  # type: ignore[arg-type]
+        if solo is not None and solo.times is None and isinstance(solo.primary, ast.Sequential):
+            return self.group(solo.primary.body, flow, lines, path)
         if not _is_chain(body, self.layer_or_block):
             return self.body_class(body, flow, path, "layer")
         return self.sequential_of(body, flow, lines, path)
@@ -1583,6 +1871,56 @@ class ClassCompiler:
         self.aux_vars.append((stmt.name, var))
 
 
+def _code_of(shape: SymShape) -> list[str | None]:
+    return [s.code if s is not None else None for s in shape]
+
+
+_MAX_LOOP_INDENT = 4 * 8  # deeper loops in a `sequential` are written out (Python: 20)
+
+
+@dataclass
+class _Build:
+    """A `sequential` being compiled: its items, and the code that adds them one by one."""
+
+    var: str  # the nn.Sequential the lines add to (`self` in a class that is one)
+    path: str | None  # its graph path, while positions are known
+    entries: list[tuple[str | None, Call | str]] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    straight: bool = True  # no `if` or loop so far: every item is at a known position
+    last: str = ""  # the graph path of the last item added, where known
+
+    def unfixed(self) -> None:
+        self.straight = False
+        self.path = None
+        self.last = ""
+
+    def mark(self) -> tuple[int, int, bool, str | None, str]:
+        return len(self.lines), len(self.entries), self.straight, self.path, self.last
+
+    def rollback(self, mark: tuple[int, int, bool, str | None, str]) -> None:
+        lines, entries, self.straight, self.path, self.last = mark
+        del self.lines[lines:]
+        del self.entries[entries:]
+
+    def child_path(self, item: ast.Item) -> str | None:
+        if self.path is None or item.template is not None:
+            return None
+        leaf = item.alias or str(len(self.entries))
+        return f"{self.path}.{leaf}" if self.path else leaf
+
+    def add(self, name: str | None, node: Call | str, indent: str) -> None:
+        """Add an item: ``name`` is Python code (a string literal or an f-string), or
+        None for the next position."""
+        if name is not None and not name.startswith('"'):
+            self.straight = False  # an f-string: its name is known when the code runs
+        self.entries.append((name[1:-1] if name is not None else None, node))
+        if name is None:
+            self.lines.extend(_stmt(Call(f"{self.var}.append", (node,)), len(indent)))
+        else:
+            call = Call(f"{self.var}.add_module", (name, node))
+            self.lines.extend(_stmt(call, len(indent)))
+
+
 class Dry(ClassCompiler):
     """Runs a block's body symbolically in the caller's terms, for its output shape."""
 
@@ -1776,6 +2114,10 @@ _FIELD = re.compile(r"\{(\w+)(\?=?[^}]*)?\}")
 
 def _construct(op: Op, args: Mapping[str, Sym], shape: SymShape, inplace: bool) -> Call:
     """Fill the op's `emit` template; leave out arguments equal to their defaults."""
+    chosen = args.get(op.delegate) if op.delegate else None
+    if chosen is not None and chosen.const:  # `activation("silu")` is `silu`
+        target = REGISTRY[chosen.value]
+        return _construct(target, {a.name: const(a.default) for a in target.args}, shape, inplace)
     template = (op.emit_flat if len(shape) == 1 and op.emit_flat else op.emit) or f"{op.torch}()"
     func, _, rest = template.partition("(")
     func = func.replace("{dims}", "1" if len(shape) == 1 else "2")
@@ -1975,6 +2317,7 @@ class NetworkCompiler(ClassCompiler):
                 continue
             flow = self.stmt(stmt, flow, names)
         outputs = self.outputs or [flow.var]
+        _drop_unused(self.init, self.hoisted)
         if graph.init == "torchvision":
             self.init.extend(_INIT_WEIGHTS)
         returns = self.returns_for(class_name, outputs)

@@ -16,6 +16,7 @@ takes its scope's name itself (``layer1.0`` is the block of iteration 0).
 from __future__ import annotations
 
 import math
+import re
 from collections import ChainMap
 from collections.abc import Mapping, MutableMapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -124,6 +125,17 @@ class Elaborator:
         shape = self.shape_of(frame.current)
         known = frame.current is None or shape is not None
         return evaluate(expr, frame.env, InShape(shape, known))
+
+    def value(self, expr: ast.Expr, frame: Frame) -> tuple[bool, Value]:
+        """``(True, value)``, or ``(False, None)`` where it cannot be evaluated (its error
+        reported; an unknown shape after an earlier error reports nothing)."""
+        try:
+            return True, self.eval(expr, frame)
+        except EvalError as exc:
+            self.report(exc.diagnostic, frame)
+        except Unknown:
+            pass
+        return False, None
 
     def shape_of(self, name: str | None) -> Shape | None:
         return None if name is None else self.graph.nodes[name].shape
@@ -481,16 +493,16 @@ class Elaborator:
         return binding.node
 
     def if_stmt(self, stmt: ast.If, frame: Frame) -> None:
-        try:
-            cond = self.eval(stmt.cond, frame)
-        except EvalError as exc:
-            self.report(exc.diagnostic, frame)
-            return
-        except Unknown:
-            return
-        chosen = stmt.then if cond else stmt.otherwise
+        chosen = self.chosen(stmt, frame)
         if chosen is not None:
             self.body(chosen, frame, transparent=True)
+
+    def chosen(self, stmt: ast.If, frame: Frame) -> ast.Body | None:
+        """The side of an `if` its condition picks (None: neither, or an error)."""
+        ok, cond = self.value(stmt.cond, frame)
+        if not ok:
+            return None
+        return stmt.then if cond else stmt.otherwise
 
     def aux(self, stmt: ast.Aux, frame: Frame) -> None:
         weight = 1.0
@@ -528,6 +540,17 @@ class Elaborator:
 
     # ------------------------------------------------------------------- items
     def item(self, item: ast.Item, frame: Frame, first: bool) -> None:
+        if item.template is not None and item.alias_span is not None:
+            self.report(
+                error(
+                    "bad-name",
+                    item.alias_span,
+                    "a name template names an item of a `sequential`",
+                    "not inside a `sequential`",
+                    ["write a name here (`as block1`), or put the items in `sequential { ... }`"],
+                ),
+                frame,
+            )
         if item.times is None:
             self.primary(item.primary, frame, item.alias, item.alias_span, first)
             return
@@ -548,12 +571,8 @@ class Elaborator:
         frame.current = inner.current
 
     def count(self, expr: ast.Expr, frame: Frame, start: int = 0) -> int | None:
-        try:
-            value = self.eval(expr, frame)
-        except EvalError as exc:
-            self.report(exc.diagnostic, frame)
-            return None
-        except Unknown:
+        ok, value = self.value(expr, frame)
+        if not ok:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             self.report(
@@ -631,6 +650,8 @@ class Elaborator:
             self.concat_block(prim, frame, alias, alias_span)
         elif isinstance(prim, ast.Repeat):
             self.repeat(prim, frame, alias, alias_span)
+        elif isinstance(prim, ast.Sequential):
+            self.sequential(prim, frame, alias, alias_span)
 
     def call(
         self, call: ast.Call, frame: Frame, alias: str | None, alias_span: Span | None, first: bool
@@ -857,13 +878,8 @@ class Elaborator:
     def shortcut_applies(self, sc: ast.Shortcut, frame: Frame) -> bool:
         if sc.cond is None:
             return True
-        try:
-            return bool(self.eval(sc.cond, frame))
-        except EvalError as exc:
-            self.report(exc.diagnostic, frame)
-        except Unknown:
-            pass
-        return True
+        ok, cond = self.value(sc.cond, frame)
+        return bool(cond) if ok else True
 
     def concat_block(
         self, block: ast.ConcatBlock, frame: Frame, alias: str | None, alias_span: Span | None
@@ -903,18 +919,13 @@ class Elaborator:
         name = self.claim(frame, block, alias, alias_span, "concat")
         self.merge_node(frame, "concat", name, outputs, keyword, keyword, labels)
 
-    def repeat(
-        self, rep: ast.Repeat, frame: Frame, alias: str | None, alias_span: Span | None
-    ) -> None:
+    def repeat_range(self, rep: ast.Repeat, frame: Frame) -> tuple[int, int] | None:
+        """A repeat's first index and count (None after an error: reported)."""
         start = 0
         if rep.start is not None:
-            try:
-                start = self.eval(rep.start, frame)
-            except EvalError as exc:
-                self.report(exc.diagnostic, frame)
-                return self.poison(frame, rep.span)
-            except Unknown:
-                return self.poison(frame, rep.span)
+            ok, start = self.value(rep.start, frame)
+            if not ok:
+                return None
             if isinstance(start, bool) or not isinstance(start, int):
                 self.report(
                     error(
@@ -924,10 +935,17 @@ class Elaborator:
                     ),
                     frame,
                 )
-                return self.poison(frame, rep.span)
+                return None
         count = self.count(rep.stop, frame, start)
-        if count is None:
+        return None if count is None else (start, count)
+
+    def repeat(
+        self, rep: ast.Repeat, frame: Frame, alias: str | None, alias_span: Span | None
+    ) -> None:
+        found = self.repeat_range(rep, frame)
+        if found is None:
             return self.poison(frame, rep.span)
+        start, count = found
         path = self.claim(frame, rep, alias, alias_span, "repeat")
         self.open_scope(path, "repeat", f"repeat x {count}", rep.span)
         for index in range(count):
@@ -936,6 +954,138 @@ class Elaborator:
             inner.solo = True
             self.body(rep.body, inner)
             frame.current = inner.current
+
+    # ------------------------------------------------------------- sequential
+    def sequential(
+        self, seq: ast.Sequential, frame: Frame, alias: str | None, alias_span: Span | None
+    ) -> None:
+        """`sequential { ... }`: its items are named by position (`features.0`, ...) or
+        by their own `as`, as nn.Sequential names its children; `if` and `repeat` inside
+        it add their items to the same list."""
+        if frame.current is None:
+            return self.no_input(seq.span, "`sequential`", frame)
+        path = self.claim(frame, seq, alias, alias_span, "sequential")
+        self.open_scope(path, "sequential", "sequential", seq.span)
+        inner = frame.child(path, tensors={}, names=BodyNames())
+        self.seq_stmts(seq.body.stmts, inner, [0])
+        frame.current = inner.current
+
+    def seq_stmts(self, stmts: Sequence[ast.Stmt], frame: Frame, position: list[int]) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, ast.Chain):
+                for item in stmt.items:
+                    self.seq_item(item, frame, position)
+            elif isinstance(stmt, ast.If):
+                chosen = self.chosen(stmt, frame)
+                if chosen is not None:
+                    self.seq_stmts(chosen.stmts, frame, position)
+            else:
+                what = "a named tensor" if isinstance(stmt, ast.Assign) else "this statement"
+                self.not_sequential(stmt.span, what, frame)
+
+    def seq_item(self, item: ast.Item, frame: Frame, position: list[int]) -> None:
+        prim = item.primary
+        if isinstance(prim, ast.Repeat) or item.times is not None:
+            if item.alias_span is not None:
+                self.report(
+                    error(
+                        "bad-name",
+                        item.alias_span,
+                        "a repeat inside a `sequential` adds its items to it: it has no name",
+                        "names nothing",
+                        ['name the repeated items: `block(...) as "block{i}"`'],
+                    ),
+                    frame,
+                )
+            self.seq_repeat(item, frame, position)
+            return
+        op = lookup(prim.name) if isinstance(prim, ast.Call) else None
+        module = isinstance(prim, ast.Sequential) or (
+            isinstance(prim, ast.Call)
+            and not (op is not None and op.merge)
+            and not (op is None and prim.name not in self.blocks and _is_tensor(prim.name, frame))
+        )
+        if not module:
+            what = {ast.Residual: "a residual", ast.ConcatBlock: "a concat"}.get(
+                type(prim), "a merge or a named tensor"
+            )
+            self.not_sequential(item.span, what, frame)
+            return
+        name = self.seq_name(item, frame, str(position[0]))
+        position[0] += 1
+        self.primary(prim, frame, name, item.alias_span or item.span, first=False)
+
+    def seq_repeat(self, item: ast.Item, frame: Frame, position: list[int]) -> None:
+        prim = item.primary
+        if item.times is not None:
+            count = self.count(item.times, frame)
+            once = ast.Item(prim, None, None, item.span)  # its name: refused above
+            for _ in range(count or 0):
+                self.seq_item(once, frame, position)
+            return
+        assert isinstance(prim, ast.Repeat)
+        found = self.repeat_range(prim, frame)
+        if found is None:
+            return
+        start, count = found
+        outer = frame.env
+        for index in range(count):
+            if prim.var:
+                frame.env = ChainMap({prim.var: start + index}, dict(outer))
+            self.seq_stmts(prim.body.stmts, frame, position)
+        frame.env = outer
+
+    def seq_name(self, item: ast.Item, frame: Frame, position: str) -> str:
+        """An item's name in a `sequential`: its `as` (a template filled in), else its
+        position."""
+        if item.template is None:
+            return item.alias or position
+        parts: list[str] = []
+        for part in item.template:
+            if isinstance(part, str):
+                parts.append(part)
+                continue
+            ok, value = self.value(part, frame)
+            if not ok:
+                return position
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                self.report(
+                    error(
+                        "bad-name",
+                        part.span,
+                        f"a name holds integers and strings, not {show_value(value)}",
+                        "not a name part",
+                    ),
+                    frame,
+                )
+                return position
+            parts.append(str(value))
+        name = "".join(parts)
+        if not _MODULE_NAME.fullmatch(name):
+            assert item.alias_span is not None
+            self.report(
+                error(
+                    "bad-name",
+                    item.alias_span,
+                    f"`{name}` is not a usable name: letters, digits, `_` and `-` only",
+                    "gives " + (f"`{name}`" if name else "an empty name"),
+                ),
+                frame,
+            )
+            return position
+        return name
+
+    def not_sequential(self, span: Span, what: str, frame: Frame) -> None:
+        self.report(
+            error(
+                "sequential-item",
+                span,
+                f"{what} cannot be part of a `sequential`, which holds layers and blocks",
+                "not a layer or block",
+                ["put it in a block and call the block inside the `sequential`"],
+            ),
+            frame,
+        )
 
     def block_call(
         self,
@@ -1001,6 +1151,7 @@ class Elaborator:
             self.graph.scopes[path] = replace(scope, output=inner.current)
 
 
+_MODULE_NAME = re.compile(r"[\w-]+")  # what nn.Module.add_module takes, and more readable
 _WEIGHT = ArgSpec("weight", ArgType.FLOAT, 1.0, doc="loss weight of an aux head")
 
 
@@ -1040,7 +1191,12 @@ def _describe(prim: ast.Primary) -> str:
     auto-name prefix is naming.prefix_of's (`add`), the one rule for names."""
     if isinstance(prim, ast.Call):
         return prim.name
-    return {ast.Residual: "residual", ast.ConcatBlock: "concat", ast.Repeat: "repeat"}[type(prim)]
+    return {
+        ast.Residual: "residual",
+        ast.ConcatBlock: "concat",
+        ast.Repeat: "repeat",
+        ast.Sequential: "sequential",
+    }[type(prim)]
 
 
 def _block_label(block: ast.BlockDef, env: Mapping[str, Value]) -> str:

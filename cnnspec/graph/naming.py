@@ -42,6 +42,8 @@ def prefix_of(prim: ast.Primary) -> str:
         return "add"
     if isinstance(prim, ast.ConcatBlock):
         return "concat"
+    if isinstance(prim, ast.Sequential):
+        return "sequential"
     return "repeat"
 
 

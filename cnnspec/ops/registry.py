@@ -247,6 +247,10 @@ class Op:
     inplace_before_add: bool = False  # a residual's sum may be written `x += identity` after it
     cancels_bias: bool = False  # a bias right before it is cancelled (it subtracts the mean)
     bias_lint: bool = False  # redundant-bias: warn when its `bias` feeds an op that cancels it
+    # The op is the op its argument of this name names (`activation("silu")` is `silu`):
+    # `cnnspec compile` writes that op's module where the argument is a constant, and its
+    # own `emit` (a helper choosing the module when the code runs) where it is not.
+    delegate: str = ""
     glyph: str = ""  # drawn as a small circle holding this text instead of its name
     doc: str = ""
     aliases: tuple[str, ...] = field(default=())
@@ -885,6 +889,35 @@ _POOL_ARGS = (
 )
 
 
+# What `activation(kind)` may name: the parameterless activations.
+ACTIVATION_KINDS = (
+    "relu",
+    "relu6",
+    "silu",
+    "gelu",
+    "hardswish",
+    "sigmoid",
+    "hardsigmoid",
+    "tanh",
+)
+_MAKE_ACTIVATION = (
+    """def make_activation(kind: str) -> nn.Module:
+    \"\"\"The activation module cnnspec's `activation(kind)` names.\"\"\"
+    modules: dict[str, type[nn.Module]] = {
+"""
+    + "".join(
+        f'        "{k}": nn.{t},\n'
+        for k, t in zip(
+            ACTIVATION_KINDS,
+            ("ReLU", "ReLU6", "SiLU", "GELU", "Hardswish", "Sigmoid", "Hardsigmoid", "Tanh"),
+            strict=True,
+        )
+    )
+    + """    }
+    return modules[kind]()"""
+)
+
+
 def _ops() -> list[Op]:
     activation = Family.ACTIVATION
     return [
@@ -1311,6 +1344,19 @@ def _ops() -> list[Op]:
             doc="relu6(x + 3) / 6",
         ),
         Op("tanh", activation, (), torch="nn.Tanh"),
+        Op(
+            "activation",
+            activation,
+            (ArgSpec("kind", ArgType.CHOICE, None, True, ACTIVATION_KINDS, "its name"),),
+            label=lambda a: a["kind"],
+            prefix="act",
+            torch="nn.ReLU, nn.SiLU, ... (by kind)",
+            emit="make_activation({kind})",
+            helpers=(_MAKE_ACTIVATION,),
+            delegate="kind",
+            doc="the activation named by kind, so that a block can take its activation as a "
+            "parameter: " + ", ".join(f'"{k}"' for k in ACTIVATION_KINDS),
+        ),
         Op(
             "softmax",
             activation,

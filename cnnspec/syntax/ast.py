@@ -117,7 +117,14 @@ class Repeat(NamedTuple):
     span: Span
 
 
-Primary = Call | Residual | ConcatBlock | Repeat
+class Sequential(NamedTuple):
+    """`sequential { ... }`: a plain chain whose items are named by position."""
+
+    body: Body
+    span: Span
+
+
+Primary = Call | Residual | ConcatBlock | Repeat | Sequential
 
 
 class Item(NamedTuple):
@@ -126,6 +133,9 @@ class Item(NamedTuple):
     alias: str | None  # `item as name`
     span: Span
     alias_span: Span | None = None
+    # `item as "block{i}"`: literal text and expressions, the name of an item of a
+    # `sequential` (alias is then None)
+    template: tuple[str | Expr, ...] | None = None
 
 
 class Chain(NamedTuple):

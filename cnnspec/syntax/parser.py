@@ -31,7 +31,7 @@ BOM = "\ufeff"  # a UTF-8 file may start with one (Windows editors write it)
 KEYWORDS = frozenset({
     "use", "block", "network", "input", "output", "if", "else", "aux", "from", "residual",
     "shortcut", "concat", "branch", "repeat", "in", "as", "and", "or", "not", "true", "false",
-    "init",
+    "init", "sequential",
 })  # fmt: skip
 
 
@@ -339,6 +339,10 @@ def _misused_keyword(token: Token, previous: Token, expected: list[str]) -> bool
     return token.value == "=" or (token.value.startswith("(") and "LPAR" not in expected)
 
 
+# a name template's parts: an expression in braces, or a character no name may hold
+_TEMPLATE_PART = re.compile(r"\{([^{}]*)\}|[^\w\-]")
+
+
 def _reserved(span: Span, name: str) -> Diagnostic:
     return error(
         "syntax",
@@ -616,12 +620,62 @@ class _Builder:
                 times = parts.pop(0)
             elif isinstance(part, Tok):
                 alias = part
+        if alias is not None and alias.type == "STRING":  # `as "block"`, `as "block{i}"`
+            template = self._template(alias)
+            if all(isinstance(p, str) for p in template):
+                fixed = "".join(p for p in template if isinstance(p, str))
+                return ast.Item(primary, times, fixed, self._span(span), self._tok(alias))
+            return ast.Item(primary, times, None, self._span(span), self._tok(alias), template)
         return ast.Item(
             primary,
             times,
             self._name(alias) if alias else None,
             self._span(span),
             self._tok(alias) if alias else None,
+        )
+
+    def _template(self, tok: Tok) -> tuple[str | ast.Expr, ...]:
+        """A name template, `"denselayer{i + 1}"`: letters, digits, `_` and `-` around
+        expressions in braces (no escapes)."""
+        text = tok.value[1:-1]
+        parts: list[str | ast.Expr] = []
+        pos = 0
+        for match in _TEMPLATE_PART.finditer(text):
+            literal = text[pos : match.start()]
+            if literal:
+                parts.append(literal)
+            pos = match.end()
+            if match.group(1) is None:
+                self._template_error(tok, match.start(), match.group(0))
+                continue
+            inner = match.group(1)
+            col = (tok.column or 1) + 1 + match.start() + 1
+            sub = _Builder(self.path, (tok.line or 1) - 1, col - 1)
+            try:
+                parts.append(_parse(inner, self.path, "expr_start", sub))
+            except DiagnosticError as exc:
+                self.problems.extend(exc.diagnostics)
+        if text[pos:]:
+            parts.append(text[pos:])
+        if not parts:
+            self.problems.append(
+                error("syntax", self._tok(tok), "an empty name", "empty", ['e.g. `as "block{i}"`'])
+            )
+        return tuple(parts)
+
+    def _template_error(self, tok: Tok, offset: int, char: str) -> None:
+        line, col = tok.line or 1, (tok.column or 1) + 1 + offset
+        self.problems.append(
+            error(
+                "syntax",
+                self._at(line, col, line, col + len(char)),
+                f"`{char}` cannot be part of a name",
+                "not a name character",
+                [
+                    "a name template holds letters, digits, `_`, `-` and expressions in "
+                    'braces: `as "denselayer{i + 1}"`'
+                ],
+            )
         )
 
     def call(self, span: Position | None, name: Tok, args: Any = None) -> ast.Call:
@@ -652,6 +706,9 @@ class _Builder:
     def branch(self, span: Position | None, *parts: Any) -> ast.Branch:
         name = self._name(parts[0]) if len(parts) == 2 else None
         return ast.Branch(name, parts[-1], self._span(span))
+
+    def sequential(self, span: Position | None, body: ast.Body) -> ast.Sequential:
+        return ast.Sequential(body, self._span(span))
 
     def repeat(self, span: Position | None, *parts: Any) -> ast.Repeat:
         var = self._name(parts[0]) if isinstance(parts[0], Tok) else None

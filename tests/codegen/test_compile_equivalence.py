@@ -1,43 +1,30 @@
-"""The generated modules compute what torchvision's models compute, weight for weight.
+"""The generated modules load torchvision's checkpoints as they are, and compute what
+torchvision's models compute.
 
-For AlexNet, VGG-16, ResNet-18, ResNet-50 and GoogLeNet: build torchvision's model
-(``weights=None``, a fixed seed), give its batchnorm layers random affine parameters and
-running statistics (so that copying the buffers matters), copy every parameter and
-buffer into the generated module, and compare the logits of both on one random batch
-in eval mode (``assert_close``, ``atol = rtol = 1e-5``). ResNet-18 and GoogLeNet are
-also compared in training mode: outputs (GoogLeNet's aux heads included, with the same
-dropout masks), gradients, and the running statistics after the step.
+For every zoo spec that mirrors a torchvision model (:data:`CASES`): build torchvision's
+model (``weights=None``, a fixed seed), give its batchnorm layers random affine
+parameters and running statistics (so that copying the buffers matters), and check
 
-The copy rule
--------------
-``state_dict()`` lists a module's parameters and buffers (weight, bias, running_mean,
-running_var, num_batches_tracked) in the order its sub-modules were registered, so the
-**n-th entry of torchvision's state dict goes to the n-th entry of the generated one**;
-the two lists must have the same length and equal shapes one to one. Names may differ,
-and do only where torchvision uses ``nn.Sequential`` indices (``RENAMES`` documents each
-difference, and the test checks that every differing name is explained by it):
+- the generated module's ``state_dict()`` has exactly torchvision's keys, each with
+  torchvision's shape, in torchvision's order (GoogLeNet's aux heads aside: the
+  generated module registers ``aux1`` after ``inception4a`` and ``aux2`` after
+  ``inception4d``, where the spec has them; torchvision registers both after
+  ``inception5b``; the order is no part of a strict load);
+- ``load_state_dict(torchvision_state, strict=True)`` succeeds, also from a checkpoint
+  file written by ``torch.save`` and read by ``torch.load`` (what a user does with a
+  downloaded ``resnet50-0676ba61.pth``);
+- the eval logits of both are equal (``assert_close``, ``atol = rtol = 1e-5``) on one
+  random input of the model's size (299 x 299 for Inception v3, ...).
 
-- AlexNet: ``features.conv1..5`` are torchvision's ``features.0, 3, 6, 8, 10``;
-  ``classifier.fc1..3`` are ``classifier.1, 4, 6``;
-- VGG-16: ``features.stage<s>.<i>.conv`` are ``features.0, 2, 5, 7, ..., 28`` (the
-  flat sequence of convs, ReLUs and pools); ``classifier.fc1..3`` are
-  ``classifier.0, 3, 6``;
-- ResNet: ``layer<k>.0.downsample.conv1`` / ``.bn1`` are ``downsample.0`` / ``.1``;
-- GoogLeNet: ``branch2/3.conv1`` / ``.conv2`` are ``branch2/3.0`` / ``.1``, and
-  ``branch4.conv`` is ``branch4.1`` (the pool is ``branch4.0``).
-
-GoogLeNet is the exception to matching by order: the generated module registers
-``aux1`` right after ``inception4a`` and ``aux2`` right after ``inception4d`` (where the
-spec and the forward pass have them), while torchvision registers both after
-``inception5b`` (before ``avgpool``/``dropout``/``fc``). So GoogLeNet's copy goes by the
-documented name map (``RENAMES``), and a test checks that the only difference from
-matching by order is the place of the aux heads.
+ResNet-18 and GoogLeNet are also compared in training mode: outputs (GoogLeNet's aux
+heads included, with the same dropout masks), gradients, and the running statistics
+after the step. No weights are downloaded: torchvision's models are built here.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,7 +37,7 @@ tv_models = pytest.importorskip("torchvision.models")
 from verify import randomize_batchnorm  # noqa: E402 -- imports torch
 
 SEED = 0
-BATCH = 2
+BATCH = 1
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
@@ -59,85 +46,34 @@ class Case:
     spec: str
     factory: str  # torchvision.models.<factory>
     kwargs: dict[str, Any] = field(default_factory=dict)
-    # (pattern, replacement) on generated names -> torchvision's names, applied in turn
-    renames: tuple[tuple[str, str], ...] = ()
-    by_order: bool = True  # False: the copy goes by the renames (GoogLeNet's aux heads)
+    size: tuple[int, ...] = (3, 224, 224)
 
 
-def _prefixes(table: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    """Literal module-path renames: ``{"features.conv1": "features.0"}`` as regexes."""
-    return tuple((rf"^{re.escape(g)}\.", f"{t}.") for g, t in table.items())
+_GOOGLENET = {"aux_logits": True, "transform_input": False, "init_weights": True}
 
-
-# VGG-16's flat `features` (conv, ReLU per conv; a max pool after each stage): the i-th
-# conv of stage s has index 0, 2, 5, 7, 10, 12, 14, 17, ... in torchvision.
-def _vgg_features(convs: tuple[int, ...]) -> dict[str, str]:
-    table, index = {}, 0
-    for stage, count in enumerate(convs, start=1):
-        for i in range(count):
-            table[f"features.stage{stage}.{i}.conv"] = f"features.{index}"
-            index += 2
-        index += 1
-    return table
-
-
-_RESNET = (
-    (r"\.downsample\.conv1\.", ".downsample.0."),
-    (r"\.downsample\.bn1\.", ".downsample.1."),
-)
-
+# every zoo spec that mirrors a torchvision model
 CASES = {
-    "alexnet": Case(
-        "alexnet",
-        "alexnet",
-        renames=_prefixes(
-            {
-                **{
-                    f"features.conv{i}": f"features.{j}"
-                    for i, j in zip(range(1, 6), (0, 3, 6, 8, 10), strict=True)
-                },
-                **{
-                    f"classifier.fc{i}": f"classifier.{j}"
-                    for i, j in zip(range(1, 4), (1, 4, 6), strict=True)
-                },
-            }
-        ),
-    ),
-    "vgg16": Case(
-        "vgg16",
-        "vgg16",
-        renames=_prefixes(
-            {
-                **_vgg_features((2, 2, 3, 3, 3)),
-                **{
-                    f"classifier.fc{i}": f"classifier.{j}"
-                    for i, j in zip(range(1, 4), (0, 3, 6), strict=True)
-                },
-            }
-        ),
-    ),
-    "resnet18": Case("resnet18", "resnet18", renames=_RESNET),
-    "resnet50": Case("resnet50", "resnet50", renames=_RESNET),
-    "googlenet": Case(
-        "googlenet",
-        "googlenet",
-        # the spec's aux_logits = true; the spec has no input transform
-        {"aux_logits": True, "transform_input": False, "init_weights": True},
-        renames=(
-            (r"\.branch([23])\.conv1\.", r".branch\1.0."),
-            (r"\.branch([23])\.conv2\.", r".branch\1.1."),
-            (r"\.branch4\.conv\.", ".branch4.1."),
-        ),
-        by_order=False,
-    ),
+    c.spec: c
+    for c in (
+        Case("alexnet", "alexnet"),
+        Case("vgg11", "vgg11"),
+        Case("vgg13", "vgg13"),
+        Case("vgg16", "vgg16"),
+        Case("vgg19", "vgg19"),
+        Case("resnet18", "resnet18"),
+        Case("resnet34", "resnet34"),
+        Case("resnet50", "resnet50"),
+        Case("resnet101", "resnet101"),
+        Case("resnet152", "resnet152"),
+        Case("resnext50_32x4d", "resnext50_32x4d"),
+        Case("googlenet", "googlenet", _GOOGLENET),
+        Case("densenet121", "densenet121"),
+        Case("squeezenet1_1", "squeezenet1_1"),
+        Case("mobilenet_v2", "mobilenet_v2"),
+        Case("mobilenet_v3_large", "mobilenet_v3_large"),
+        Case("efficientnet_b0", "efficientnet_b0"),
+    )
 }
-
-
-def torchvision_name(case: Case, name: str) -> str:
-    """A generated state-dict name in torchvision's terms (the documented renames)."""
-    for pattern, replacement in case.renames:
-        name = re.sub(pattern, replacement, name)
-    return name
 
 
 # ----------------------------------------------------------------- the models
@@ -151,115 +87,52 @@ def torchvision_model(case: Case) -> Any:
 
 
 def generated_model(case: Case) -> Any:
-    torch.manual_seed(SEED + 2)  # a different init: the copy has to do the work
+    torch.manual_seed(SEED + 2)  # a different init: the load has to do the work
     return cnnspec.load(case.spec).build()
 
 
-def pairs_by_order(tv_state: dict[str, Any], gen_state: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(torchvision name, generated name)`` by position; same length, same shapes."""
-    assert len(tv_state) == len(gen_state)
-    pairs = list(zip(tv_state, gen_state, strict=True))
-    mismatched = [
-        (t, g, tuple(tv_state[t].shape), tuple(gen_state[g].shape))
-        for t, g in pairs
-        if tv_state[t].shape != gen_state[g].shape
-    ]
-    assert mismatched == []
-    return pairs
+def random_batch(case: Case, batch: int = BATCH) -> Any:
+    return torch.randn(batch, *case.size, generator=torch.Generator().manual_seed(SEED + 3))
 
 
-def pairs_by_name(
-    case: Case, tv_state: dict[str, Any], gen_state: dict[str, Any]
-) -> list[tuple[str, str]]:
-    """``(torchvision name, generated name)`` through the renames: a bijection, same shapes."""
-    mapped = {torchvision_name(case, g): g for g in gen_state}
-    assert len(mapped) == len(gen_state), "two generated names map to one"
-    assert set(mapped) == set(tv_state), (
-        sorted(set(mapped) - set(tv_state))[:5],
-        sorted(set(tv_state) - set(mapped))[:5],
-    )
-    pairs = [(t, mapped[t]) for t in tv_state]
-    mismatched = [(t, g) for t, g in pairs if tv_state[t].shape != gen_state[g].shape]
-    assert mismatched == []
-    return pairs
-
-
-def copy_state(case: Case, tv: Any, gen: Any) -> list[tuple[str, str]]:
-    """Copy every parameter and buffer from torchvision's model into the generated one."""
-    tv_state = tv.state_dict()
-    gen_state = gen.state_dict()
-    pairs = (
-        pairs_by_order(tv_state, gen_state)
-        if case.by_order
-        else pairs_by_name(case, tv_state, gen_state)
-    )
-    gen.load_state_dict({g: tv_state[t] for t, g in pairs}, strict=True)
-    copied = gen.state_dict()
-    for t, g in pairs:
-        assert torch.equal(copied[g], tv_state[t]), g
-    return pairs
+def registered_order(case: Case, names: list[str]) -> list[str]:
+    """The generated module's state-dict names, GoogLeNet's aux heads moved where
+    torchvision registers them (before `fc`): the one place the order differs."""
+    if case.spec != "googlenet":
+        return names
+    aux = [n for n in names if n.startswith(("aux1.", "aux2."))]
+    rest = [n for n in names if n not in aux]
+    at = next(i for i, n in enumerate(rest) if n.startswith("fc."))
+    return rest[:at] + aux + rest[at:]
 
 
 @pytest.fixture(scope="module", params=list(CASES), ids=str)
-def pair(request: pytest.FixtureRequest) -> tuple[Case, Any, Any, list[tuple[str, str]]]:
+def pair(request: pytest.FixtureRequest) -> tuple[Case, Any, Any]:
+    """(case, torchvision's model, the generated module holding torchvision's state)."""
     case = CASES[request.param]
     tv = torchvision_model(case)
     gen = generated_model(case)
-    pairs = copy_state(case, tv, gen)
-    return case, tv, gen, pairs
-
-
-def random_batch(shape: tuple[int, ...] = (3, 224, 224)) -> Any:
-    return torch.randn(BATCH, *shape, generator=torch.Generator().manual_seed(SEED + 3))
+    result = gen.load_state_dict(tv.state_dict(), strict=True)
+    assert (result.missing_keys, result.unexpected_keys) == ([], [])
+    return case, tv.eval(), gen.eval()
 
 
 # ---------------------------------------------------------------------- tests
 
 
-def test_names_differ_only_as_documented(
-    pair: tuple[Case, Any, Any, list[tuple[str, str]]],
-) -> None:
-    """Every pair of the copy is explained by the renames (and nothing else differs)."""
-    case, _, _, pairs = pair
-    unexplained = [(t, g) for t, g in pairs if torchvision_name(case, g) != t]
-    assert unexplained == []
-    assert any(t != g for t, g in pairs), "renames that rename nothing"
-    counts = {"params": len(list(pair[2].parameters())), "buffers": len(list(pair[2].buffers()))}
-    assert len(pairs) == counts["params"] + counts["buffers"]
+def test_state_dict_is_torchvisions(pair: tuple[Case, Any, Any]) -> None:
+    """Exactly torchvision's names, shapes and order; every value loaded."""
+    case, tv, gen = pair
+    tv_state, gen_state = tv.state_dict(), gen.state_dict()
+    assert registered_order(case, list(gen_state)) == list(tv_state)
+    for name, value in tv_state.items():
+        assert gen_state[name].shape == value.shape, name
+        assert torch.equal(gen_state[name], value), name
 
 
-def test_copy_includes_buffers(pair: tuple[Case, Any, Any, list[tuple[str, str]]]) -> None:
-    case, tv, gen, _ = pair
-    tv_buffers = dict(tv.named_buffers())
-    if case.spec in ("alexnet", "vgg16"):
-        assert tv_buffers == {}
-        return
-    gen_buffers = {torchvision_name(case, name): b for name, b in gen.named_buffers()}
-    assert set(gen_buffers) == set(tv_buffers)
-    for name, buffer in tv_buffers.items():
-        assert torch.equal(gen_buffers[name], buffer), name
-
-
-def test_order_matches_but_for_googlenet_aux_heads(
-    pair: tuple[Case, Any, Any, list[tuple[str, str]]],
-) -> None:
-    """Matching by position gives the documented pairs, once the aux heads sit where
-    torchvision registers them (after inception5b): the one place the order differs."""
-    case, tv, gen, pairs = pair
-    gen_names = list(gen.state_dict())
-    if not case.by_order:
-        aux = [n for n in gen_names if n.startswith(("aux1.", "aux2."))]
-        rest = [n for n in gen_names if n not in aux]
-        at = next(i for i, n in enumerate(rest) if n.startswith("fc."))
-        gen_names = rest[:at] + aux + rest[at:]
-    assert list(zip(tv.state_dict(), gen_names, strict=True)) == pairs
-
-
-def test_eval_logits_equal(pair: tuple[Case, Any, Any, list[tuple[str, str]]]) -> None:
-    _, tv, gen, _ = pair
-    tv.eval()
-    gen.eval()
-    x = random_batch()
+def test_eval_logits_equal(pair: tuple[Case, Any, Any]) -> None:
+    case, tv, gen = pair
+    x = random_batch(case)
     with torch.no_grad():
         expected = tv(x)
         got = gen(x)
@@ -270,12 +143,35 @@ def test_eval_logits_equal(pair: tuple[Case, Any, Any, list[tuple[str, str]]]) -
     torch.testing.assert_close(got, expected, **TOL)
 
 
-def test_eval_logits_differ_without_the_copy() -> None:
+def test_checkpoint_file_loads_strictly(tmp_path: Path) -> None:
+    """A torchvision checkpoint file (here written from a model built here, as the
+    downloaded ones are) loads as it is: `net.load_state_dict(torch.load(path))`."""
+    case = CASES["resnet50"]
+    tv = torchvision_model(case).eval()
+    path = tmp_path / "resnet50-0676ba61.pth"
+    torch.save(tv.state_dict(), path)
+    net = generated_model(case).eval()
+    net.load_state_dict(torch.load(path, weights_only=True))  # strict by default
+    x = random_batch(case)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), tv(x), **TOL)
+
+
+def test_a_wrong_key_is_refused() -> None:
+    """The strict load can fail: a renamed key is missing and unexpected."""
+    case = CASES["resnet18"]
+    state = torchvision_model(case).state_dict()
+    state["layer2.0.downsample.conv1.weight"] = state.pop("layer2.0.downsample.0.weight")
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\).*layer2\.0\.downsample\.0\.weight"):
+        generated_model(case).load_state_dict(state)
+
+
+def test_eval_logits_differ_without_the_load() -> None:
     """The comparison can fail: a freshly initialized generated ResNet-18 disagrees."""
     case = CASES["resnet18"]
     tv = torchvision_model(case).eval()
     gen = generated_model(case).eval()
-    x = random_batch()
+    x = random_batch(case)
     with torch.no_grad():
         assert not torch.allclose(gen(x), tv(x), **TOL)
 
@@ -297,8 +193,8 @@ def test_training_step_equal(spec: str) -> None:
     case = CASES[spec]
     tv = torchvision_model(case)
     gen = generated_model(case)
-    pairs = copy_state(case, tv, gen)
-    x = random_batch()
+    gen.load_state_dict(tv.state_dict())
+    x = random_batch(case, batch=2)
     tv_out = _train_step(tv, x, SEED + 4)
     gen_out = _train_step(gen, x, SEED + 4)
     if spec == "googlenet":
@@ -307,11 +203,9 @@ def test_training_step_equal(spec: str) -> None:
     assert len(gen_out) == len(tv_out)
     for got, expected in zip(gen_out, tv_out, strict=True):
         torch.testing.assert_close(got, expected, **TOL)
-    tv_params = dict(tv.named_parameters())
     gen_params = dict(gen.named_parameters())
-    tv_state, gen_state = tv.state_dict(), gen.state_dict()
-    for t, g in pairs:
-        if t in tv_params:
-            torch.testing.assert_close(gen_params[g].grad, tv_params[t].grad, **TOL)
-        else:  # running statistics after one step
-            torch.testing.assert_close(gen_state[g], tv_state[t], **TOL)
+    for name, param in tv.named_parameters():
+        torch.testing.assert_close(gen_params[name].grad, param.grad, **TOL)
+    gen_state = gen.state_dict()
+    for name, value in tv.state_dict().items():  # running statistics after one step
+        torch.testing.assert_close(gen_state[name], value, **TOL)

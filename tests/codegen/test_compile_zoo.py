@@ -275,7 +275,7 @@ def test_every_module_node_has_its_module(c: Compiled) -> None:
 
     def made(name: str) -> str:  # the entry's class for the node's input (`nn.BatchNorm1d`)
         node = graph[name]
-        return module_class(node.spec, graph[node.inputs[0]].shape or ())
+        return module_class(node.spec, graph[node.inputs[0]].shape or (), node.args)
 
     wrong = [
         (name, class_of(modules[name]), made(name))

@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch")
 tv_ops = pytest.importorskip("torchvision.ops")
 tv_convnext = pytest.importorskip("torchvision.models.convnext")
 
-from test_compile_acceptance import copy_by_order  # noqa: E402 -- imports torch
+from verify import copy_by_order  # noqa: E402 -- imports torch
 
 REPO = Path(__file__).resolve().parents[2]
 TOL = {"atol": 1e-6, "rtol": 1e-6}

@@ -199,14 +199,15 @@ class State:
     tensors: dict[str, Shape]
     env: Env
     aux_ok: bool = False  # the network's body (or an `if` in it): aux heads may go here
+    plain: bool = False  # inside a `sequential`: layers, block calls, `if`s and repeats
 
     def scope(self, shape: Shape | None = None) -> State:
         """A nested scope (a branch, a residual body, an iteration): a copy of the
         visible tensors, whose own bindings stay inside it."""
-        return State(shape or self.shape, dict(self.tensors), self.env)
+        return State(shape or self.shape, dict(self.tensors), self.env, plain=self.plain)
 
     def copy(self) -> State:
-        return State(self.shape, dict(self.tensors), self.env, self.aux_ok)
+        return State(self.shape, dict(self.tensors), self.env, self.aux_ok, self.plain)
 
 
 def _check_size(shape: Shape) -> Shape:
@@ -422,6 +423,20 @@ class Repeat(Node):
         else:
             head = f"repeat {self.var} in {self.start} .. {self.start + self.count}"
         return _braced(head, self.body)
+
+
+@dataclass
+class Sequential(Node):
+    body: Body = field(default_factory=list)
+    alias: str | None = None
+
+    def apply(self, state: State) -> Shape:
+        inner = state.scope()
+        inner.plain = True
+        return _apply_body(self.body, inner)
+
+    def lines(self) -> list[str]:
+        return _braced("sequential", self.body, "}" + (f" as {self.alias}" if self.alias else ""))
 
 
 @dataclass
@@ -760,12 +775,16 @@ class Generator:
         """One chain item: a layer, a block call, a residual, a concat, a repeat, x n."""
         kinds = ["layer"] * 4
         if depth < MAX_DEPTH and self.budget.layers < MAX_LAYERS:
-            kinds += ["call"] * 3 + ["residual"] * 2 + ["repeat", "times"]
-            if len(state.shape) == 3:
+            kinds += ["call"] * 3 + ["repeat", "times", "sequential"]
+            if not state.plain:  # a `sequential` holds no residual, concat or merge
+                kinds += ["residual"] * 2
+            if len(state.shape) == 3 and not state.plain:
                 kinds += ["concat"] * 2
         kind = self.pick(kinds)
         if kind == "layer":
             return self.layer(state)
+        if kind == "sequential":
+            return self.sequential(state, depth)
         if kind == "call":
             return self.call(state, depth)
         if kind == "residual":
@@ -870,19 +889,26 @@ class Generator:
         if var:
             env = state.env.child()
             env.values[var], env.kinds[var] = start, "i"
-        inner = State(state.shape, dict(state.tensors), env)
+        inner = State(state.shape, dict(state.tensors), env, plain=state.plain)
         body = self.body(inner, depth + 1, self.rng.randint(1, 3))
         return Repeat(count, var, start, body)
+
+    def sequential(self, state: State, depth: int) -> Sequential | None:
+        inner = state.scope()
+        inner.plain = True
+        body = self.body(inner, depth + 1, self.rng.randint(1, 4))
+        return Sequential(body, self.budget.fresh("seq") if self.chance(0.5) else None)
 
     def times(self, state: State, depth: int) -> Times | None:
         item = self.item(state, depth + 1)
         if item is None or isinstance(item, Times):  # `a * 2 * 2` is not an item
             return None
-        if isinstance(item, Call):
+        if isinstance(item, Call | Sequential):
             item.alias = None  # the name goes after the count: `basic(8) * 2 as layer1`
         counts = ["2", "2", "3"]
         counts += [f"({w} // 4)" for w in self.names(state.env, "w")]
-        alias = self.budget.fresh("x") if self.chance(0.3) else None
+        # in a `sequential`, the items of `item * n` are its own: no name for them all
+        alias = self.budget.fresh("x") if self.chance(0.3) and not state.plain else None
         return Times(item, self.pick(counts), alias)
 
     # ---- blocks
@@ -972,13 +998,13 @@ class Generator:
         return Layer(self.pick(keep), [])
 
     def statement(self, state: State, depth: int) -> Stmt | None:
-        kinds = ["chain"] * 5 + ["assign"] * 2
+        kinds = ["chain"] * 5 + ["assign"] * 2 * (not state.plain)
         mergeable = [t for t, s in state.tensors.items() if len(s) == len(state.shape)]
-        if mergeable:
+        if mergeable and not state.plain:
             kinds += ["merge", "from"]
         if depth < MAX_DEPTH:
             kinds += ["if"] * 2
-        if state.aux_ok and self.budget.layers < MAX_LAYERS:
+        if state.aux_ok and self.budget.layers < MAX_LAYERS and not state.plain:
             kinds += ["aux"]
         kind = self.pick(kinds)
         if kind in ("chain", "assign"):
@@ -1202,6 +1228,8 @@ CONSTRUCTS = {
     "named tensor": r"t\d+ = ",
     "add of tensors": r"add\([\w, ]+\)",
     "concat of tensors": r"concat\([\w, ]+\)",
+    "sequential": r"sequential \{",
+    "named sequential": r"\} as seq\d+",
     "chain from a tensor": r"(t\d+|image) -> ",
     "aux head": r"aux aux\d+",
     "aux from a tensor": r"aux aux\d+(\([^)]*\))? from ",

@@ -275,9 +275,12 @@ def macs_of(flops: int) -> int:
     return flops // (2 * BATCH)
 
 
-def module_class(op: Op, shape: Shape) -> str:
+def module_class(op: Op, shape: Shape, args: Mapping[str, Any] | None = None) -> str:
     """The class the entry's constructor makes on an input of ``shape``: a torch.nn
-    class (`nn.BatchNorm1d` on features), or one of the entry's helpers (`LayerNorm2d`)."""
+    class (`nn.BatchNorm1d` on features), or one of the entry's helpers (`LayerNorm2d`);
+    with its arguments, that of the op it delegates to (`activation("silu")`)."""
+    if op.delegate and args is not None and op.delegate in args:
+        return module_class(REGISTRY[args[op.delegate]], shape)
     template = (op.emit_flat if len(shape) == 1 and op.emit_flat else op.emit) or f"{op.torch}()"
     return template.partition("(")[0].replace("{dims}", "1" if len(shape) == 1 else "2")
 
@@ -324,7 +327,7 @@ def check_emitted(op: Op, combo: Combo, model: Model) -> None:
     module = net.get_submodule(node.name)
     built = class_of(module)
     # the entry's template's class (on features its 1-d form: `nn.BatchNorm{dims}d`)
-    expected = module_class(op, combo.shape)
+    expected = module_class(op, combo.shape, dict(combo.args))
     assert built == expected, f"{where}: the network holds {built}, the entry says {expected}"
     if not built.startswith("nn."):  # a helper the generated module defines
         assert built in helper_names(op), f"{where}: {built} is none of the entry's helpers"
@@ -409,7 +412,7 @@ def check_constructed(op: Op, combo: Combo, inplace: bool) -> None:
     for helper in op.helpers:  # as the generated module defines them
         exec(helper, namespace)
     module = eval(source, namespace)  # the entry's own template
-    assert class_of(module) == module_class(op, inp), where
+    assert class_of(module) == module_class(op, inp, dict(combo.args)), where
     y, flops = run_counted(module, torch.randn(BATCH, *inp))
     assert tuple(y.shape) == (BATCH, *out), f"{where}: torch gives {tuple(y.shape)}"
     params = sum(p.numel() for p in module.parameters())

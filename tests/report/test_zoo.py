@@ -129,9 +129,9 @@ def test_googlenet_aux_heads() -> None:
 
 def test_classes_parameter_reaches_the_classifier() -> None:
     for name, last in [
-        ("alexnet", "classifier.fc3"),
+        ("alexnet", "classifier.6"),
         ("alexnet_2012", "fc8"),
-        ("vgg16", "classifier.fc3"),
+        ("vgg16", "classifier.6"),
         ("resnet50", "fc"),
         ("googlenet", "fc"),
         ("googlenet_2014", "fc"),
@@ -343,66 +343,30 @@ def test_params_buffers_and_macs_match_live_torchvision(
 # torchvision computes with a function instead of a module (torch.flatten, `+=`,
 # torch.cat, F.relu) are listed per model.
 
-# AlexNet: torchvision's Sequential indices -> cnnspec's per-scope op counters.
-ALEXNET_NAMES = {
-    "features.0": "features.conv1",
-    "features.1": "features.relu1",
-    "features.2": "features.maxpool1",
-    "features.3": "features.conv2",
-    "features.4": "features.relu2",
-    "features.5": "features.maxpool2",
-    "features.6": "features.conv3",
-    "features.7": "features.relu3",
-    "features.8": "features.conv4",
-    "features.9": "features.relu4",
-    "features.10": "features.conv5",
-    "features.11": "features.relu5",
-    "features.12": "features.maxpool3",
-    "avgpool": "avgpool",
-    "classifier.0": "classifier.dropout1",
-    "classifier.1": "classifier.fc1",
-    "classifier.2": "classifier.relu1",
-    "classifier.3": "classifier.dropout2",
-    "classifier.4": "classifier.fc2",
-    "classifier.5": "classifier.relu2",
-    "classifier.6": "classifier.fc3",
-}
-
 
 def alexnet_name(tv_name: str, call: int) -> str:
-    return ALEXNET_NAMES[tv_name]
+    """torchvision AlexNet -> cnnspec alexnet.cnn: the same names (its `features` and
+    `classifier` are `sequential`s)."""
+    return tv_name
 
 
 def resnet_name(tv_name: str, call: int) -> str:
     """torchvision ResNet -> cnnspec resnet_blocks.cnn.
 
-    Same names (conv1, bn1, relu, maxpool, layerX.Y.convN/bnN, avgpool, fc), except:
-    a block's one ReLU module runs two (basic) or three (bottleneck) times, cnnspec
-    has ``relu1``, ``relu2``, ...; and
-    ``layerX.Y.downsample.0``/``.1`` are ``layerX.Y.downsample.conv1``/``.bn1``.
+    Same names (conv1, bn1, relu, maxpool, layerX.Y.convN/bnN, layerX.Y.downsample.0/1,
+    avgpool, fc), except that a block's one ReLU module runs two (basic) or three
+    (bottleneck) times, where cnnspec has ``relu1``, ``relu2``, ...
     """
     if re.fullmatch(r"layer\d\.\d+\.relu", tv_name):
         return f"{tv_name}{call}"
-    return tv_name.replace("downsample.0", "downsample.conv1").replace(
-        "downsample.1", "downsample.bn1"
-    )
+    return tv_name
 
 
 def googlenet_name(tv_name: str, call: int) -> str:
-    """torchvision GoogLeNet -> cnnspec googlenet.cnn.
-
-    BasicConv2d's ``.conv``/``.bn`` are kept; inside an inception module the
-    Sequential indices become names: ``branch2.0`` -> ``branch2.conv1``, ``branch2.1``
-    -> ``branch2.conv2`` (same for branch3), ``branch4.0`` (the max pool) ->
-    ``branch4.pool``, ``branch4.1`` -> ``branch4.conv``; ``auxN.dropout`` is
-    ``auxN.dropout1``.
-    """
-    name = re.sub(
-        r"\.branch([23])\.([01])\.", lambda m: f".branch{m[1]}.conv{int(m[2]) + 1}.", tv_name
-    )
-    name = re.sub(r"\.branch4\.0$", ".branch4.pool", name)
-    name = name.replace(".branch4.1.", ".branch4.conv.")
-    return re.sub(r"^(aux\d)\.dropout$", r"\1.dropout1", name)
+    """torchvision GoogLeNet -> cnnspec googlenet.cnn: the same names (BasicConv2d's
+    ``.conv``/``.bn``, the branches' Sequential indices ``branch2.0``), but
+    ``auxN.dropout``, which is ``auxN.dropout1``."""
+    return re.sub(r"^(aux\d)\.dropout$", r"\1.dropout1", tv_name)
 
 
 # (builder, kwargs, spec, name map, train mode (runs the aux heads), functional nodes)

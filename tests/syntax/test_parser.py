@@ -152,7 +152,7 @@ def test_if_else_if_chain() -> None:
     assert inner.otherwise is not None
     assert strip(inner.otherwise.stmts[0]) == (
         "Chain",
-        (("Item", ("Call", "sigmoid", (), False), None, None, None),),
+        (("Item", ("Call", "sigmoid", (), False), None, None, None, None),),
     )
 
 
@@ -185,6 +185,54 @@ def test_shortcut_alias_and_named_branches() -> None:
     block = concat.items[0].primary
     assert isinstance(block, ast.ConcatBlock)
     assert [b.name for b in block.branches] == ["b1", "pool"]
+
+
+SEQUENTIAL = 'sequential { repeat i in 0 .. 2 { relu as "act{i + 1}-x" } } as features'
+
+
+def test_sequential_and_name_templates() -> None:
+    (chain,) = stmts(SEQUENTIAL)
+    assert isinstance(chain, ast.Chain)
+    item = chain.items[0]
+    assert isinstance(item.primary, ast.Sequential) and item.alias == "features"
+    (inner,) = item.primary.body.stmts
+    assert isinstance(inner, ast.Chain)
+    rep = inner.items[0].primary
+    assert isinstance(rep, ast.Repeat)
+    (named,) = rep.body.stmts
+    assert isinstance(named, ast.Chain)
+    relu = named.items[0]
+    assert relu.alias is None and relu.template is not None
+    head, expr, tail = relu.template
+    assert (head, tail) == ("act", "-x")
+    assert isinstance(expr, ast.Binary) and expr.op == "+"
+    assert isinstance(expr.left, ast.NameRef) and expr.left.name == "i"
+    # the expression's span is where it is in the file (inside the string, line 2)
+    assert relu.alias_span is not None and relu.alias_span.line == expr.left.span.line == 2
+    assert SEQUENTIAL[relu.alias_span.col - 1 :].startswith('"act{')
+    assert SEQUENTIAL[expr.left.span.col - 1 :].startswith("i + 1}")
+
+
+def test_a_quoted_name_without_braces_is_a_plain_name() -> None:
+    (chain,) = stmts('conv(8, 1) as "block"')  # a reserved word, as torchvision names it
+    assert isinstance(chain, ast.Chain)
+    assert chain.items[0].alias == "block" and chain.items[0].template is None
+
+
+@pytest.mark.parametrize(
+    ("alias", "message"),
+    [
+        ('"a.b"', "`.` cannot be part of a name"),
+        ('"a b"', "` ` cannot be part of a name"),
+        ('"a{"', "`{` cannot be part of a name"),
+        ('""', "an empty name"),
+        ('"x{1 +}"', ""),
+    ],
+)
+def test_bad_name_templates_are_syntax_errors(alias: str, message: str) -> None:
+    exc = syntax_error(f"network N {{ input x: 3 x 8 x 8\n relu as {alias} }}")
+    assert message in exc.diagnostics[0].message
+    assert exc.diagnostics[0].span.line == 2
 
 
 def test_literals() -> None:
