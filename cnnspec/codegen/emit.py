@@ -310,6 +310,9 @@ class Emitter:
                 self.last_shape[".".join(parts[:i])] = node.shape
                 if not node.training_only:  # and what a scope gives (aux heads aside)
                     self.scope_out[".".join(parts[:i])] = node.shape
+        for scope in graph.scopes.values():  # the kinds of value each block parameter took
+            for name, value in scope.args if scope.block else ():
+                self.param_types.setdefault((scope.block, name), set()).add(_kind(value))
 
     # ------------------------------------------------------------- blocks
     def block_class(self, block: ast.BlockDef, rank: int) -> str | None:
@@ -752,6 +755,8 @@ class ClassCompiler:
     def stmt(self, stmt: ast.Stmt, flow: Flow, names: BodyNames) -> Flow:
         if isinstance(stmt, ast.Chain):
             return self.chain(stmt, flow, names)
+        if isinstance(stmt, ast.Assign) and stmt.others:
+            return self.split_assign(stmt, flow, names)
         if isinstance(stmt, ast.Assign):
             flow = self.chain(stmt.chain, flow, names)
             var = self.locals.claim(stmt.name)
@@ -771,6 +776,27 @@ class ClassCompiler:
         if isinstance(stmt, ast.InitDecl):
             return flow  # read from the graph by the network's class
         raise _unsupported(stmt.span, "inputs belong to the network", "")
+
+    def split_assign(self, stmt: ast.Assign, flow: Flow, names: BodyNames) -> Flow:
+        """`left, right = chunk(2)` as `left, right = x.chunk(2, 1)` (the op's
+        `split_call`): every part a local; the flow goes on from the last."""
+        *head, last = stmt.chain.items
+        for index, item in enumerate(head):
+            flow = self.item(item, flow, names, first=index == 0)
+        call = last.primary
+        op = lookup(call.name) if isinstance(call, ast.Call) else None
+        assert isinstance(call, ast.Call) and op is not None  # the checker saw to it
+        flow = self.settle(flow)
+        args = self.op_args(op, call, flow)
+        shape = _op_shape(op, args, flow.shape)
+        refs = [stmt.name, *(r.name for r in stmt.others)]
+        parts = [self.locals.claim(n) for n in refs]
+        code = op.split_call.format(x=flow.var, **self.in_forward(args))
+        self.fwd.extend(_stmt(code, 0, ", ".join(parts) + " = ", self.where(call.span)))
+        for ref, var in zip(refs, parts, strict=True):
+            self.tensors[ref] = var
+            self.tensor_shape[var] = shape
+        return Flow(parts[-1], shape, "", "")
 
     def chain(self, chain: ast.Chain, flow: Flow, names: BodyNames) -> Flow:
         for index, item in enumerate(chain.items):
@@ -813,7 +839,7 @@ class ClassCompiler:
             var = self.tensor_var(prim.name, flow, prim.span)  # a chain from a tensor
             return Flow(var, self.tensor_shape.get(var, flow.shape), "", flow.path)
         if op is not None and op.functional:
-            return self.functional(op, flow, names[prim], prim.span)
+            return self.functional(op, prim, flow, names[prim])
         attr = self.attrs.claim(names[prim])
         node, shape = self.module(prim, flow, first=first, path=self.full(names[prim]))
         self.init.extend(_stmt(node, 0, f"self.{attr} = "))
@@ -869,13 +895,27 @@ class ClassCompiler:
         """Results go to `x`; a network's first step reads its named input."""
         return self.x
 
-    def functional(self, op: Op, flow: Flow, leaf: str, span: Span) -> Flow:
+    def functional(self, op: Op, prim: ast.Call, flow: Flow, leaf: str) -> Flow:
         """A layer written as a call in forward (`torch.flatten(x, 1)`), not a module."""
         path = self.full(leaf)
         flow = self.settle(flow)
-        call = op.functional.format(x=flow.var)
-        self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, span)))
-        return Flow(self.x, _op_shape(op, {}, flow.shape), "", path or "")
+        args = self.op_args(op, prim, flow)
+        call = op.functional.format(x=flow.var, **self.in_forward(args))
+        self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, prim.span)))
+        return Flow(self.x, _op_shape(op, args, flow.shape), "", path or "")
+
+    def in_forward(self, args: Mapping[str, Sym]) -> dict[str, str]:
+        """Arguments as forward's code: a value known only in the constructor (a block
+        parameter) is kept in an attribute (`self.parts = parts`)."""
+        out = {}
+        for key, value in args.items():
+            if value.const:
+                out[key] = value.code
+                continue
+            attr = self.attrs.claim(key)
+            self.init.extend(_stmt(_node(value), 0, f"self.{attr} = "))
+            out[key] = f"self.{attr}"
+        return out
 
     # ------------------------------------------------------------- modules
     def module(
@@ -1033,7 +1073,7 @@ class ClassCompiler:
         if out_channels is None:  # the next iteration's input is not known
             raise _unsupported(item.span, "the channels after an iteration are not known", "")
         if out_channels.code != carry:
-            self.init.append(f"    {carry} = {out_channels.code}")
+            self.init.extend(_stmt(_node(out_channels), 4, f"{carry} = "))
         if var:
             if saved is None:
                 self.env.pop(var, None)
@@ -1402,6 +1442,7 @@ class ClassCompiler:
                 build.add(name, node, indent)
                 build.last = here or ""
                 op = lookup(prim.name) if isinstance(prim, ast.Call) else None
+                out = self.group_named(out, build, indent)
                 cur = Flow("x", out, op.name if op else "", here or "")
         return cur.shape
 
@@ -1409,8 +1450,8 @@ class ClassCompiler:
         """As :meth:`named`: channels that an `if` left as a long expression get a
         local name, set where the `if` ends."""
         channels = shape[0] if shape else None
-        if isinstance(self, Dry) or channels is None or channels.const:
-            return shape
+        if isinstance(self, Dry) or channels is None or channels.const or build.straight:
+            return shape  # (a fixed nn.Sequential(...) is one call: no line before it)
         if "(" not in channels.code and len(channels.code) <= 40 and " if " not in channels.code:
             return shape
         var = self.locals.claim("channels")
@@ -1514,6 +1555,7 @@ class ClassCompiler:
         build.lines.append(f"{indent}{carry} = {channels.code}")
         self.hoisted.append(carry)  # dropped where no layer reads it
         build.lines.append(f"{indent}for {loop_var} in {rng}:")
+        header = len(build.lines)
         inner = Flow("x", (sym_name(carry), *flow.shape[1:]))
         out = self.group_stmts(body.stmts, inner, build, indent + "    ")
         if var:
@@ -1521,6 +1563,9 @@ class ClassCompiler:
                 self.env.pop(var, None)
             else:
                 self.env[var] = saved
+        if len(build.lines) == header:  # every `if` in it chose nothing: no loop
+            del build.lines[header - 2 :]
+            return flow.shape
         self.check_iteration(item, out, inner.shape, body)
         out_channels = out[0]
         if out_channels is None:
@@ -1529,7 +1574,7 @@ class ClassCompiler:
         if out_channels.code == carry:
             final = channels
         else:
-            build.lines.append(f"{indent}    {carry} = {out_channels.code}")
+            build.lines.extend(_stmt(_node(out_channels), len(indent) + 4, f"{carry} = "))
             if not uses(out_channels, carry) and not (var and uses(out_channels, loop_var)):
                 final = out_channels
             elif _grows(out_channels, carry, loop_var):
@@ -1834,7 +1879,8 @@ class ClassCompiler:
 
     def aux(self, stmt: ast.Aux, flow: Flow, names: BodyNames, cond: Sym | None) -> None:
         path = self.full(names[stmt])
-        constants = self.concrete and all(v.const for v in self.env.values())
+        reads = [n for n in _name_refs(stmt) if n in self.env]  # what it makes depends on
+        constants = self.concrete and all(self.env[n].const for n in reads)
         if not stmt.body.stmts or (constants and path is not None and self.em.made_nothing(path)):
             return  # a head that makes no layer gives no output, as the checker has it
         attr = self.attrs.claim(names[stmt])
@@ -2082,6 +2128,8 @@ def _tensor_names(stmts: Iterable[ast.Stmt]) -> Iterable[str]:
     for stmt in stmts:
         if isinstance(stmt, ast.Assign | ast.InputDecl):
             yield stmt.name
+            if isinstance(stmt, ast.Assign):
+                yield from (r.name for r in stmt.others)
         elif isinstance(stmt, ast.If):
             yield from _tensor_names(stmt.then.stmts)
             yield from _tensor_names(stmt.otherwise.stmts if stmt.otherwise else ())

@@ -58,7 +58,7 @@ def _body(
             for index, item in enumerate(chain.items):
                 yield from _item(item, names, tensors, blocks, first=index == 0)
             if isinstance(stmt, ast.Assign):
-                tensors.add(stmt.name)
+                tensors.update([stmt.name, *(r.name for r in stmt.others)])
         elif isinstance(stmt, ast.If):
             yield from _expr(stmt.cond, names)
             yield from _body(stmt.then, names, tensors, blocks)

@@ -340,9 +340,73 @@ class Elaborator:
             self.item(item, frame, first=index == 0)
 
     def assign(self, stmt: ast.Assign, frame: Frame) -> None:
+        if stmt.others:
+            return self.split_assign(stmt, frame)
         self.chain(stmt.chain, frame)
         if frame.current is not None:
             self.bind(stmt.name, stmt.name_span, frame.current, frame, warn_unused=True)
+
+    def split_assign(self, stmt: ast.Assign, frame: Frame) -> None:
+        """`left, right = chunk(2)`: the chain's last item is an op of several parts
+        (its `splits` argument counts them); each name gets one part, a node of its own,
+        and the flow goes on from the last."""
+        names = [ast.NameRef(stmt.name, stmt.name_span), *stmt.others]
+        *head, last = stmt.chain.items
+        call = last.primary
+        op = lookup(call.name) if isinstance(call, ast.Call) else None
+        splitting = [o.name for o in REGISTRY.values() if o.splits]
+        if (
+            not isinstance(call, ast.Call)
+            or op is None
+            or not op.splits
+            or last.times is not None
+            or any(a.name == "index" for a in call.args)
+        ):
+            picked = op is not None and op.splits and last.times is None
+            self.report(
+                error(
+                    "bad-argument",
+                    last.span,
+                    f"{len(names)} names take every part of a split; "
+                    + ("`index` picks one" if picked else "this is no split"),
+                    "one part" if picked else "not a split",
+                    [
+                        f"end the chain with {' or '.join(f'`{n}(2)`' for n in splitting)}, "
+                        "which gives every part, or name one tensor"
+                    ],
+                ),
+                frame,
+            )
+            self.chain(stmt.chain, frame)
+            return
+        for index, item in enumerate(head):
+            self.item(item, frame, first=index == 0)
+        source = frame.current
+        for index, ref in enumerate(names):
+            frame.current = source
+            part = call._replace(
+                args=(*call.args, ast.Arg("index", ast.Literal(index, call.span), call.span))
+            )
+            self.item(last._replace(primary=part), frame, first=not head and index == 0)
+            node = frame.current
+            if node is None or node == source:
+                return
+            if index == 0:
+                parts = self.graph.nodes[node].args.get(op.splits)
+                if isinstance(parts, int) and parts != len(names):
+                    self.report(
+                        error(
+                            "bad-argument",
+                            call.span,
+                            f"`{call.name}` gives {parts} parts, and {len(names)} names take them",
+                            f"{parts} parts",
+                            ["name every part: `a, b = chunk(2)`"],
+                        ),
+                        frame,
+                    )
+                    return
+            # the flow goes on from the last part: using it so is using it
+            self.bind(ref.name, ref.span, node, frame, warn_unused=index < len(names) - 1)
 
     def bind(self, name: str, span: Span, node: str, frame: Frame, warn_unused: bool) -> None:
         if name in _maps(frame.tensors)[0]:
@@ -1002,12 +1066,15 @@ class Elaborator:
         op = lookup(prim.name) if isinstance(prim, ast.Call) else None
         module = isinstance(prim, ast.Sequential) or (
             isinstance(prim, ast.Call)
-            and not (op is not None and op.merge)
+            and not (op is not None and not op.module_form)
             and not (op is None and prim.name not in self.blocks and _is_tensor(prim.name, frame))
         )
         if not module:
             what = {ast.Residual: "a residual", ast.ConcatBlock: "a concat"}.get(
-                type(prim), "a merge or a named tensor"
+                type(prim),
+                f"`{prim.name}`, which has no module form,"
+                if isinstance(prim, ast.Call) and op is not None and not op.merge
+                else "a merge or a named tensor",
             )
             self.not_sequential(item.span, what, frame)
             return

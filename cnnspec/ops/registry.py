@@ -241,6 +241,10 @@ class Op:
     merge_function: str = ""
     # `cnnspec compile` writes it as this call in forward, not a module: {x} is its input.
     functional: str = ""
+    # It is one of several parts, as many as its argument of this name says, picked by its
+    # `index`: `a, b = op(2)` names them all, which compile writes as `split_call`.
+    splits: str = ""
+    split_call: str = ""
     # Its output is a fresh tensor its backward does not need: an in-place op after it
     # (ReLU(inplace=True), `x += identity`) is safe.
     fresh_output: bool = False
@@ -258,6 +262,12 @@ class Op:
     @property
     def name_prefix(self) -> str:
         return self.prefix or self.name
+
+    @property
+    def module_form(self) -> bool:
+        """Whether `cnnspec compile` can write it as a module (in an nn.Sequential): not
+        a merge, nor a call that exists only as a function (`x.chunk(2, 1)[0]`)."""
+        return not self.merge and (bool(self.emit) or self.torch.startswith("nn."))
 
     def arg_spec(self, name: str) -> ArgSpec | None:
         return self._by_name.get(name)
@@ -580,16 +590,20 @@ def _positive_eps(op: str) -> ShapeRule:
 _norm_shape = _positive_eps("batchnorm")
 
 
-def _groupnorm_shape(args: Args, inp: Shape) -> Shape:
-    _check_eps("groupnorm", args)
-    groups = args["groups"]
-    if differ(inp[0] % groups, 0):
+def _check_divides(op: str, channels: Any, groups: Any, what: str = "groups") -> None:
+    """`groups-mismatch` where ``groups`` (of ``op``) does not divide the channels."""
+    if differ(channels % groups, 0):
         raise ShapeError(
             "groups-mismatch",
-            f"`groupnorm` needs channels divisible by its {groups} groups, got {inp[0]}",
-            f"groups = {groups}",
-            (f"use a divisor of {inp[0]} for groups",),
+            f"`{op}` needs channels divisible by its {groups} {what}, got {channels}",
+            f"{what} = {groups}",
+            (f"use a divisor of {channels} for {what}",),
         )
+
+
+def _groupnorm_shape(args: Args, inp: Shape) -> Shape:
+    _check_eps("groupnorm", args)
+    _check_divides("groupnorm", inp[0], args["groups"])
     return inp
 
 
@@ -616,15 +630,21 @@ def _instancenorm_buffers(args: Args, inp: Shape, out: Shape) -> int:
 
 def _channel_shuffle_shape(args: Args, inp: Shape) -> Shape:
     _check_rank("channel_shuffle", inp, (3,))
-    groups = args["groups"]
-    if differ(inp[0] % groups, 0):
-        raise ShapeError(
-            "groups-mismatch",
-            f"`channel_shuffle` needs channels divisible by its {groups} groups, got {inp[0]}",
-            f"groups = {groups}",
-            (f"use a divisor of {inp[0]} for groups",),
-        )
+    _check_divides("channel_shuffle", inp[0], args["groups"])
     return inp
+
+
+def _chunk_shape(args: Args, inp: Shape) -> Shape:
+    _check_rank("chunk", inp, (1, 3))
+    parts, index = args["parts"], args["index"]
+    _check_divides("chunk", inp[0], parts, "parts")
+    if surely(index >= parts):
+        raise ShapeError(
+            "bad-argument",
+            f"`chunk({parts})` has parts 0 to {parts - 1}, not {index}",
+            f"index {index}",
+        )
+    return (inp[0] // parts, *inp[1:])
 
 
 def _layer_scale_params(args: Args, inp: Shape, out: Shape) -> int:
@@ -858,6 +878,17 @@ _CENTER_CROP = '''class CenterCrop(nn.Module):
         top = int(round((x.shape[-2] - height) / 2.0))
         left = int(round((x.shape[-1] - width) / 2.0))
         return x[..., top : top + height, left : left + width]'''
+
+_CHUNK = '''class Chunk(nn.Module):
+    """Part `index` of the `parts` equal parts of the channels: x.chunk(parts, 1)[index]."""
+
+    def __init__(self, parts: int, index: int = 0) -> None:
+        super().__init__()
+        self.parts = parts
+        self.index = index
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.chunk(self.parts, 1)[self.index]'''
 
 _LAYER_SCALE_2D = '''class LayerScale2d(nn.Module):
     """A learnt scale per channel of N x C x H x W, starting at init (ConvNeXt)."""
@@ -1267,6 +1298,24 @@ def _ops() -> list[Op]:
             torch="nn.ChannelShuffle",
             emit="nn.ChannelShuffle({groups})",
             doc="interleaves the channels of its groups (ShuffleNet)",
+        ),
+        Op(
+            "chunk",
+            Family.RESHAPE,
+            (
+                req("parts", ArgType.POS_INT, "equal parts of the channels"),
+                arg("index", ArgType.INT, 0, "the part it gives"),
+            ),
+            _chunk_shape,
+            label=lambda a: f"part {a['index']} of {a['parts']}",
+            prefix="chunk",
+            torch="Tensor.chunk",
+            emit="Chunk({parts}, index={index?0})",
+            helpers=(_CHUNK,),
+            functional="{x}.chunk({parts}, 1)[{index}]",
+            splits="parts",
+            split_call="{x}.chunk({parts}, 1)",
+            doc="a part of the channels (ShuffleNet); `left, right = chunk(2)` names them all",
         ),
         Op(
             "layer_scale",

@@ -148,6 +148,8 @@ class Assign(NamedTuple):
     chain: Chain
     span: Span
     name_span: Span
+    # `left, right = chunk(2)`: the names after the first, one per further part
+    others: tuple[NameRef, ...] = ()
 
 
 class InputDecl(NamedTuple):

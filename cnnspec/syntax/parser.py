@@ -585,8 +585,10 @@ class _Builder:
         refs = tuple(ast.NameRef(n.value, self._tok(n)) for n in names)
         return ast.OutputDecl(refs, self._span(span))
 
-    def assign(self, span: Position | None, name: Tok, chain: ast.Chain) -> ast.Assign:
-        return ast.Assign(self._name(name), chain, self._span(span), self._tok(name))
+    def assign(self, span: Position | None, name: Tok, *rest: Any) -> ast.Assign:
+        *others, chain = rest
+        refs = tuple(ast.NameRef(self._name(t), self._tok(t)) for t in others)
+        return ast.Assign(self._name(name), chain, self._span(span), self._tok(name), refs)
 
     def if_stmt(self, span: Position | None, cond: ast.Expr, then: ast.Body, *rest: Any) -> ast.If:
         otherwise = rest[0] if rest else None

@@ -737,6 +737,8 @@ class Generator:
         """A registry layer the current tensor's rank allows, with schema-drawn arguments."""
         rank = len(state.shape)
         ops = [op for op in self.layer_ops if rank in op.ranks]
+        if state.plain:  # a `sequential` holds modules
+            ops = [op for op in ops if op.module_form]
         family_size = Counter(op.family for op in ops)
         weights = []
         for op in ops:

@@ -320,7 +320,7 @@ def check_emitted(op: Op, combo: Combo, model: Model) -> None:
         assert written.strip() and written in model.source(), f"{where}: no `{written}` in forward"
         return
     if op.functional:
-        call = op.functional.partition("(")[0]
+        call = op.functional.partition("(")[0].replace("{x}", "")  # `torch.flatten`, `.chunk`
         assert f"{call}(" in model.source(), f"{where}: no `{call}` in forward"
         return
     assert op.torch, f"`{op.name}` has neither a torch module nor a functional form"

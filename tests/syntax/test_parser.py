@@ -174,6 +174,17 @@ def test_aux_output_and_merges() -> None:
     ]
 
 
+def test_a_split_names_every_part() -> None:
+    (one, three) = stmts("a = chunk(2)\nleft, mid, right = relu -> chunk(3)")
+    assert isinstance(one, ast.Assign) and one.others == ()
+    assert isinstance(three, ast.Assign)
+    assert (three.name, [r.name for r in three.others]) == ("left", ["mid", "right"])
+    assert [r.span.col for r in three.others] == [7, 12]
+    assert [call(i).name for i in three.chain.items] == ["relu", "chunk"]
+    exc = syntax_error("network N { a, as = chunk(2) }")
+    assert "reserved word" in exc.diagnostics[0].message
+
+
 def test_shortcut_alias_and_named_branches() -> None:
     (chain,) = stmts("residual { relu } shortcut as downsample if s { conv(8, 1) }")
     assert isinstance(chain, ast.Chain)
