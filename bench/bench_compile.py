@@ -134,27 +134,9 @@ class Ratio:
 
 
 def copy_weights(source: Any, target: Any) -> None:
-    """torchvision's parameters and buffers into the generated module, by position.
-
-    GoogLeNet's aux heads come after inception5b in torchvision's registration order
-    and right after inception4a/4d in the generated module: they move before `fc`.
-    """
-    src = source.state_dict()
-    names = list(target.state_dict())
-    aux = [n for n in names if n.startswith(("aux1.", "aux2."))]
-    if aux:
-        rest = [n for n in names if n not in aux]
-        at = next(i for i, n in enumerate(rest) if n.startswith("fc."))
-        names = rest[:at] + aux + rest[at:]
-    if len(names) != len(src):
-        sys.exit(f"{len(names)} tensors in the generated module, {len(src)} in torchvision's")
-    state = {}
-    for (t_name, tensor), g_name in zip(src.items(), names, strict=True):
-        target_shape = target.state_dict()[g_name].shape
-        if tensor.shape != target_shape:
-            sys.exit(f"shape mismatch: {t_name} {tuple(tensor.shape)} -> {g_name}")
-        state[g_name] = tensor
-    target.load_state_dict(state, strict=True)
+    """torchvision's parameters and buffers into the generated module: the same keys, a
+    strict load (as a user loads torchvision's checkpoint file)."""
+    target.load_state_dict(source.state_dict(), strict=True)
 
 
 def step(model: Any, x: Any) -> tuple[float, float]:

@@ -385,13 +385,23 @@ class Emitter:
         """The parameters of ``block`` some instance passes a tuple (a kernel (1, 3)):
         the generated class cannot compute sizes from them as numbers. A body's class
         has no instance in the graph: its caller's values say (:meth:`body_class`)."""
-        return self.body_tuples.get(block, set()) | {
-            name
-            for scope in self.model.graph.scopes.values()
-            if scope.block == block
-            for name, value in scope.args
-            if isinstance(value, tuple)
+        defined = self.model.program.blocks.get(block)
+        defaults = {  # an instance that is its caller's one item has no scope of its own
+            p.name
+            for p in (defined.params if defined is not None else ())
+            if isinstance(p.default, ast.TupleExpr)
         }
+        return (
+            self.body_tuples.get(block, set())
+            | defaults
+            | {
+                name
+                for scope in self.model.graph.scopes.values()
+                if scope.block == block
+                for name, value in scope.args
+                if isinstance(value, tuple)
+            }
+        )
 
     def shape_at(self, path: str) -> SymShape | None:
         """The checked shape of the tensor the node or block instance ``path`` makes."""
@@ -651,6 +661,9 @@ class ClassCompiler:
         self.file = block.span.file
         self.pick_flow_var(block.body, [p.name for p in block.params])
         self.env.update((n, const(v)) for n, v in args)
+        for p in block.params:  # a solo call's values are its caller's: defaults here
+            if p.name not in self.env and p.default is not None:
+                self.env[p.name] = self.sym(p.default, Flow(self.x, shape))
         forward_args = [f"{self.x}: Tensor"]
         for tensor, _ in self.em.body_inputs.get(block.name, ()):
             var = self.locals.claim(tensor)
@@ -758,11 +771,21 @@ class ClassCompiler:
         if isinstance(stmt, ast.Assign) and stmt.others:
             return self.split_assign(stmt, flow, names)
         if isinstance(stmt, ast.Assign):
+            at = len(self.fwd)
             flow = self.chain(stmt.chain, flow, names)
             var = self.locals.claim(stmt.name)
-            self.fwd.append(f"{var} = {flow.var}")
             self.tensors[stmt.name] = var
             self.tensor_shape[var] = flow.shape
+            last = self.fwd[-1] if len(self.fwd) > at else ""
+            named = var + last[len(flow.var) :]
+            if (
+                flow.var == self.x
+                and last.startswith(f"{self.x} = ")
+                and len(named) <= _WIDTH.get()
+            ):  # `skip = self.conv1(x)`, not `x = self.conv1(x)` then `skip = x`
+                self.fwd[-1] = named
+                return Flow(var, flow.shape, "", flow.path)
+            self.fwd.append(f"{var} = {flow.var}")
             return Flow(flow.var, flow.shape, "", flow.path)
         if isinstance(stmt, ast.If):
             return self.if_stmt(stmt, flow, names)

@@ -920,32 +920,36 @@ _POOL_ARGS = (
 )
 
 
-# What `activation(kind)` may name: the parameterless activations.
-ACTIVATION_KINDS = (
-    "relu",
-    "relu6",
-    "silu",
-    "gelu",
-    "hardswish",
-    "sigmoid",
-    "hardsigmoid",
-    "tanh",
-)
-_MAKE_ACTIVATION = (
-    """def make_activation(kind: str) -> nn.Module:
-    \"\"\"The activation module cnnspec's `activation(kind)` names.\"\"\"
-    modules: dict[str, type[nn.Module]] = {
-"""
-    + "".join(
-        f'        "{k}": nn.{t},\n'
-        for k, t in zip(
-            ACTIVATION_KINDS,
-            ("ReLU", "ReLU6", "SiLU", "GELU", "Hardswish", "Sigmoid", "Hardsigmoid", "Tanh"),
-            strict=True,
-        )
+# What `activation(kind)` may name: the parameterless activations, their torch.nn
+# modules, and whether they can run in place (the entries of the same names say the
+# same: tests/ops/test_registry_facts.py checks it).
+ACTIVATION_KINDS: dict[str, tuple[str, bool]] = {
+    "relu": ("ReLU", True),
+    "relu6": ("ReLU6", True),
+    "silu": ("SiLU", True),
+    "gelu": ("GELU", False),
+    "hardswish": ("Hardswish", True),
+    "sigmoid": ("Sigmoid", False),
+    "hardsigmoid": ("Hardsigmoid", True),
+    "tanh": ("Tanh", False),
+}
+
+
+def _table(name: str, in_place: bool) -> str:
+    rows = "".join(
+        f'        "{k}": nn.{t},\n' for k, (t, i) in ACTIVATION_KINDS.items() if i == in_place
     )
-    + """    }
-    return modules[kind]()"""
+    return f"    {name}: dict[str, type[nn.Module]] = {{\n{rows}    }}\n"
+
+
+_MAKE_ACTIVATION = (
+    "def make_activation(kind: str, inplace: bool = False) -> nn.Module:\n"
+    '    """The activation module cnnspec\'s `activation(kind)` names."""\n'
+    + _table("in_place", True)
+    + "    if kind in in_place:\n"
+    + "        return in_place[kind](inplace=inplace)\n"
+    + _table("others", False)
+    + "    return others[kind]()"
 )
 
 
@@ -1374,7 +1378,7 @@ def _ops() -> list[Op]:
             torch="nn.GELU",
             emit='nn.GELU(approximate={approximate?"none"})',
         ),
-        Op("silu", activation, (), torch="nn.SiLU"),
+        Op("silu", activation, (), torch="nn.SiLU", emit="nn.SiLU({inplace})"),
         Op(
             "hardswish",
             activation,
@@ -1396,11 +1400,11 @@ def _ops() -> list[Op]:
         Op(
             "activation",
             activation,
-            (ArgSpec("kind", ArgType.CHOICE, None, True, ACTIVATION_KINDS, "its name"),),
+            (ArgSpec("kind", ArgType.CHOICE, None, True, tuple(ACTIVATION_KINDS), "its name"),),
             label=lambda a: a["kind"],
             prefix="act",
             torch="nn.ReLU, nn.SiLU, ... (by kind)",
-            emit="make_activation({kind})",
+            emit="make_activation({kind}, {inplace})",
             helpers=(_MAKE_ACTIVATION,),
             delegate="kind",
             doc="the activation named by kind, so that a block can take its activation as a "

@@ -193,7 +193,7 @@ ACTIVATIONS = [
     ("relu6", True),
     ("hardswish", True),
     ("hardsigmoid", True),
-    ("silu", False),
+    ("silu", True),
     ("sigmoid", False),
     ("tanh", False),
 ]

@@ -87,7 +87,8 @@ def test_blocks_whose_body_is_a_sequential_subclass_it() -> None:
     built = build_text(BLOCKS)
     source = built.model.source()
     assert "class Cna(nn.Sequential):" in source
-    assert '        if act != "none":\n            self.append(make_activation(act))' in source
+    appended = "            self.append(make_activation(act, inplace=True))"
+    assert f'        if act != "none":\n{appended}' in source
     assert "class DenseBlock(nn.Sequential):" in source
     assert 'self.add_module(f"layer{i + 1}", Dense(channels, growth))' in source
     assert "channels = channels + growth" in source

@@ -177,3 +177,19 @@ def test_registry_facts_keep_their_behaviour() -> None:
     merges = {n for n, op in REGISTRY.items() if op.merge}
     assert merges == {n for n, op in REGISTRY.items() if op.merge_shape is not None}
     assert all(bool(REGISTRY[n].merge_operator) != bool(REGISTRY[n].merge_function) for n in merges)
+
+
+def test_activation_kinds_are_the_entries_they_name() -> None:
+    """`activation(kind)` stands for the entry `kind`: the same torch.nn module, in
+    place (`make_activation(kind, inplace=True)`) exactly where that entry runs in place."""
+    from cnnspec.ops.registry import ACTIVATION_KINDS, Family
+
+    op = REGISTRY["activation"]
+    assert op.delegate == "kind"
+    spec = op.arg_spec("kind")
+    assert spec is not None and spec.choices == tuple(ACTIVATION_KINDS)
+    for kind, (module, in_place) in ACTIVATION_KINDS.items():
+        entry = REGISTRY[kind]
+        assert entry.torch == f"nn.{module}", kind
+        assert entry.family is Family.ACTIVATION and not entry.required_args, kind
+        assert ("{inplace}" in entry.emit) == in_place, kind
