@@ -61,6 +61,7 @@ STEPS = {
     "googlenet": (3, 10),
     "mobilenet_v3_large": (3, 10),
     "efficientnet_b0": (3, 10),
+    "convnext_tiny": (3, 10),
 }
 QUICK_STEPS = {"resnet18": (1, 2)}
 TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {

@@ -52,6 +52,8 @@ CODES: dict[str, str] = {
     "bad-name": 'a name template (`as "block{i}"`) outside a `sequential`, or one that '
     "gives no usable name",
     "sequential-item": "something other than layers and blocks inside a `sequential`",
+    "channels-last": "a layer inside `channels_last { }` that does not apply to the features "
+    "at each position",
     "bad-expression": "an expression that cannot be evaluated",
     "non-positive-size": "a layer would produce a spatial size below 1",
     "groups-mismatch": "channels not divisible by the groups",

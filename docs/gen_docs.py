@@ -194,6 +194,15 @@ EXAMPLES: list[Example] = [
         },
     ),
     Example(
+        "channels-last",
+        {
+            "bad.cnn": _net(
+                "input image: 3 x 32 x 32\nconv(16, 3)\n"
+                "channels_last {\n    layernorm\n    conv(32, 1)\n}"
+            )
+        },
+    ),
+    Example(
         "bad-expression",
         {"bad.cnn": _net("input features: 128\nlinear(in.height // 2)")},
     ),

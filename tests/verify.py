@@ -56,8 +56,9 @@ SEED = 0
 
 
 def randomize_batchnorm(model: Any, seed: int = SEED + 1) -> None:
-    """Random affine parameters and running statistics, so that every buffer matters
-    when weights are copied from one model to another."""
+    """Random affine parameters and running statistics of the norms, and random layer
+    scales, so that every buffer matters when weights are copied from one model to
+    another."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
@@ -68,6 +69,14 @@ def randomize_batchnorm(model: Any, seed: int = SEED + 1) -> None:
                 module.running_mean.copy_(torch.randn(c, generator=gen) * 0.1)
                 module.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
                 module.num_batches_tracked.fill_(7)
+            elif isinstance(module, torch.nn.LayerNorm) and module.elementwise_affine:
+                c = module.weight.numel()
+                module.weight.copy_(torch.rand(c, generator=gen).view_as(module.weight) + 0.5)
+                module.bias.copy_(torch.randn(c, generator=gen).view_as(module.bias) * 0.1)
+            # a learnt scale (ConvNeXt's, 1e-6 at first) would hide the branch it scales
+            scale = getattr(module, "layer_scale", None)
+            if isinstance(scale, torch.nn.Parameter):
+                scale.copy_(torch.rand(scale.shape, generator=gen) * 0.5 + 0.25)
 
 
 def copy_by_order(theirs: Any, ours: Any) -> None:
@@ -124,9 +133,15 @@ def build_text(text: str, name: str = "spec.cnn", seed: int = SEED, **overrides:
     return build(load_text(text, name, **overrides), seed)
 
 
-def module_nodes(model: Model) -> list[str]:
-    """The graph nodes that are modules of the generated network, in graph order."""
-    return [node.name for node in model.graph if node.op not in FUNCTIONAL]
+def module_nodes(model: Model, net: nn.Module) -> list[str]:
+    """The graph nodes that are modules of the generated network ``net``, in graph order:
+    not those that are a learnt tensor of it (`self.layer_scale = nn.Parameter(...)`)."""
+    learnt = dict(net.named_parameters())
+    return [
+        node.name
+        for node in model.graph
+        if node.op not in FUNCTIONAL and not (node.spec.parameter and node.name in learnt)
+    ]
 
 
 def random_inputs(model: Model, batch: int, seed: int = SEED) -> list[torch.Tensor]:
@@ -158,7 +173,7 @@ def run(built: Built, *, training: bool, batch: int, seed: int = SEED) -> Run:
     modules = dict(net.named_modules())
     seen: dict[str, list[tuple[int, ...] | str]] = {}
     handles = []
-    for name in module_nodes(model):
+    for name in module_nodes(model, net):
         if name not in modules:
             continue  # reported by verify
 
@@ -225,7 +240,7 @@ def _hook_mismatches(
     model, graph = built.model, built.model.graph
     modules = dict(built.net.named_modules())
     problems = []
-    for name in module_nodes(model):
+    for name in module_nodes(model, built.net):
         node = graph[name]
         if name not in modules:
             problems.append(f"module {name}: no module of that name ({node.op} node)")

@@ -854,6 +854,8 @@ class ClassCompiler:
             self.init.extend(lines)
             self.init.extend(_stmt(node, 0, f"self.{attr} = "))
             return self.apply(attr, flow, shape, producer="", path=where, span=prim.span)
+        if isinstance(prim, ast.ChannelsLast):
+            return self.channels_last(prim, flow, names)
         assert isinstance(prim, ast.Call)
         op = lookup(prim.name)
         if op is not None and op.merge:
@@ -863,6 +865,8 @@ class ClassCompiler:
             return Flow(var, self.tensor_shape.get(var, flow.shape), "", flow.path)
         if op is not None and op.functional:
             return self.functional(op, prim, flow, names[prim])
+        if op is not None and op.parameter:
+            return self.parameter(op, prim, flow, names[prim])
         attr = self.attrs.claim(names[prim])
         node, shape = self.module(prim, flow, first=first, path=self.full(names[prim]))
         self.init.extend(_stmt(node, 0, f"self.{attr} = "))
@@ -874,6 +878,29 @@ class ClassCompiler:
             path=self.full(names[prim]),
             span=prim.span,
         )
+
+    def channels_last(self, group: ast.ChannelsLast, flow: Flow, names: BodyNames) -> Flow:
+        """`channels_last { ... }` in forward: the channels moved last, the layers over
+        features (built for one position's features), the channels moved back."""
+        flow = self.settle(flow)
+        inner = self.move(group, "channels_last", flow, names, flow.shape[:1])
+        for stmt in group.body.stmts:
+            inner = self.stmt(stmt, inner, names)
+        return self.move(group.body, "channels_first", inner, names, _moved_back(inner, flow))
+
+    def move(
+        self,
+        key: ast.ChannelsLast | ast.Body,
+        op: str,
+        flow: Flow,
+        names: BodyNames,
+        shape: SymShape,
+    ) -> Flow:
+        """A `channels_last`'s move of the channels, written as its call in forward."""
+        path = self.full(names[key])
+        call = REGISTRY[op].functional.format(x=flow.var)
+        self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, key.span)))
+        return Flow(self.x, shape, "", path or "")
 
     def layer_or_block(self, item: ast.Item) -> bool:
         """A layer (not a merge) or a block call: not a chain from a named tensor."""
@@ -925,6 +952,19 @@ class ClassCompiler:
         args = self.op_args(op, prim, flow)
         call = op.functional.format(x=flow.var, **self.in_forward(args))
         self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, prim.span)))
+        return Flow(self.x, _op_shape(op, args, flow.shape), "", path or "")
+
+    def parameter(self, op: Op, prim: ast.Call, flow: Flow, leaf: str) -> Flow:
+        """A layer written as a learnt tensor of the class and an expression in forward
+        (`self.layer_scale = nn.Parameter(...)`, `x = self.layer_scale * x`)."""
+        path = self.full(leaf)
+        flow = self.settle(flow)
+        args = self.op_args(op, prim, flow)
+        attr = self.attrs.claim(leaf)
+        value = _code(_field(op.parameter, args, flow.shape, False, op))
+        self.init.extend(_stmt(Call("nn.Parameter", (value,)), 0, f"self.{attr} = "))
+        use = op.parameter_use.format(p=f"self.{attr}", x=flow.var)
+        self.fwd.extend(_stmt(use, 0, f"{self.x} = ", self.comment(path, prim.span)))
         return Flow(self.x, _op_shape(op, args, flow.shape), "", path or "")
 
     def in_forward(self, args: Mapping[str, Sym]) -> dict[str, str]:
@@ -1452,6 +1492,9 @@ class ClassCompiler:
                 if item.times is not None or isinstance(prim, ast.Repeat):
                     cur = Flow("x", self.group_loop(item, cur, build, indent), "", build.last)
                     continue
+                if isinstance(prim, ast.ChannelsLast):
+                    cur = self.group_channels_last(prim, cur, build, indent)
+                    continue
                 here = build.child_path(item)
                 name = self.group_name(item, cur)
                 if isinstance(prim, ast.Sequential):
@@ -1468,6 +1511,25 @@ class ClassCompiler:
                 out = self.group_named(out, build, indent)
                 cur = Flow("x", out, op.name if op else "", here or "")
         return cur.shape
+
+    def group_channels_last(
+        self, group: ast.ChannelsLast, flow: Flow, build: _Build, indent: str
+    ) -> Flow:
+        """`channels_last { ... }` in a `sequential`: its moves are items too
+        (ChannelsLast(), the layers, ChannelsFirst())."""
+        inner = self.group_move(group, "channels_last", flow.shape[:1], build, indent)
+        inner = replace(inner, shape=self.group_stmts(group.body.stmts, inner, build, indent))
+        return self.group_move(
+            group.body, "channels_first", _moved_back(inner, flow), build, indent
+        )
+
+    def group_move(
+        self, key: ast.ChannelsLast | ast.Body, op: str, shape: SymShape, build: _Build, indent: str
+    ) -> Flow:
+        here = build.child_path(None)
+        build.add(None, _construct(REGISTRY[op], {}, shape, False), indent)
+        build.last = here or ""
+        return Flow("x", shape, "", here or "")
 
     def group_named(self, shape: SymShape, build: _Build, indent: str) -> SymShape:
         """As :meth:`named`: channels that an `if` left as a long expression get a
@@ -1971,10 +2033,11 @@ class _Build:
         del self.lines[lines:]
         del self.entries[entries:]
 
-    def child_path(self, item: ast.Item) -> str | None:
-        if self.path is None or item.template is not None:
+    def child_path(self, item: ast.Item | None) -> str | None:
+        """The graph path of the next item (``None``: one added by position)."""
+        if self.path is None or (item is not None and item.template is not None):
             return None
-        leaf = item.alias or str(len(self.entries))
+        leaf = (item.alias if item is not None else None) or str(len(self.entries))
         return f"{self.path}.{leaf}" if self.path else leaf
 
     def add(self, name: str | None, node: Call | str, indent: str) -> None:
@@ -2112,6 +2175,12 @@ def _first_name(body: ast.Body, names: BodyNames) -> str:
     return "branch"
 
 
+def _moved_back(inner: Flow, outer: Flow) -> SymShape:
+    """The shape after `channels_last { }`: the features it ended on, at the positions
+    it began with."""
+    return (*inner.shape[:1], *outer.shape[1:])
+
+
 def _join_shapes(cond: Sym, then: SymShape, otherwise: SymShape) -> SymShape:
     """The shape after an `if`: per size, the branches' common value or a conditional."""
     if len(then) != len(otherwise):
@@ -2167,7 +2236,7 @@ def _solo(body: ast.Body) -> ast.Item | None:
     stmts = body.stmts
     if len(stmts) == 1 and isinstance(stmts[0], ast.Chain) and len(stmts[0].items) == 1:
         item = stmts[0].items[0]
-        compound = isinstance(item.primary, ast.Residual | ast.ConcatBlock)
+        compound = isinstance(item.primary, ast.Residual | ast.ConcatBlock | ast.ChannelsLast)
         if item.alias is None and (item.times is not None or not compound):
             return item  # (`residual {...} * 3` alone is one item: a repeat)
     return None
@@ -2232,6 +2301,9 @@ def _field(
         return _node(channels)
     if key == "inplace":
         return "inplace=True" if inplace else None
+    if key == "per_channel":  # a learnt tensor broadcast over the positions
+        size = _code(_field("{in}", args, shape, inplace, op))
+        return f"({size}, {', '.join(['1'] * (len(shape) - 1))})" if shape[1:] else f"({size},)"
     value = args[key]
     if cond:
         if cond.startswith("?="):

@@ -87,6 +87,8 @@ def _item(
     elif isinstance(prim, ast.ConcatBlock):
         for branch in prim.branches:
             yield from _body(branch.body, names, tensors, blocks)
+    elif isinstance(prim, ast.Sequential | ast.ChannelsLast):
+        yield from _body(prim.body, names, tensors, blocks)
     elif isinstance(prim, ast.Repeat):
         for bound in (prim.start, prim.stop):
             if bound is not None:
@@ -195,7 +197,7 @@ def _calls(stmts: Iterable[ast.Stmt]) -> Iterator[str]:
                 elif isinstance(prim, ast.ConcatBlock):
                     for branch in prim.branches:
                         yield from _calls(branch.body.stmts)
-                elif isinstance(prim, ast.Repeat):
+                elif isinstance(prim, ast.Repeat | ast.Sequential | ast.ChannelsLast):
                     yield from _calls(prim.body.stmts)
         elif isinstance(stmt, ast.If):
             yield from _calls(stmt.then.stmts)

@@ -33,7 +33,7 @@ from cnnspec.diagnostics import (
     suggestion,
     warning,
 )
-from cnnspec.graph.ir import AuxOutput, Graph, Node, Scope
+from cnnspec.graph.ir import AuxOutput, Graph, Node, Scope, per_position
 from cnnspec.graph.naming import BodyNames, body_names, prefix_of
 from cnnspec.ops.binding import bind
 from cnnspec.ops.evaluate import EvalError, InShape, Unknown, Value, evaluate
@@ -88,6 +88,7 @@ class Frame:
     training_only: bool = False
     solo: bool = False  # the body is one single item: it takes the scope's own name
     names: BodyNames = field(default_factory=BodyNames)  # leaf names of the body's items
+    channels_last: bool = False  # inside `channels_last { }`: layers see one position
 
     def child(self, scope: str, **changes: Any) -> Frame:
         tensors = changes.pop("tensors", ChainMap({}, *_maps(self.tensors)))
@@ -123,6 +124,8 @@ class Elaborator:
 
     def eval(self, expr: ast.Expr, frame: Frame) -> Value:
         shape = self.shape_of(frame.current)
+        if shape is not None and frame.channels_last:
+            shape = per_position(shape)
         known = frame.current is None or shape is not None
         return evaluate(expr, frame.env, InShape(shape, known))
 
@@ -241,9 +244,13 @@ class Elaborator:
                 frame,
             )
             shape = None
-        if shape is not None and len(inputs) == 1:
-            self.count_params(frame, op, args, self.shape_of(inputs[0]), shape, span)
-        self.graph.add(Node(name, op, args, inputs, span, shape, frame.training_only))
+        inp = self.shape_of(inputs[0]) if len(inputs) == 1 else None
+        if shape is not None and inp is not None:
+            if frame.channels_last:
+                inp, out = per_position(inp), per_position(shape)
+            self.count_params(frame, op, args, inp, out if frame.channels_last else shape, span)
+        node = Node(name, op, args, inputs, span, shape, frame.training_only, frame.channels_last)
+        self.graph.add(node)
         return name
 
     def count_params(  # noqa: PLR0917 -- a node's fields, as add_node has them
@@ -716,6 +723,8 @@ class Elaborator:
             self.repeat(prim, frame, alias, alias_span)
         elif isinstance(prim, ast.Sequential):
             self.sequential(prim, frame, alias, alias_span)
+        elif isinstance(prim, ast.ChannelsLast):
+            self.channels_last(prim, frame, None)
 
     def call(
         self, call: ast.Call, frame: Frame, alias: str | None, alias_span: Span | None, first: bool
@@ -796,7 +805,10 @@ class Elaborator:
         shape: Shape | None = None
         if args is not None and inp is not None:
             try:
-                shape = op.shape(args, inp)
+                if frame.channels_last:  # the rule sees one position's features
+                    shape = (*inp[:-1], *op.shape(args, per_position(inp)))
+                else:
+                    shape = op.shape(args, inp)
             except ShapeError as exc:
                 self.report(error(exc.code, call.span, exc.message, exc.label, exc.hints), frame)
         name = self.claim(frame, call, alias, alias_span, op.name_prefix)
@@ -1063,6 +1075,9 @@ class Elaborator:
                 )
             self.seq_repeat(item, frame, position)
             return
+        if isinstance(prim, ast.ChannelsLast):
+            self.channels_last(prim, frame, position)
+            return
         op = lookup(prim.name) if isinstance(prim, ast.Call) else None
         module = isinstance(prim, ast.Sequential) or (
             isinstance(prim, ast.Call)
@@ -1150,6 +1165,93 @@ class Elaborator:
                 f"{what} cannot be part of a `sequential`, which holds layers and blocks",
                 "not a layer or block",
                 ["put it in a block and call the block inside the `sequential`"],
+            ),
+            frame,
+        )
+
+    # ---------------------------------------------------------- channels last
+    def channels_last(
+        self, group: ast.ChannelsLast, frame: Frame, position: list[int] | None
+    ) -> None:
+        """`channels_last { ... }`: the channels moved last, the layers over features
+        applied at every position, the channels moved back first. In a `sequential` the
+        moves are items too (torchvision's ConvNeXt block: conv, Permute, LayerNorm,
+        Linear, GELU, Linear, Permute)."""
+        if frame.current is None:
+            return self.no_input(group.span, "`channels_last`", frame)
+        frame.solo = False  # (an iteration of `channels_last { } * 3`): several nodes
+        self.move(group, "channels_last", frame, position)
+        frame.channels_last = True
+        try:
+            self.channels_last_stmts(group.body.stmts, frame, position)
+        finally:
+            frame.channels_last = False
+        self.move(group.body, "channels_first", frame, position)
+
+    def move(
+        self,
+        key: ast.ChannelsLast | ast.Body,
+        op: str,
+        frame: Frame,
+        position: list[int] | None,
+    ) -> None:
+        """The node that moves the channels last (or back first) at a `channels_last`'s
+        braces; named by its position in a `sequential`."""
+        assert frame.current is not None
+        inp = self.shape_of(frame.current)
+        shape: Shape | None = None
+        if inp is not None:
+            try:
+                shape = REGISTRY[op].shape({}, inp)
+            except ShapeError as exc:
+                hints = [*exc.hints, "`channels_last { }` works on a C x H x W tensor"]
+                self.report(error(exc.code, key.span, exc.message, exc.label, hints), frame)
+        alias = None
+        if position is not None:
+            alias = str(position[0])
+            position[0] += 1
+        name = self.claim(frame, key, alias, None, op)
+        frame.current = self.add_node(frame, name, op, {}, [frame.current], key.span, shape)
+
+    def channels_last_stmts(
+        self, stmts: Sequence[ast.Stmt], frame: Frame, position: list[int] | None
+    ) -> None:
+        for stmt in stmts:
+            if isinstance(stmt, ast.If):
+                chosen = self.chosen(stmt, frame)
+                if chosen is not None:
+                    self.channels_last_stmts(chosen.stmts, frame, position)
+                continue
+            if not isinstance(stmt, ast.Chain):
+                what = "a named tensor" if isinstance(stmt, ast.Assign) else "this statement"
+                self.not_per_position(stmt.span, what, frame)
+                continue
+            for item in stmt.items:
+                prim = item.primary
+                op = lookup(prim.name) if isinstance(prim, ast.Call) else None
+                if item.times is not None or op is None or not op.per_position:
+                    self.not_per_position(item.span, f"`{_describe(prim)}`", frame)
+                    continue
+                if position is None:
+                    self.item(item, frame, first=False)
+                    continue
+                name = self.seq_name(item, frame, str(position[0]))
+                position[0] += 1
+                self.primary(prim, frame, name, item.alias_span or item.span, first=False)
+
+    def not_per_position(self, span: Span, what: str, frame: Frame) -> None:
+        per_position = ", ".join(sorted(n for n in LAYERS if REGISTRY[n].per_position))
+        self.report(
+            error(
+                "channels-last",
+                span,
+                f"{what} cannot run inside `channels_last {{ }}`, which holds layers that "
+                "apply to the features at each position",
+                "not a layer over features",
+                [
+                    f"these can: {per_position}",
+                    "end the `channels_last { }` before it",
+                ],
             ),
             frame,
         )
@@ -1250,7 +1352,15 @@ def _is_tensor(name: str, frame: Frame) -> bool:
 def _single_item(stmt: ast.Stmt) -> bool:
     """One unnamed item. An `if` is not: the layers it holds keep their own names whatever
     it chose, as the compiled class, which decides it when built, names them."""
-    return isinstance(stmt, ast.Chain) and len(stmt.items) == 1 and stmt.items[0].alias is None
+    return (
+        isinstance(stmt, ast.Chain)
+        and len(stmt.items) == 1
+        and stmt.items[0].alias is None
+        and (  # `channels_last { }` is its moves and layers (`... * 3` is one repeat)
+            stmt.items[0].times is not None
+            or not isinstance(stmt.items[0].primary, ast.ChannelsLast)
+        )
+    )
 
 
 def _describe(prim: ast.Primary) -> str:
@@ -1263,6 +1373,7 @@ def _describe(prim: ast.Primary) -> str:
         ast.ConcatBlock: "concat",
         ast.Repeat: "repeat",
         ast.Sequential: "sequential",
+        ast.ChannelsLast: "channels_last",
     }[type(prim)]
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from cnnspec.diagnostics import Diagnostic, warning
-from cnnspec.graph.ir import Graph, Node
+from cnnspec.graph.ir import Graph, Node, per_position
 from cnnspec.ops.registry import Family, Shape
 
 BYTES_PER_ELEMENT = 4  # fp32
@@ -36,9 +36,13 @@ def _annotate(graph: Graph, node: Node) -> None:
     meta["elements"] = math.prod(out) if out is not None else 0
     window = None
     if in_shape is not None and out is not None:  # an error leaves a shape unknown
+        positions = 1
+        if node.channels_last:  # the rules see one position; the MACs happen at each
+            positions = math.prod(out[:-1])
+            in_shape, out = per_position(in_shape), per_position(out)
         meta["params"] = op.params(node.args, in_shape, out)
         meta["buffers"] = op.buffers(node.args, in_shape, out)
-        meta["macs"] = op.macs(node.args, in_shape, out)
+        meta["macs"] = op.macs(node.args, in_shape, out) * positions
         window = op.window(node.args, in_shape) if len(in_shape) == 3 else None
     if not ins:
         meta["rf"], meta["jump"] = (1, 1), (1, 1)

@@ -31,6 +31,9 @@ class Node:
     span: Span
     shape: Shape | None
     training_only: bool = False
+    # Inside `channels_last { }`: its shape is positions x features (56 x 56 x 384), and
+    # its rules (shape, params, MACs) apply to the features at one position.
+    channels_last: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -154,6 +157,11 @@ def lint(graph: Graph) -> list[str]:
         if name not in graph.nodes:
             problems.append(f"output {name!r} is not a node")
     return problems
+
+
+def per_position(shape: Shape) -> Shape:
+    """The features at one position of a channels-last shape (56 x 56 x 384 -> 384)."""
+    return shape[-1:]
 
 
 def numel(shape: Shape) -> int:

@@ -44,6 +44,8 @@ def prefix_of(prim: ast.Primary) -> str:
         return "concat"
     if isinstance(prim, ast.Sequential):
         return "sequential"
+    if isinstance(prim, ast.ChannelsLast):
+        return "channels_last"
     return "repeat"
 
 
@@ -104,6 +106,10 @@ class _Namer:
             for branch in prim.branches:
                 self.name(branch, branch.name, "branch")
             self.name(prim, item.alias, "concat")
+        elif isinstance(prim, ast.ChannelsLast):  # transparent, with its two moves
+            self.name(prim, None, "channels_last")
+            self.stmts(prim.body.stmts)
+            self.name(prim.body, None, "channels_first")
         else:
             self.name(prim, item.alias, prefix_of(prim))
 
@@ -125,6 +131,8 @@ def _explicit(
                         yield prim.shortcut.alias, prim.shortcut
                 if isinstance(prim, ast.ConcatBlock) and item.times is None:
                     yield from ((b.name, b) for b in prim.branches if b.name is not None)
+                if isinstance(prim, ast.ChannelsLast) and item.times is None:
+                    yield from _explicit(prim.body.stmts)
         elif isinstance(stmt, ast.If):
             yield from _explicit(stmt.then.stmts)
             if stmt.otherwise is not None:

@@ -241,6 +241,12 @@ class Op:
     merge_function: str = ""
     # `cnnspec compile` writes it as this call in forward, not a module: {x} is its input.
     functional: str = ""
+    # Outside a `sequential`, `cnnspec compile` writes it as a learnt tensor of the class
+    # (torchvision's `self.layer_scale = nn.Parameter(...)`), not a module: its initial
+    # value ({per_channel}: (C, 1, 1), or (C,) over features) and forward's expression
+    # ({p}: the parameter, {x}: the input).
+    parameter: str = ""
+    parameter_use: str = ""
     # It is one of several parts, as many as its argument of this name says, picked by its
     # `index`: `a, b = op(2)` names them all, which compile writes as `split_call`.
     splits: str = ""
@@ -256,6 +262,12 @@ class Op:
     # own `emit` (a helper choosing the module when the code runs) where it is not.
     delegate: str = ""
     glyph: str = ""  # drawn as a small circle holding this text instead of its name
+    # Written by a construct of the language (`channels_last { }`), not called by name.
+    internal: bool = False
+    # Its form over features acts on the last dimension alone (nn.Linear, nn.LayerNorm,
+    # an element-wise activation), so inside `channels_last { }` it applies at every
+    # position: tests/ops/test_registry_facts.py runs each such entry both ways.
+    per_position: bool = False
     doc: str = ""
     aliases: tuple[str, ...] = field(default=())
 
@@ -304,13 +316,18 @@ def _check_rank(op: str, inp: Shape, ranks: tuple[int, ...]) -> None:
         return
     got = format_shape(inp)
     if ranks == (3,):
-        hints: tuple[str, ...] = ()
         raise ShapeError(
-            "bad-input-rank", f"`{op}` needs a C x H x W input, got {got}", f"input is {got}", hints
+            "bad-input-rank", f"`{op}` needs a C x H x W input, got {got}", f"input is {got}"
         )
-    hint = ("add `flatten` before it: `flatten -> linear(...)`",)
+    hints = ["add `flatten` before it: `flatten -> linear(...)`"]
+    if len(inp) == 3 and REGISTRY[op].per_position:
+        call = f"{op}(...)" if REGISTRY[op].required_args else op
+        hints.append(f"or apply it to the channels at each position: `channels_last {{ {call} }}`")
     raise ShapeError(
-        "bad-input-rank", f"`{op}` needs a flat feature vector, got {got}", f"input is {got}", hint
+        "bad-input-rank",
+        f"`{op}` needs a flat feature vector, got {got}",
+        f"input is {got}",
+        tuple(hints),
     )
 
 
@@ -647,6 +664,15 @@ def _chunk_shape(args: Args, inp: Shape) -> Shape:
     return (inp[0] // parts, *inp[1:])
 
 
+def _to_channels_last(args: Args, inp: Shape) -> Shape:
+    _check_rank("channels_last", inp, (3,))
+    return (*inp[1:], inp[0])
+
+
+def _to_channels_first(args: Args, inp: Shape) -> Shape:
+    return (inp[-1], *inp[:-1])
+
+
 def _layer_scale_params(args: Args, inp: Shape, out: Shape) -> int:
     return int(inp[0])
 
@@ -889,6 +915,19 @@ _CHUNK = '''class Chunk(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x.chunk(self.parts, 1)[self.index]'''
+
+_CHANNELS_LAST = '''class ChannelsLast(nn.Module):
+    """N x C x H x W to N x H x W x C: layers over features then apply at every
+    position (cnnspec's `channels_last { }`; torchvision's Permute([0, 2, 3, 1]))."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.movedim(1, -1)'''
+
+_CHANNELS_FIRST = '''class ChannelsFirst(nn.Module):
+    """N x H x W x C back to N x C x H x W (the end of cnnspec's `channels_last { }`)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.movedim(-1, 1)'''
 
 _LAYER_SCALE_2D = '''class LayerScale2d(nn.Module):
     """A learnt scale per channel of N x C x H x W, starting at init (ConvNeXt)."""
@@ -1184,6 +1223,7 @@ def _ops() -> list[Op]:
             helpers=(_LAYER_NORM_2D,),
             fresh_output=True,
             doc="layer normalization over the channels (at each position) or the features",
+            per_position=True,
         ),
         Op(
             "lrn",
@@ -1209,6 +1249,7 @@ def _ops() -> list[Op]:
             torch="nn.Dropout",
             emit="nn.Dropout(p={p})",
             doc="dropout",
+            per_position=True,
         ),
         Op(
             "dropout2d",
@@ -1231,6 +1272,7 @@ def _ops() -> list[Op]:
             emit="StochasticDepth(p={p})",
             helpers=(_STOCHASTIC_DEPTH,),
             doc="stochastic depth: drops whole samples of a residual branch in training",
+            per_position=True,
         ),
         Op(
             "flatten",
@@ -1261,6 +1303,7 @@ def _ops() -> list[Op]:
             fresh_output=True,
             inplace_before_add=True,
             doc="fully connected layer",
+            per_position=True,
         ),
         Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
         Op(
@@ -1322,6 +1365,32 @@ def _ops() -> list[Op]:
             doc="a part of the channels (ShuffleNet); `left, right = chunk(2)` names them all",
         ),
         Op(
+            "channels_last",
+            Family.RESHAPE,
+            (),
+            _to_channels_last,
+            ranks=(3,),
+            torch="Tensor.movedim",
+            emit="ChannelsLast()",
+            helpers=(_CHANNELS_LAST,),
+            functional="{x}.movedim(1, -1)",
+            internal=True,
+            doc="the channels moved last, where `channels_last { ... }` begins",
+        ),
+        Op(
+            "channels_first",
+            Family.RESHAPE,
+            (),
+            _to_channels_first,
+            ranks=(3,),
+            torch="Tensor.movedim",
+            emit="ChannelsFirst()",
+            helpers=(_CHANNELS_FIRST,),
+            functional="{x}.movedim(-1, 1)",
+            internal=True,
+            doc="the channels moved back first, where `channels_last { ... }` ends",
+        ),
+        Op(
             "layer_scale",
             Family.LINEAR,
             (arg("init", ArgType.FLOAT, 1e-6),),
@@ -1330,13 +1399,22 @@ def _ops() -> list[Op]:
             prefix="scale",
             torch="nn.Parameter",
             emit="LayerScale{dims}d({in}, init={init?1e-06})",
+            parameter="torch.full({per_channel}, {init})",
+            parameter_use="{p} * {x}",
             helpers=(_LAYER_SCALE_2D, _LAYER_SCALE_1D),
             doc="a learnt scale per channel (ConvNeXt), starting at init",
+            per_position=True,
         ),
-        Op("relu", activation, (), torch="nn.ReLU", emit="nn.ReLU({inplace})"),
+        Op("relu", activation, (), torch="nn.ReLU", emit="nn.ReLU({inplace})", per_position=True),
         Op(
-            "relu6", activation, (), torch="nn.ReLU6", emit="nn.ReLU6({inplace})", prefix="relu6_"
-        ),  # relu6_1, relu6_2: `relu61` would read as relu 61
+            "relu6",
+            activation,
+            (),
+            torch="nn.ReLU6",
+            emit="nn.ReLU6({inplace})",
+            prefix="relu6_",  # relu6_1, relu6_2: `relu61` would read as relu 61
+            per_position=True,
+        ),
         Op(
             "leaky_relu",
             activation,
@@ -1344,6 +1422,7 @@ def _ops() -> list[Op]:
             label=lambda a: f"slope {a['slope']:g}",
             torch="nn.LeakyReLU",
             emit="nn.LeakyReLU(negative_slope={slope?0.01})",
+            per_position=True,
         ),
         Op(
             "rrelu",
@@ -1353,6 +1432,7 @@ def _ops() -> list[Op]:
             torch="nn.RReLU",
             emit="nn.RReLU(lower={lower?0.125}, upper={upper?0.3333333333333333})",
             doc="randomized leaky ReLU",
+            per_position=True,
         ),
         Op(
             "prelu",
@@ -1370,6 +1450,7 @@ def _ops() -> list[Op]:
             (arg("alpha", ArgType.FLOAT, 1.0),),
             torch="nn.ELU",
             emit="nn.ELU(alpha={alpha?1.0})",
+            per_position=True,
         ),
         Op(
             "gelu",
@@ -1377,8 +1458,9 @@ def _ops() -> list[Op]:
             (arg("approximate", ArgType.CHOICE, "none", choices=("none", "tanh")),),
             torch="nn.GELU",
             emit='nn.GELU(approximate={approximate?"none"})',
+            per_position=True,
         ),
-        Op("silu", activation, (), torch="nn.SiLU", emit="nn.SiLU({inplace})"),
+        Op("silu", activation, (), torch="nn.SiLU", emit="nn.SiLU({inplace})", per_position=True),
         Op(
             "hardswish",
             activation,
@@ -1386,8 +1468,9 @@ def _ops() -> list[Op]:
             torch="nn.Hardswish",
             emit="nn.Hardswish({inplace})",
             doc="x * relu6(x + 3) / 6 (MobileNetV3)",
+            per_position=True,
         ),
-        Op("sigmoid", activation, (), torch="nn.Sigmoid"),
+        Op("sigmoid", activation, (), torch="nn.Sigmoid", per_position=True),
         Op(
             "hardsigmoid",
             activation,
@@ -1395,8 +1478,9 @@ def _ops() -> list[Op]:
             torch="nn.Hardsigmoid",
             emit="nn.Hardsigmoid({inplace})",
             doc="relu6(x + 3) / 6",
+            per_position=True,
         ),
-        Op("tanh", activation, (), torch="nn.Tanh"),
+        Op("tanh", activation, (), torch="nn.Tanh", per_position=True),
         Op(
             "activation",
             activation,
@@ -1409,6 +1493,7 @@ def _ops() -> list[Op]:
             delegate="kind",
             doc="the activation named by kind, so that a block can take its activation as a "
             "parameter: " + ", ".join(f'"{k}"' for k in ACTIVATION_KINDS),
+            per_position=True,
         ),
         Op(
             "softmax",
@@ -1487,7 +1572,9 @@ def _ops() -> list[Op]:
 
 
 REGISTRY: dict[str, Op] = {op.name: op for op in _ops()}
-LAYERS = frozenset(name for name, op in REGISTRY.items() if op.family is not Family.IO)
+LAYERS = frozenset(
+    name for name, op in REGISTRY.items() if op.family is not Family.IO and not op.internal
+)
 
 
 def lookup(name: str) -> Op | None:

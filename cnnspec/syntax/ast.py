@@ -124,7 +124,15 @@ class Sequential(NamedTuple):
     span: Span
 
 
-Primary = Call | Residual | ConcatBlock | Repeat | Sequential
+class ChannelsLast(NamedTuple):
+    """`channels_last { ... }`: layers over features applied at every position of the
+    tensor, its channels moved last (ConvNeXt's pointwise `nn.Linear`s)."""
+
+    body: Body
+    span: Span
+
+
+Primary = Call | Residual | ConcatBlock | Repeat | Sequential | ChannelsLast
 
 
 class Item(NamedTuple):

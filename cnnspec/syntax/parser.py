@@ -31,7 +31,7 @@ BOM = "\ufeff"  # a UTF-8 file may start with one (Windows editors write it)
 KEYWORDS = frozenset({
     "use", "block", "network", "input", "output", "if", "else", "aux", "from", "residual",
     "shortcut", "concat", "branch", "repeat", "in", "as", "and", "or", "not", "true", "false",
-    "init", "sequential",
+    "init", "sequential", "channels_last",
 })  # fmt: skip
 
 
@@ -711,6 +711,9 @@ class _Builder:
 
     def sequential(self, span: Position | None, body: ast.Body) -> ast.Sequential:
         return ast.Sequential(body, self._span(span))
+
+    def channels_last(self, span: Position | None, body: ast.Body) -> ast.ChannelsLast:
+        return ast.ChannelsLast(body, self._span(span))
 
     def repeat(self, span: Position | None, *parts: Any) -> ast.Repeat:
         var = self._name(parts[0]) if isinstance(parts[0], Tok) else None

@@ -78,6 +78,7 @@ CASES = {
         Case("efficientnet_b0", "efficientnet_b0"),
         Case("regnet_y_400mf", "regnet_y_400mf", ordered=False),
         Case("shufflenet_v2_x1_0", "shufflenet_v2_x1_0"),
+        Case("convnext_tiny", "convnext_tiny"),
         Case("inception_v3", "inception_v3", _INCEPTION, (3, 299, 299)),
     )
 }

@@ -33,6 +33,7 @@ import pytest
 
 import cnnspec
 from cnnspec.codegen.runtime import load_module
+from cnnspec.graph.ir import per_position
 from cnnspec.model import Model, is_library, load_program_from
 
 torch = pytest.importorskip("torch")
@@ -40,7 +41,7 @@ torch = pytest.importorskip("torch")
 # Ops that are not modules in the generated code (merges, `torch.flatten`, the forward's
 # arguments), as verify.py derives them from the registry.
 from test_registry_emission import class_of, module_class  # noqa: E402 -- imports torch
-from verify import FUNCTIONAL  # noqa: E402 -- imports torch
+from verify import module_nodes  # noqa: E402 -- imports torch
 
 nn = torch.nn
 
@@ -191,6 +192,7 @@ def test_ruff_complaints_are_found(tmp_path: Path) -> None:
 def test_libraries_are_skipped_for_a_reason() -> None:
     """The specs left out are block libraries, and there are networks to test."""
     assert {p.name for p in LIBRARIES} <= {
+        "convnext_blocks.cnn",
         "resnet_blocks.cnn",
         "vgg.cnn",
         "mobile_blocks.cnn",
@@ -265,14 +267,10 @@ def test_training_forward_returns_aux_outputs(c: Compiled) -> None:
 # ------------------------------------------------------------------------ hooks
 
 
-def module_nodes(model: Model) -> list[str]:
-    return [node.name for node in model.graph if node.op not in FUNCTIONAL]
-
-
 @over(NETWORKS)
 def test_every_module_node_has_its_module(c: Compiled) -> None:
     modules = dict(c.net.named_modules())
-    nodes = module_nodes(c.model)
+    nodes = module_nodes(c.model, c.net)
     assert nodes, "a network without layers"
     missing = [name for name in nodes if name not in modules]
     assert missing == []
@@ -280,7 +278,10 @@ def test_every_module_node_has_its_module(c: Compiled) -> None:
 
     def made(name: str) -> str:  # the entry's class for the node's input (`nn.BatchNorm1d`)
         node = graph[name]
-        return module_class(node.spec, graph[node.inputs[0]].shape or (), node.args)
+        shape = graph[node.inputs[0]].shape or ()
+        return module_class(
+            node.spec, per_position(shape) if node.channels_last else shape, node.args
+        )
 
     wrong = [
         (name, class_of(modules[name]), made(name))
@@ -308,7 +309,7 @@ def forward_with_hooks(c: Compiled, training: bool) -> Run:
     seen: dict[str, list[tuple[int, ...]]] = {}
     modules = dict(c.net.named_modules())
     handles = []
-    for name in module_nodes(c.model):
+    for name in module_nodes(c.model, c.net):
 
         def hook(module: Any, args: Any, output: Any, name: str = name) -> None:
             seen.setdefault(name, []).append(shape_of(output))
@@ -333,7 +334,7 @@ def test_hooks_see_inferred_shapes_eval(c: Compiled) -> None:
     graph = c.model.graph
     expected = {
         name: [(n, *graph[name].shape)]
-        for name in module_nodes(c.model)
+        for name in module_nodes(c.model, c.net)
         if not graph[name].training_only
     }
     assert seen == expected
@@ -344,6 +345,6 @@ def test_hooks_see_inferred_shapes_training(c: Compiled) -> None:
     run = c.run(training=True)
     seen, n = run.seen, run.batch
     graph = c.model.graph
-    expected = {name: [(n, *graph[name].shape)] for name in module_nodes(c.model)}
+    expected = {name: [(n, *graph[name].shape)] for name in module_nodes(c.model, c.net)}
     assert any(graph[name].training_only for name in expected)
     assert seen == expected

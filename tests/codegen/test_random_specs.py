@@ -440,6 +440,21 @@ class Sequential(Node):
 
 
 @dataclass
+class ChannelsLast(Node):
+    """`channels_last { ... }`: layers over the features of each position."""
+
+    body: Body = field(default_factory=list)
+
+    def apply(self, state: State) -> Shape:
+        inner = State(state.shape[:1], dict(state.tensors), state.env, plain=state.plain)
+        features = _apply_body(self.body, inner)
+        return _check_size((*features, *state.shape[1:]))
+
+    def lines(self) -> list[str]:
+        return _braced("channels_last", self.body)
+
+
+@dataclass
 class Times(Node):
     item: Node
     count: str  # an atom: a literal, a name or a parenthesised expression
@@ -733,10 +748,13 @@ class Generator:
         return value if isinstance(value, str) else show(value)
 
     # ---- layers
-    def layer(self, state: State) -> Layer | None:
-        """A registry layer the current tensor's rank allows, with schema-drawn arguments."""
+    def layer(self, state: State, per_position: bool = False) -> Layer | None:
+        """A registry layer the current tensor's rank allows, with schema-drawn arguments
+        (``per_position``: one that applies at each position, in `channels_last`)."""
         rank = len(state.shape)
         ops = [op for op in self.layer_ops if rank in op.ranks]
+        if per_position:
+            ops = [op for op in ops if op.per_position]
         if state.plain:  # a `sequential` holds modules
             ops = [op for op in ops if op.module_form]
         family_size = Counter(op.family for op in ops)
@@ -778,6 +796,8 @@ class Generator:
         kinds = ["layer"] * 4
         if depth < MAX_DEPTH and self.budget.layers < MAX_LAYERS:
             kinds += ["call"] * 3 + ["repeat", "times", "sequential"]
+            if len(state.shape) == 3:
+                kinds += ["channels_last"]
             if not state.plain:  # a `sequential` holds no residual, concat or merge
                 kinds += ["residual"] * 2
             if len(state.shape) == 3 and not state.plain:
@@ -787,6 +807,8 @@ class Generator:
             return self.layer(state)
         if kind == "sequential":
             return self.sequential(state, depth)
+        if kind == "channels_last":
+            return self.channels_last(state)
         if kind == "call":
             return self.call(state, depth)
         if kind == "residual":
@@ -900,6 +922,21 @@ class Generator:
         inner.plain = True
         body = self.body(inner, depth + 1, self.rng.randint(1, 4))
         return Sequential(body, self.budget.fresh("seq") if self.chance(0.5) else None)
+
+    def channels_last(self, state: State) -> ChannelsLast | None:
+        """One to three layers that apply at each position, over its features."""
+        inner = State(state.shape[:1], dict(state.tensors), state.env, plain=state.plain)
+        items: list[Node] = []
+        for _ in range(self.rng.randint(1, 3)):
+            layer = self.layer(inner, per_position=True)
+            if layer is None:
+                break
+            try:
+                inner.shape = layer.apply(inner)
+            except InvalidSpecError:
+                return None
+            items.append(layer)
+        return ChannelsLast([Chain(items)]) if items else None
 
     def times(self, state: State, depth: int) -> Times | None:
         item = self.item(state, depth + 1)
@@ -1232,6 +1269,7 @@ CONSTRUCTS = {
     "concat of tensors": r"concat\([\w, ]+\)",
     "sequential": r"sequential \{",
     "named sequential": r"\} as seq\d+",
+    "channels last": r"channels_last \{",
     "chain from a tensor": r"(t\d+|image) -> ",
     "aux head": r"aux aux\d+",
     "aux from a tensor": r"aux aux\d+(\([^)]*\))? from ",

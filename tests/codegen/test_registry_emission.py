@@ -56,6 +56,8 @@ from cnnspec.ops.registry import (
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
+from verify import build, load_text, verify  # noqa: E402 -- imports torch
+
 FlopCounterMode = pytest.importorskip("torch.utils.flop_counter").FlopCounterMode
 
 BATCH = 2
@@ -299,6 +301,12 @@ def layer_ops() -> list[Op]:
     return [op for op in REGISTRY.values() if op.family is not Family.IO]
 
 
+def called_ops() -> list[Op]:
+    """The entries a spec calls by name (not those a construct writes: the moves of
+    `channels_last { }`, tested with it)."""
+    return [op for op in layer_ops() if not op.internal]
+
+
 def check_emitted(op: Op, combo: Combo, model: Model) -> None:
     graph = model.graph
     (out_name,) = graph.outputs
@@ -323,6 +331,10 @@ def check_emitted(op: Op, combo: Combo, model: Model) -> None:
         call = op.functional.partition("(")[0].replace("{x}", "")  # `torch.flatten`, `.chunk`
         assert f"{call}(" in model.source(), f"{where}: no `{call}` in forward"
         return
+    if op.parameter:  # `self.scale1 = nn.Parameter(...)`, `x = self.scale1 * x`
+        assert isinstance(net.get_parameter(node.name), nn.Parameter), where
+        assert "nn.Parameter(" in model.source(), f"{where}: no nn.Parameter in __init__"
+        return
     assert op.torch, f"`{op.name}` has neither a torch module nor a functional form"
     module = net.get_submodule(node.name)
     built = class_of(module)
@@ -333,7 +345,7 @@ def check_emitted(op: Op, combo: Combo, model: Model) -> None:
         assert built in helper_names(op), f"{where}: {built} is none of the entry's helpers"
 
 
-@pytest.mark.parametrize("op", layer_ops(), ids=lambda op: op.name)
+@pytest.mark.parametrize("op", called_ops(), ids=lambda op: op.name)
 def test_emitted_module_follows_the_rules(op: Op) -> None:
     models: dict[Combo, Model] = {}
 
@@ -353,7 +365,7 @@ def test_emitted_module_follows_the_rules(op: Op) -> None:
     assert tested >= wanted(op), f"only {tested} combinations were accepted"
 
 
-@pytest.mark.parametrize("op", layer_ops(), ids=lambda op: op.name)
+@pytest.mark.parametrize("op", called_ops(), ids=lambda op: op.name)
 def test_other_ranks_are_refused(op: Op) -> None:
     """An input rank the entry does not list is a checker error, not a torch crash."""
     for rank, shapes in SHAPES.items():
@@ -443,3 +455,58 @@ def test_emit_template_names_the_torch_module(op: Op) -> None:
     assert made == op.torch or (made in helper_names(op) and op.torch), made
     if op.emit_flat:
         assert module_class(op, (1,)) in {op.torch, *helper_names(op)}
+
+
+# ------------------------------------------------------- channels last
+
+# A call of each entry that applies at every position, where it needs arguments.
+PER_POSITION_CALLS = {"linear": "linear(7)", "activation": 'activation("gelu")'}
+
+
+@pytest.mark.parametrize(
+    "op", [op for op in called_ops() if op.per_position], ids=lambda op: op.name
+)
+def test_per_position_entries_apply_at_each_position(op: Op) -> None:
+    """Inside `channels_last { }` (in a `sequential`: the moves are modules, the layers
+    too), an entry's module on N x H x W x C computes what it computes on each
+    position's features alone, and the checked graph agrees with the built module
+    (hooks, params, MACs)."""
+    call = PER_POSITION_CALLS.get(op.name, op.name)
+    assert not op.required_args or op.name in PER_POSITION_CALLS, "give it a call here"
+    text = (
+        "network Probe {\n    input x: 6 x 3 x 5\n"
+        f"    sequential {{ channels_last {{ {call} }} }} as body\n}}"
+    )
+    model = load_text(text, "probe.cnn")
+    built = build(model)
+    assert verify(model, built=built) == []
+    body = built.net.body
+    assert [class_of(m) for m in body][::2] == ["ChannelsLast", "ChannelsFirst"]
+    net = built.net.eval()
+    x = torch.randn(BATCH, 6, 3, 5)
+    with torch.no_grad():
+        y = net(x)
+        features = x.movedim(1, -1).reshape(-1, 6)  # every position's features, one by one
+        alone = body[1](features)
+    expected = alone.reshape(BATCH, 3, 5, -1).movedim(-1, 1)
+    torch.testing.assert_close(y, expected, atol=1e-6, rtol=1e-6)
+
+
+def test_channels_last_outside_a_sequential_moves_in_forward() -> None:
+    """Outside a `sequential` the moves are calls in forward; the layers are modules
+    built for one position's features; a layer scale is a learnt (C,) tensor."""
+    text = """network Probe {
+    input x: 4 x 3 x 5
+    conv(6, 1)
+    channels_last { layernorm linear(8) gelu layer_scale(0.5) as gamma }
+    layer_scale(2.0) as scale
+}"""
+    model = load_text(text, "probe.cnn")
+    source = model.source()
+    assert "out = out.movedim(1, -1)" in source and "out = out.movedim(-1, 1)" in source
+    assert "self.ln1 = nn.LayerNorm(6)" in source and "self.fc1 = nn.Linear(6, 8)" in source
+    assert "self.gamma = nn.Parameter(torch.full((8,), 0.5))" in source
+    assert "self.scale = nn.Parameter(torch.full((8, 1, 1), 2.0))" in source
+    built = build(model)
+    assert verify(model, built=built) == []
+    assert [r["macs"] for r in model.summary()["layers"] if r["op"] == "linear"] == [6 * 8 * 15]

@@ -59,6 +59,7 @@ ACCEPTANCE: list[tuple[str, dict[str, Any], int, int]] = [
     ("resnext50_32x4d", {}, 25_028_904, 4_230_479_872),
     ("regnet_y_400mf", {}, 4_344_144, 401_842_848),
     ("shufflenet_v2_x1_0", {}, 2_278_604, 144_907_992),
+    ("convnext_tiny", {}, 28_589_128, 4_455_531_264),
     ("inception_v3", {}, 27_161_264, 5_713_216_096),  # MACs: inference
     ("inception_v3", {"aux_logits": False}, 23_834_568, 5_713_216_096),
 ]
@@ -212,6 +213,7 @@ def test_block_libraries_load_and_every_block_is_used() -> None:
     """resnet_blocks.cnn and vgg.cnn define blocks only; the networks exercise them all."""
     libraries = [p for p in _zoo_files() if p not in NETWORK_SPECS]
     assert sorted(p.name for p in libraries) == [
+        "convnext_blocks.cnn",
         "mobile_blocks.cnn",
         "regnet_blocks.cnn",
         "resnet_blocks.cnn",
@@ -330,6 +332,7 @@ TORCHVISION: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("resnext50_32x4d", {"num_classes": 10}, "resnext50_32x4d", {"classes": 10}),
     ("regnet_y_400mf", {}, "regnet_y_400mf", {}),
     ("shufflenet_v2_x1_0", {}, "shufflenet_v2_x1_0", {}),
+    ("convnext_tiny", {}, "convnext_tiny", {}),
     ("inception_v3", {"init_weights": False}, "inception_v3", {}),
     (
         "inception_v3",
