@@ -72,7 +72,14 @@ def _owner(spec: ArgSpec) -> str:
 
 
 def _ranks(op: Op) -> str:
-    return op.inputs or {(3,): "C x H x W", (1,): "F", (1, 3): "any"}[op.ranks]
+    names = {1: "F", 2: "C x L", 3: "C x H x W", 4: "C x D x H x W"}
+    if op.inputs:
+        return op.inputs
+    if op.ranks == (1, 2, 3, 4):
+        return "any"
+    if op.ranks == (2, 3, 4):
+        return "C x L, C x (D x) H x W"
+    return ", ".join(names[r] for r in op.ranks)
 
 
 def layer_table() -> str:

@@ -62,7 +62,9 @@ def randomize_batchnorm(model: Any, seed: int = SEED + 1) -> None:
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
+            if isinstance(
+                module, torch.nn.BatchNorm1d | torch.nn.BatchNorm2d | torch.nn.BatchNorm3d
+            ):
                 c = module.num_features
                 module.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                 module.bias.copy_(torch.randn(c, generator=gen) * 0.1)

@@ -36,6 +36,7 @@ from cnnspec.ops.domain import TOP, Undecidable
 from cnnspec.ops.evaluate import FUNCTION_HELPERS
 from cnnspec.ops.registry import (
     REGISTRY,
+    SPATIAL_NAMES,
     ArgError,
     ArgSpec,
     ArgType,
@@ -43,10 +44,12 @@ from cnnspec.ops.registry import (
     Shape,
     ShapeError,
     coerce,
+    dims_of,
     format_shape,
     lookup,
     resolve_defaults,
     show_value,
+    spatial_of,
 )
 from cnnspec.syntax import ast
 
@@ -194,7 +197,7 @@ class PyClass:
     forward: list[str] = field(default_factory=list)
     returns: str = "Tensor"
     has_forward: bool = True
-    spatial: bool = False  # the constructor takes in_height, in_width
+    spatial: bool = False  # the constructor takes in_height, in_width (in_depth, in_length)
     rank: int = 3  # of the input it takes: 3 (C x H x W) or 1 (features)
     lead: int = 1  # constructor parameters before the block's own: input sizes
     # sizes of tensors from outside a body class's body: (tensor, dimension) in order
@@ -431,7 +434,13 @@ class Emitter:
         itself or in a block it calls (whose class then takes ``in_height``)."""
         blocks = self.model.program.blocks
         for n in _nodes(node):
-            if isinstance(n, ast.InAttr) and n.attr in ("height", "width", "size"):
+            if isinstance(n, ast.InAttr) and n.attr in (
+                "height",
+                "width",
+                "depth",
+                "length",
+                "size",
+            ):
                 return True
             if isinstance(n, ast.Call) and n.name in blocks:
                 if n.name not in self.size_readers:  # each block walked once
@@ -556,7 +565,7 @@ class ClassCompiler:
 
         def shape_attr(attr: str) -> Sym:
             shape = flow.shape if flow is not None else ()
-            index = {"channels": 0, "features": 0, "height": 1, "width": 2}.get(attr)
+            index = _dim_index(attr, len(shape))
             if attr == "rank":
                 return const(len(shape))
             value = shape[index] if index is not None and index < len(shape) else None
@@ -584,17 +593,15 @@ class ClassCompiler:
     # ---------------------------------------------------------- classes
     def block(self, block: ast.BlockDef, rank: int) -> PyClass:
         self.file = block.span.file
-        self.locals.used.update({"in_channels", "in_height", "in_width"})
+        spatial = tuple(sym_name(f"in_{d}") for d in _dim_names(rank)[1:])
+        self.locals.used.update(f"in_{d}" for d in ("channels", "length", *SPATIAL_NAMES[3]))
         self.pick_flow_var(block.body, [p.name for p in block.params])
         tuples = self.em.tuple_params(block.name)
         for p in block.params:
             self.env[p.name] = Sym(self.locals.claim(p.name), maybe_tuple=p.name in tuples)
         params = [PyParam("in_channels", "int", None)]
         late: list[str] = []  # defaults computed from other parameters
-        spatial = (sym_name("in_height"), sym_name("in_width"))
-        flow = Flow(
-            self.x, (sym_name("in_channels"), *spatial)[: max(rank, 1)], "", self.instance or ""
-        )
+        flow = Flow(self.x, (sym_name("in_channels"), *spatial), "", self.instance or "")
         for p in block.params:
             py = self.env[p.name].code
             kinds = set(self.em.param_types.get((block.name, p.name), set()))
@@ -615,7 +622,7 @@ class ClassCompiler:
             var = self.locals.claim(tensor)
             self.tensors[tensor] = var
             forward_args.append(f"{var}: Tensor")
-            dims = [self.locals.claim(f"{tensor}_{d}") for d in _DIMS[: max(rank_of, 1)]]
+            dims = [self.locals.claim(f"{tensor}_{d}") for d in _dim_names(rank_of)]
             self.tensor_shape[var] = tuple(sym_name(d) for d in dims)
             outer.extend((tensor, i, d) for i, d in enumerate(dims))
         names = body_names(block.body)
@@ -640,10 +647,7 @@ class ClassCompiler:
         built.params[1:1] = [PyParam(d, "int", None) for _, _, d in used]
         built.outer_dims = [(t, i) for t, i, _ in used]
         if any(uses(sym_name(line), s.code) for line in built.init for s in spatial):
-            built.params[1:1] = [
-                PyParam("in_height", "int", None),
-                PyParam("in_width", "int", None),
-            ]
+            built.params[1:1] = [PyParam(s.code, "int", None) for s in spatial]
             built.spatial = True
         built.rank = rank
         built.lead = len(built.params) - len(block.params)
@@ -1048,7 +1052,7 @@ class ClassCompiler:
         if (
             cls is None
             or None in flow.shape[:1]
-            or (cls.spatial and (len(flow.shape) != 3 or None in flow.shape))
+            or (cls.spatial and (len(flow.shape) != cls.rank or None in flow.shape))
         ):
             known = all(b.const for b in bound.values()) and _known(flow.shape)
             outer_known = all(_known(s) for _, s in (outer or {}).values())
@@ -1073,7 +1077,7 @@ class ClassCompiler:
                 or f"the input size of block `{block.name}` is not known here",
                 "compute sizes from the block's parameters",
             )
-        sizes = 3 if cls.spatial else 1
+        sizes = cls.rank if cls.spatial else 1
         args: list[str | Kw] = [s.code for s in flow.shape[:sizes] if s is not None]
         for tensor, dim in cls.outer_dims:
             size = (outer or {})[tensor][1][dim]
@@ -1485,7 +1489,8 @@ class ClassCompiler:
                     joined = self.group_named(joined, build, indent)
                 cur = Flow("x", joined)
                 continue
-            assert isinstance(stmt, ast.Chain)  # the checker allows nothing else here
+            if not isinstance(stmt, ast.Chain):  # on a side of an `if` the checker skipped
+                raise _not_sequential(stmt.span, "a named tensor")
             for item in stmt.items:
                 cur = self.settle(cur)
                 prim = item.primary
@@ -1503,7 +1508,9 @@ class ClassCompiler:
                     build.lines.extend(indent + line for line in sub)
                     build.straight = build.straight and not sub  # the lines must run
                 else:
-                    assert isinstance(prim, ast.Call)
+                    op = lookup(prim.name) if isinstance(prim, ast.Call) else None
+                    if not isinstance(prim, ast.Call) or (op is not None and op.merge):
+                        raise _not_sequential(item.span, "a residual, a concat or a merge")
                     node, out = self.module(prim, cur, False, here)
                 build.add(name, node, indent)
                 build.last = here or ""
@@ -2131,7 +2138,17 @@ def _declare_module(line: str, attrs: set[str], width: int) -> list[str]:
     return [f"self.{match[1]}: nn.Module", line]
 
 
-_DIMS = ("channels", "height", "width")
+def _dim_names(rank: int) -> tuple[str, ...]:
+    """A tensor's dimensions by name (`channels`, `height`, `width`; features: one)."""
+    return ("channels", *SPATIAL_NAMES[rank - 1]) if rank >= 2 else ("channels",)
+
+
+def _dim_index(attr: str, rank: int) -> int | None:
+    """Where `in.<attr>` is in a shape of ``rank`` (None: it has no such dimension)."""
+    if attr in ("channels", "features"):
+        return 0
+    names = _dim_names(rank)
+    return names.index(attr) if attr in names else None
 
 
 def _nodes(node: Any) -> Iterable[Any]:
@@ -2173,6 +2190,23 @@ def _first_name(body: ast.Body, names: BodyNames) -> str:
             if id(key) in names.names:
                 return names[key]
     return "branch"
+
+
+def _dunder_all_key(name: str) -> tuple[Any, ...]:
+    """`__all__` in ruff's order (RUF022, isort-style): constants (`R3D18`), then classes,
+    then the rest, each in natural order (`Block2` before `Block10`)."""
+    kind = 0 if len(name) > 1 and name.isupper() else 1 if name[:1].isupper() else 2
+    return (kind, *(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)))
+
+
+def _not_sequential(span: Span, what: str) -> CompileError:
+    """What the checker refuses in a `sequential` (`sequential-item`), found by compile on
+    the side of an `if` the checked values did not take."""
+    return _unsupported(
+        span,
+        f"{what} cannot be part of a `sequential`, which holds layers and blocks",
+        "put it in a block and call the block inside the `sequential`",
+    )
 
 
 def _moved_back(inner: Flow, outer: Flow) -> SymShape:
@@ -2260,7 +2294,7 @@ def _construct(op: Op, args: Mapping[str, Sym], shape: SymShape, inplace: bool) 
         return _construct(target, {a.name: const(a.default) for a in target.args}, shape, inplace)
     template = (op.emit_flat if len(shape) == 1 and op.emit_flat else op.emit) or f"{op.torch}()"
     func, _, rest = template.partition("(")
-    func = func.replace("{dims}", "1" if len(shape) == 1 else "2")
+    func = func.replace("{dims}", str(dims_of(shape)))
     parts = _split_args(rest[:-1])
     out: list[str | Expr | Kw] = []
     for part in parts:
@@ -2301,6 +2335,8 @@ def _field(
         return _node(channels)
     if key == "inplace":
         return "inplace=True" if inplace else None
+    if key == "ones":  # an output size of 1 in every position dimension
+        return "1" if len(shape) <= 2 else f"({', '.join(['1'] * (len(shape) - 1))})"
     if key == "per_channel":  # a learnt tensor broadcast over the positions
         size = _code(_field("{in}", args, shape, inplace, op))
         return f"({size}, {', '.join(['1'] * (len(shape) - 1))})" if shape[1:] else f"({size},)"
@@ -2369,8 +2405,9 @@ def _op_shape(op: Op, args: Mapping[str, Sym], shape: SymShape) -> SymShape:
     if not shape:
         return shape
     try:
+        spatial = spatial_of(shape)
         values = resolve_defaults(
-            op, {k: _domain_value(op.arg_spec(k), v) for k, v in args.items()}
+            op, {k: _domain_value(op.arg_spec(k), v, spatial) for k, v in args.items()}, spatial
         )
         out = op.shape(values, cast(Shape, tuple(TOP if d is None else d for d in shape)))
     except (Undecidable, ShapeError, ArgError, TypeError):  # TypeError: a tuple in arithmetic
@@ -2392,14 +2429,14 @@ def _from_domain(shape: Shape) -> SymShape:
     return tuple(None if d is TOP else lift(d) for d in cast(tuple[Any, ...], shape))
 
 
-def _domain_value(spec: ArgSpec | None, value: Sym) -> Any:
-    """An argument as the shape rule takes it: coerced when constant; a symbol (or a
-    pair of it) otherwise; TOP where a caller may pass a tuple for it."""
+def _domain_value(spec: ArgSpec | None, value: Sym, spatial: int) -> Any:
+    """An argument as the shape rule takes it: coerced when constant; a symbol (or one
+    per position dimension) otherwise; TOP where a caller may pass a tuple for it."""
     if value.const:
-        return coerce(spec, value.value) if spec is not None else value.value
+        return coerce(spec, value.value, spatial) if spec is not None else value.value
     pairs = (ArgType.PAIR, ArgType.NONNEG_PAIR, ArgType.PADDING, ArgType.SCALE)
     if spec is not None and spec.type in pairs:
-        return (TOP, TOP) if value.maybe_tuple else (value, value)
+        return (TOP if value.maybe_tuple else value,) * spatial
     return TOP if value.maybe_tuple else value
 
 
@@ -2462,7 +2499,8 @@ class NetworkCompiler(ClassCompiler):
         outputs = self.outputs or [flow.var]
         _drop_unused(self.init, self.hoisted)
         if graph.init == "torchvision":
-            self.init.extend(_INIT_WEIGHTS)
+            dims = {dims_of(n.shape) for n in graph if n.shape is not None and len(n.shape) >= 2}
+            self.init.extend(_init_weights(dims or {2}))
         returns = self.returns_for(class_name, outputs)
         doc = self.doc(net)
         return PyClass(
@@ -2506,21 +2544,30 @@ class NetworkCompiler(ClassCompiler):
         )
 
 
-_INIT_WEIGHTS = [
-    "",
-    "for m in self.modules():",
-    "    if isinstance(m, nn.Conv2d):",
-    '        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
-    "        if m.bias is not None:",
-    "            nn.init.zeros_(m.bias)",
-    "    elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.affine:",
-    "        nn.init.ones_(m.weight)",
-    "        nn.init.zeros_(m.bias)",
-    "    elif isinstance(m, nn.Linear):",
-    "        nn.init.normal_(m.weight, 0, 0.01)",
-    "        if m.bias is not None:",
-    "            nn.init.zeros_(m.bias)",
-]
+def _init_weights(dims: set[int]) -> list[str]:
+    """torchvision's initialization (ResNet's, VideoResNet's) of the convs and batchnorms
+    of the tensors' dimensions (``dims``: 2 for images, 1 for sequences, 3 for videos)."""
+
+    def classes(kind: str, which: Iterable[int]) -> str:
+        names = [f"nn.{kind}{d}d" for d in which]
+        return names[0] if len(names) == 1 else f"({', '.join(names)})"
+
+    return [
+        "",
+        "for m in self.modules():",
+        f"    if isinstance(m, {classes('Conv', sorted(dims))}):",
+        '        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")',
+        "        if m.bias is not None:",
+        "            nn.init.zeros_(m.bias)",
+        f"    elif isinstance(m, {classes('BatchNorm', sorted(dims | {1}, reverse=True))})"
+        " and m.affine:",
+        "        nn.init.ones_(m.weight)",
+        "        nn.init.zeros_(m.bias)",
+        "    elif isinstance(m, nn.Linear):",
+        "        nn.init.normal_(m.weight, 0, 0.01)",
+        "        if m.bias is not None:",
+        "            nn.init.zeros_(m.bias)",
+    ]
 
 
 # ----------------------------------------------------------------- entry
@@ -2583,7 +2630,9 @@ def emit_torch(model: Checked, class_name: str | None = None) -> GeneratedModule
         },
         inputs=[(n, format_shape(model.graph[n].shape or ())) for n in model.graph.inputs],
         outputs=["N x " + format_shape(model.graph[n].shape or ()) for n in model.graph.outputs],
-        all_lines=layout(List(tuple(f'"{n}"' for n in sorted(exported))), 0, "__all__ = "),
+        all_lines=layout(
+            List(tuple(f'"{n}"' for n in sorted(exported, key=_dunder_all_key))), 0, "__all__ = "
+        ),
     )
     _check_syntax(source)
     undefined = _undefined_names(source)

@@ -50,8 +50,11 @@ from cnnspec.ops.registry import (
     coerce,
     format_shape,
     lookup,
+    output_shape,
     resolve_defaults,
     show_value,
+    spatial_of,
+    type_label,
 )
 from cnnspec.syntax import ast
 from cnnspec.syntax.loader import Program
@@ -494,14 +497,15 @@ class Elaborator:
                 )
                 return None
             dims.append(value)
-        if len(dims) not in (1, 3):
+        if len(dims) > 4:
             self.report(
                 error(
                     "bad-argument",
                     stmt.span,
-                    f"an input is C x H x W or a feature count; got {len(dims)} dimensions",
+                    "an input is a feature count, C x L, C x H x W or C x D x H x W; "
+                    f"got {len(dims)} dimensions",
                     "C x H x W",
-                    ["write e.g. `3 x 224 x 224`"],
+                    ["write e.g. `3 x 224 x 224` (an image) or `3 x 16 x 112 x 112` (a video)"],
                 ),
                 frame,
             )
@@ -806,9 +810,9 @@ class Elaborator:
         if args is not None and inp is not None:
             try:
                 if frame.channels_last:  # the rule sees one position's features
-                    shape = (*inp[:-1], *op.shape(args, per_position(inp)))
+                    shape = (*inp[:-1], *output_shape(op, args, per_position(inp)))
                 else:
-                    shape = op.shape(args, inp)
+                    shape = output_shape(op, args, inp)
             except ShapeError as exc:
                 self.report(error(exc.code, call.span, exc.message, exc.label, exc.hints), frame)
         name = self.claim(frame, call, alias, alias_span, op.name_prefix)
@@ -824,18 +828,22 @@ class Elaborator:
     ) -> dict[str, Any] | None:
         values: dict[str, Any] = {}
         ok = True
+        shape = self.shape_of(frame.current)
+        if shape is not None and frame.channels_last:
+            shape = per_position(shape)
+        spatial = spatial_of(shape) if shape is not None else None  # sizes: one per dimension
         for key, a in bound.items():
             spec = op.arg_spec(key)
             assert spec is not None
             try:
-                values[key] = coerce(spec, self.eval(a.value, frame))
+                values[key] = coerce(spec, self.eval(a.value, frame), spatial)
             except ArgError as exc:
                 self.report(
                     error(
                         "bad-argument",
                         a.value.span,
                         f"`{op.name}` argument `{key}`: {exc.message}",
-                        f"expected {spec.type.value}"
+                        f"expected {type_label(spec, spatial or 2)}"
                         + (" " + ", ".join(f'"{c}"' for c in spec.choices) if spec.choices else ""),
                     ),
                     frame,
@@ -846,7 +854,7 @@ class Elaborator:
                 ok = False
             except Unknown:
                 ok = False
-        return resolve_defaults(op, values) if ok else None
+        return resolve_defaults(op, values, spatial or 2) if ok else None
 
     def merge(
         self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
@@ -1202,7 +1210,7 @@ class Elaborator:
         shape: Shape | None = None
         if inp is not None:
             try:
-                shape = REGISTRY[op].shape({}, inp)
+                shape = output_shape(REGISTRY[op], {}, inp)
             except ShapeError as exc:
                 hints = [*exc.hints, "`channels_last { }` works on a C x H x W tensor"]
                 self.report(error(exc.code, key.span, exc.message, exc.label, hints), frame)
@@ -1572,13 +1580,13 @@ def _check_input_overrides(
                     suggestion(key, declared) or [f"its inputs: {', '.join(declared) or 'none'}"],
                 )
             )
-        elif len(shape) not in (1, 3) or any(d < 1 for d in shape):
+        elif len(shape) > 4 or any(d < 1 for d in shape):
             diags.add(
                 error(
                     "bad-override",
                     net.name_span,
-                    f"--input {key}: a shape is C x H x W (or a feature count) of positive sizes, "
-                    f"got {format_shape(shape)}",
+                    f"--input {key}: a shape is a feature count, C x L, C x H x W or "
+                    f"C x D x H x W of positive sizes, got {format_shape(shape)}",
                     "--input",
                     [f"e.g. --input {key}=3x224x224"],
                 )

@@ -1,14 +1,16 @@
 """Stage 3: annotate every node with its costs and receptive field; add warnings.
 
 Per node ``meta``: ``params``, ``buffers``, ``macs`` (torchvision's convention: conv
-and linear multiply-adds, bias not counted), ``rf`` (receptive field, height x width,
-in input pixels), ``jump`` (effective stride: input pixels between neighbouring output
-positions) and ``elements`` (output elements per sample). Merges take the maximum
-receptive field and jump over their branches. See docs/conventions.md.
+and linear multiply-adds, bias not counted), ``rf`` (receptive field per position
+dimension, height x width for an image, in input pixels), ``jump`` (effective stride:
+input pixels between neighbouring output positions) and ``elements`` (output elements
+per sample). Merges take the maximum receptive field and jump over their branches. See
+docs/conventions.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -43,30 +45,38 @@ def _annotate(graph: Graph, node: Node) -> None:
         meta["params"] = op.params(node.args, in_shape, out)
         meta["buffers"] = op.buffers(node.args, in_shape, out)
         meta["macs"] = op.macs(node.args, in_shape, out) * positions
-        window = op.window(node.args, in_shape) if len(in_shape) == 3 else None
-    if not ins:
-        meta["rf"], meta["jump"] = (1, 1), (1, 1)
+        window = op.window(node.args, in_shape) if len(in_shape) >= 2 else None
+    if not ins:  # an input: one pixel (sample, voxel) per position dimension
+        ones = (1,) * (len(out) - 1 if out is not None and len(out) >= 2 else 2)
+        meta["rf"], meta["jump"] = ones, ones
         return
-    rf = (max(i.meta["rf"][0] for i in ins), max(i.meta["rf"][1] for i in ins))
+    rf = _widest(i.meta["rf"] for i in ins)
     # a 1 x 1 input broadcast over the output (`mul`'s gate) has no positions to step
     # between: the output's jump is its other inputs'
     stepping = [i for i in ins if not _broadcast(i.shape, out)] or ins
-    jump = (max(i.meta["jump"][0] for i in stepping), max(i.meta["jump"][1] for i in stepping))
-    if window is not None:
-        kh, kw, sh, sw = window
-        rf = (rf[0] + (kh - 1) * jump[0], rf[1] + (kw - 1) * jump[1])
-        jump = (jump[0] * sh, jump[1] * sw)
+    jump = _widest(i.meta["jump"] for i in stepping)
+    if window is not None and len(window[0]) == len(rf):
+        extents, strides = window
+        rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, extents, jump, strict=True))
+        jump = tuple(j * s for j, s in zip(jump, strides, strict=True))
     meta["rf"], meta["jump"] = rf, jump
+
+
+def _widest(sizes: Iterable[tuple[int, ...]]) -> tuple[int, ...]:
+    """Per dimension, the largest (of a merge's inputs; features joined with a sequence's
+    count one pixel in the dimensions they lack)."""
+    return tuple(max(d) for d in itertools.zip_longest(*sizes, fillvalue=1))
 
 
 def _broadcast(shape: Shape | None, out: Shape | None) -> bool:
     """A C x 1 x 1 input of a merge whose output is larger: stretched over it."""
+    ones = (1,) * (len(out) - 1) if out is not None else ()
     return (
         shape is not None
         and out is not None
-        and len(shape) == len(out) == 3
-        and shape[1:] == (1, 1)
-        and out[1:] != (1, 1)
+        and len(shape) == len(out) >= 2
+        and shape[1:] == ones
+        and out[1:] != ones
     )
 
 
@@ -112,16 +122,17 @@ def _lossy_downsampling(graph: Graph) -> Iterable[Diagnostic]:
         padding = node.args.get("padding", "same")  # adaptive/global pools: no windows to drop
         if padding == "same":
             continue
-        pad = (0, 0) if padding == "valid" else padding
         in_shape = graph[node.inputs[0]].shape
         if in_shape is None or node.args.get("ceil_mode"):
             continue
+        pad = (0,) * (len(in_shape) - 1) if padding == "valid" else padding
         window = node.spec.window(node.args, in_shape)
         if window is None:
             continue
         dropped = []
-        for d, dim in ((0, "rows"), (1, "columns")):
-            k, s, size, out = window[d], window[d + 2], in_shape[d + 1], node.shape[d + 1]
+        names = {1: ("samples",), 2: ("rows", "columns"), 3: ("frames", "rows", "columns")}
+        for d, dim in enumerate(names[len(window[0])]):
+            k, s, size, out = window[0][d], window[1][d], in_shape[d + 1], node.shape[d + 1]
             if s == 1 or k < s:  # unit stride, or windows that skip pixels by design
                 continue
             last = (out - 1) * s - pad[d] + k - 1  # last input index a window reaches

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnspec.diagnostics import Diagnostic, error, suggestion
-from cnnspec.ops.registry import Shape, format_shape, show_value
+from cnnspec.ops.registry import SPATIAL_NAMES, Shape, format_shape, show_value
 from cnnspec.syntax import ast
 
 Value = Any
@@ -32,7 +32,7 @@ class Unknown(Exception):  # noqa: N818 -- not an error: a value nobody can know
 class InShape:
     """What ``in.<attr>`` sees: the incoming tensor's shape, or why there is none."""
 
-    ATTRS = ("channels", "height", "width", "features", "size", "rank")
+    ATTRS = ("channels", "height", "width", "depth", "length", "features", "size", "rank")
 
     def __init__(self, shape: Shape | None, known: bool = True) -> None:
         self.shape = shape
@@ -64,8 +64,9 @@ class InShape:
                 )
             )
         values: dict[str, int] = {"size": math.prod(shape), "rank": len(shape)}
-        if len(shape) == 3:
-            values.update(channels=shape[0], height=shape[1], width=shape[2])
+        if len(shape) >= 2:  # C x L, C x H x W, C x D x H x W
+            values.update(channels=shape[0])
+            values.update(zip(SPATIAL_NAMES[len(shape) - 1], shape[1:], strict=True))
         else:
             values.update(features=shape[0], channels=shape[0])
         if name in values:

@@ -104,8 +104,34 @@ class ArgError(Exception):
         self.message = message
 
 
-def coerce(spec: ArgSpec, value: Any) -> Any:
-    """Check one argument value against its type; return the normal form."""
+# The dimensions of a tensor's positions by their number (its rank less the channels): a
+# C x L sequence, a C x H x W image, a C x D x H x W volume (a video).
+SPATIAL_NAMES: dict[int, tuple[str, ...]] = {
+    1: ("length",),
+    2: ("height", "width"),
+    3: ("depth", "height", "width"),
+}
+SPATIAL_RANKS = (2, 3, 4)  # the ranks of C x L, C x H x W, C x D x H x W
+
+
+def spatial_of(shape: tuple[Any, ...]) -> int:
+    """The number of position dimensions of ``shape`` (2 for features, whose layers
+    take no sizes: the arguments keep their 2-D form)."""
+    return len(shape) - 1 if len(shape) >= 2 else 2
+
+
+def dims_of(shape: tuple[Any, ...]) -> int:
+    """The N of torch's `nn.ConvNd`, `nn.BatchNormNd` for an input of ``shape``
+    (features: 1)."""
+    return max(len(shape) - 1, 1)
+
+
+def coerce(spec: ArgSpec, value: Any, spatial: int | None = 2) -> Any:
+    """Check one argument value against its type; return the normal form (sizes: one per
+    position dimension, ``spatial`` of them; None: as many as a tuple gives, where the
+    input is unknown after an error)."""
+    if spatial is None:
+        spatial = len(value) if isinstance(value, tuple) and 1 <= len(value) <= 3 else 2
     t = spec.type
     if t in (ArgType.INT, ArgType.POS_INT):
         if not _is_int(value):
@@ -130,17 +156,19 @@ def coerce(spec: ArgSpec, value: Any) -> Any:
             raise ArgError(f"expected true or false, got {_show(value)}")
         return value
     if t in (ArgType.PAIR, ArgType.NONNEG_PAIR):
-        return _pair(value, t is ArgType.PAIR)
+        return _sizes(value, t is ArgType.PAIR, spatial)
     if t is ArgType.PADDING:
         if isinstance(value, str):
             if value not in ("same", "valid"):
                 raise ArgError(f'expected "same" or "valid", got "{value}"')
             return value
-        return _pair(value, False)
+        return _sizes(value, False, spatial)
     if t is ArgType.SCALE:
-        items = value if isinstance(value, tuple) else (value, value)
-        if len(items) != 2 or not all(_is_number(v) and v > 0 for v in items):
-            raise ArgError(f"expected a positive number or a pair, got {_show(value)}")
+        items = value if isinstance(value, tuple) else (value,) * spatial
+        if len(items) != spatial or not all(_is_number(v) and v > 0 for v in items):
+            raise ArgError(
+                f"expected a positive number or {_how_many(spatial)}, got {_show(value)}"
+            )
         return tuple(items)
     if t is ArgType.CHOICE:
         if value not in spec.choices:
@@ -150,15 +178,32 @@ def coerce(spec: ArgSpec, value: Any) -> Any:
     raise AssertionError(t)
 
 
-def _pair(value: Any, positive: bool) -> tuple[int, int]:
-    items = value if isinstance(value, tuple) else (value, value)
+def _sizes(value: Any, positive: bool, spatial: int) -> tuple[int, ...]:
+    """A size per position dimension: an integer for all, or a tuple of one each."""
+    items = value if isinstance(value, tuple) else (value,) * spatial
     low = 1 if positive else 0
-    if len(items) != 2 or not all(_is_int(v) and v >= low for v in items):
+    if len(items) != spatial or not all(_is_int(v) and v >= low for v in items):
         what = "positive" if positive else "non-negative"
-        raise ArgError(f"expected a {what} integer or a pair of them, got {_show(value)}")
+        raise ArgError(f"expected a {what} integer or {_how_many(spatial)}, got {_show(value)}")
     if any(v > MAX_INT_ARG for v in items):
         raise ArgError(f"must be at most 2**31 - 1 (PyTorch's limit), got {_show(value)}")
-    return (items[0], items[1])
+    return tuple(items)
+
+
+def _how_many(spatial: int) -> str:
+    """`a pair of them` (height, width); for other inputs, how many and why."""
+    if spatial == 2:
+        return "a pair of them"
+    names = " x ".join(n[0].upper() for n in SPATIAL_NAMES[spatial])
+    return f"{spatial} of them (one per dimension of {names})"
+
+
+def type_label(spec: ArgSpec, spatial: int = 2) -> str:
+    """The argument's type as messages write it, sizes for ``spatial`` dimensions."""
+    text = spec.type.value
+    for kind in ("int", "number"):
+        text = text.replace(f"({kind}, {kind})", "(" + ", ".join([kind] * spatial) + ")")
+    return text
 
 
 def _is_int(value: Any) -> bool:
@@ -189,8 +234,9 @@ def show_value(value: Any) -> str:
 
 ShapeRule = Callable[[Args, Shape], Shape]
 CountRule = Callable[[Args, Shape, Shape], int]
-# (kernel_h, kernel_w, stride_h, stride_w), effective kernel (dilation applied)
-Window = tuple[int, int, int, int]
+# (the window's extent, its stride) per position dimension: (3, 3), (2, 2) for a 3x3
+# conv of stride 2 (extents with the dilation applied)
+Window = tuple[tuple[int, ...], tuple[int, ...]]
 WindowRule = Callable[[Args, Shape], Window | None]
 # A merge's shape rule: its inputs' shapes and the names messages call them by.
 MergeShapeRule = Callable[[Sequence[Shape], Sequence[str]], Shape]
@@ -220,7 +266,7 @@ class Op:
     window: WindowRule = _no_window
     label: Callable[[Args], str] = lambda args: ""
     prefix: str = ""  # auto-naming: conv -> conv1, conv2
-    ranks: tuple[int, ...] = (1, 3)  # accepted input ranks
+    ranks: tuple[int, ...] = (1, 2, 3, 4)  # accepted input ranks
     torch: str = ""  # the torch.nn module it stands for
     # How `cnnspec compile` constructs it: {arg} is an argument, {arg?default} is left out
     # when equal to the default, {arg?=other} when equal to another argument; {in} is the
@@ -296,16 +342,24 @@ class Op:
     def required_args(self) -> frozenset[str]:
         return frozenset(a.name for a in self.args if a.required)
 
-    @cached_property
-    def constant_defaults(self) -> dict[str, Any]:
-        """The defaults that are values (not another argument's name), coerced once."""
+    def constant_defaults(self, spatial: int = 2) -> dict[str, Any]:
+        """The defaults that are values (not another argument's name), coerced once per
+        number of position dimensions."""
+        cached = self._defaults.get(spatial)
+        if cached is not None:
+            return cached
         out = {}
         for spec in self.args:
             if spec.required or (isinstance(spec.default, str) and spec.default in self._by_name):
                 continue
             with suppress(ArgError):  # else left to resolve_defaults, which raises it there
-                out[spec.name] = coerce(spec, spec.default)
+                out[spec.name] = coerce(spec, spec.default, spatial)
+        self._defaults[spatial] = out
         return out
+
+    @cached_property
+    def _defaults(self) -> dict[int, dict[str, Any]]:
+        return {}
 
 
 # ----------------------------------------------------------------- shape rules
@@ -315,9 +369,13 @@ def _check_rank(op: str, inp: Shape, ranks: tuple[int, ...]) -> None:
     if len(inp) in ranks:
         return
     got = format_shape(inp)
-    if ranks == (3,):
+    if ranks != (1,):
+        shapes = [_RANK_NAMES[r] for r in ranks if r != 1]
+        wanted = "a " + (", ".join(shapes[:-1]) + " or " if shapes[:-1] else "") + shapes[-1]
+        if 1 in ranks:
+            wanted = f"features or {wanted}"
         raise ShapeError(
-            "bad-input-rank", f"`{op}` needs a C x H x W input, got {got}", f"input is {got}"
+            "bad-input-rank", f"`{op}` needs {wanted} input, got {got}", f"input is {got}"
         )
     hints = ["add `flatten` before it: `flatten -> linear(...)`"]
     if len(inp) == 3 and REGISTRY[op].per_position:
@@ -329,6 +387,9 @@ def _check_rank(op: str, inp: Shape, ranks: tuple[int, ...]) -> None:
         f"input is {got}",
         tuple(hints),
     )
+
+
+_RANK_NAMES = {2: "C x L", 3: "C x H x W", 4: "C x D x H x W"}
 
 
 def format_shape(shape: Shape) -> str:
@@ -398,45 +459,52 @@ def _check_groups(op: str, c: int, out_c: int, groups: int) -> None:
 
 
 def _conv_shape(args: Args, inp: Shape) -> Shape:
-    _check_rank("conv", inp, (3,))
-    c, h, w = inp
+    _check_rank("conv", inp, SPATIAL_RANKS)
+    c, sizes = inp[0], inp[1:]
     _check_groups("conv", c, args["out_channels"], args["groups"])
     out_c = args["out_channels"]
     pad = args["padding"]
     if pad == "same":
-        if shapes_differ(args["stride"], (1, 1)):
+        if any(shapes_differ((s,), (1,)) for s in args["stride"]):
             raise ShapeError(
                 "bad-argument",
                 'padding = "same" needs stride = 1 (as PyTorch)',
                 "strided",
                 ("compute the padding explicitly, e.g. padding = 1",),
             )
-        return (out_c, h, w)
+        return (out_c, *sizes)
     if pad == "valid":
-        pad = (0, 0)
-    (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
+        pad = (0,) * len(sizes)
     return (
         out_c,
-        _out_size("conv", "height", h, k=kh, s=sh, p=pad[0], d=dh, ceil=False),
-        _out_size("conv", "width", w, k=kw, s=sw, p=pad[1], d=dw, ceil=False),
+        *(
+            _out_size("conv", dim, size, k=k, s=st, p=p, d=d, ceil=False)
+            for dim, size, k, st, p, d in zip(
+                SPATIAL_NAMES[len(sizes)],
+                sizes,
+                args["kernel"],
+                args["stride"],
+                pad,
+                args["dilation"],
+                strict=True,
+            )
+        ),
     )
 
 
 def _conv_params(args: Args, inp: Shape, out: Shape) -> int:
-    kh, kw = args["kernel"]
-    weight: int = out[0] * (inp[0] // args["groups"]) * kh * kw
+    weight: int = out[0] * (inp[0] // args["groups"]) * math.prod(args["kernel"])
     return weight + (out[0] if args["bias"] else 0)
 
 
 def _conv_macs(args: Args, inp: Shape, out: Shape) -> int:
-    kh, kw = args["kernel"]
-    macs: int = math.prod(out) * (inp[0] // args["groups"]) * kh * kw
+    macs: int = math.prod(out) * (inp[0] // args["groups"]) * math.prod(args["kernel"])
     return macs
 
 
 def _conv_window(args: Args, inp: Shape) -> Window:
-    (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
-    return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(args["kernel"], args["dilation"], strict=True))
+    return reach, tuple(args["stride"])
 
 
 def _conv_transpose_shape(args: Args, inp: Shape) -> Shape:
@@ -477,23 +545,24 @@ def _conv_transpose_shape(args: Args, inp: Shape) -> Shape:
 
 
 def _conv_transpose_params(args: Args, inp: Shape, out: Shape) -> int:
-    kh, kw = args["kernel"]
-    weight: int = inp[0] * (out[0] // args["groups"]) * kh * kw
+    weight: int = inp[0] * (out[0] // args["groups"]) * math.prod(args["kernel"])
     return weight + (out[0] if args["bias"] else 0)
 
 
 def _conv_transpose_macs(args: Args, inp: Shape, out: Shape) -> int:
     """Every input position times the kernel (FlopCounterMode's count, halved)."""
-    kh, kw = args["kernel"]
-    macs: int = math.prod(inp) * (out[0] // args["groups"]) * kh * kw
+    macs: int = math.prod(inp) * (out[0] // args["groups"]) * math.prod(args["kernel"])
     return macs
 
 
 def _conv_transpose_window(args: Args, inp: Shape) -> Window:
     """An output position depends on ceil(reach / stride) input positions per dimension;
     the jump stays (cnnspec's jump is a whole number of input pixels)."""
-    (kh, kw), (sh, sw), (dh, dw) = args["kernel"], args["stride"], args["dilation"]
-    return (-(-(dh * (kh - 1) + 1) // sh), -(-(dw * (kw - 1) + 1) // sw), 1, 1)
+    extents = tuple(
+        -(-(d * (k - 1) + 1) // s)
+        for k, s, d in zip(args["kernel"], args["stride"], args["dilation"], strict=True)
+    )
+    return extents, (1,) * len(extents)
 
 
 def _unflatten_shape(args: Args, inp: Shape) -> Shape:
@@ -525,11 +594,10 @@ def _center_crop_shape(args: Args, inp: Shape) -> Shape:
 
 def _pool_shape(op: str) -> ShapeRule:
     def rule(args: Args, inp: Shape) -> Shape:
-        _check_rank(op, inp, (3,))
-        c, h, w = inp
-        (kh, kw), (sh, sw), (ph, pw) = args["kernel"], args["stride"], args["padding"]
-        dh, dw = args.get("dilation", (1, 1))
-        for p, k in ((ph, kh), (pw, kw)):
+        _check_rank(op, inp, SPATIAL_RANKS)
+        sizes = inp[1:]
+        dilation = args.get("dilation", (1,) * len(sizes))
+        for p, k in zip(args["padding"], args["kernel"], strict=True):
             if surely(p > k // 2):  # PyTorch checks the kernel size itself, not the dilated window
                 raise ShapeError(
                     "bad-argument",
@@ -539,50 +607,55 @@ def _pool_shape(op: str) -> ShapeRule:
                 )
         ceil = args["ceil_mode"]
         return (
-            c,
-            _out_size(op, "height", h, k=kh, s=sh, p=ph, d=dh, ceil=ceil),
-            _out_size(op, "width", w, k=kw, s=sw, p=pw, d=dw, ceil=ceil),
+            inp[0],
+            *(
+                _out_size(op, dim, size, k=k, s=st, p=p, d=d, ceil=ceil)
+                for dim, size, k, st, p, d in zip(
+                    SPATIAL_NAMES[len(sizes)],
+                    sizes,
+                    args["kernel"],
+                    args["stride"],
+                    args["padding"],
+                    dilation,
+                    strict=True,
+                )
+            ),
         )
 
     return rule
 
 
 def _pool_window(args: Args, inp: Shape) -> Window:
-    (kh, kw), (sh, sw) = args["kernel"], args["stride"]
-    dh, dw = args.get("dilation", (1, 1))
-    return (dh * (kh - 1) + 1, dw * (kw - 1) + 1, sh, sw)
+    dilation = args.get("dilation", (1,) * len(args["kernel"]))
+    reach = tuple(d * (k - 1) + 1 for k, d in zip(args["kernel"], dilation, strict=True))
+    return reach, tuple(args["stride"])
 
 
 def _adaptive_shape(op: str) -> ShapeRule:
     def rule(args: Args, inp: Shape) -> Shape:
-        _check_rank(op, inp, (3,))
-        oh, ow = args["output_size"]
-        return (inp[0], oh, ow)
+        _check_rank(op, inp, SPATIAL_RANKS)
+        return (inp[0], *args["output_size"])
 
     return rule
 
 
 def _adaptive_window(args: Args, inp: Shape) -> Window:
     """The widest window adaptive pooling uses: ceil(in/out) rows, start step floor."""
-    (oh, ow), (_, h, w) = args["output_size"], inp
-    return (
-        -(-h // oh) if h >= oh else 1,
-        -(-w // ow) if w >= ow else 1,
-        max(h // oh, 1),
-        max(w // ow, 1),
-    )
+    pairs = list(zip(args["output_size"], inp[1:], strict=True))
+    extents = tuple(-(-size // out) if size >= out else 1 for out, size in pairs)
+    return extents, tuple(max(size // out, 1) for out, size in pairs)
 
 
 def _global_shape(op: str) -> ShapeRule:
     def rule(args: Args, inp: Shape) -> Shape:
-        _check_rank(op, inp, (3,))
-        return (inp[0], 1, 1)
+        _check_rank(op, inp, SPATIAL_RANKS)
+        return (inp[0], *(1 for _ in inp[1:]))
 
     return rule
 
 
 def _global_window(args: Args, inp: Shape) -> Window:
-    return (inp[1], inp[2], inp[1], inp[2])
+    return tuple(inp[1:]), tuple(inp[1:])
 
 
 def _check_eps(op: str, args: Args) -> None:
@@ -595,16 +668,16 @@ def _check_eps(op: str, args: Args) -> None:
         )
 
 
-def _positive_eps(op: str) -> ShapeRule:
+def _positive_eps(op: str, ranks: tuple[int, ...]) -> ShapeRule:
     def rule(args: Args, inp: Shape) -> Shape:
-        _check_rank(op, inp, (1, 3))
+        _check_rank(op, inp, ranks)
         _check_eps(op, args)
         return inp
 
     return rule
 
 
-_norm_shape = _positive_eps("batchnorm")
+_norm_shape = _positive_eps("batchnorm", (1, *SPATIAL_RANKS))
 
 
 def _check_divides(op: str, channels: Any, groups: Any, what: str = "groups") -> None:
@@ -652,7 +725,6 @@ def _channel_shuffle_shape(args: Args, inp: Shape) -> Shape:
 
 
 def _chunk_shape(args: Args, inp: Shape) -> Shape:
-    _check_rank("chunk", inp, (1, 3))
     parts, index = args["parts"], args["index"]
     _check_divides("chunk", inp[0], parts, "parts")
     if surely(index >= parts):
@@ -694,7 +766,7 @@ def _flatten_shape(args: Args, inp: Shape) -> Shape:
 
 
 def _flatten_window(args: Args, inp: Shape) -> Window | None:
-    return (inp[1], inp[2], inp[1], inp[2]) if len(inp) == 3 else None
+    return (tuple(inp[1:]), tuple(inp[1:])) if len(inp) >= 2 else None
 
 
 def _linear_shape(args: Args, inp: Shape) -> Shape:
@@ -757,7 +829,7 @@ def _upsample_shape(args: Args, inp: Shape) -> Shape:
 
 
 def _upsample_window(args: Args, inp: Shape) -> Window:
-    return (1, 1, 1, 1)
+    return (1,) * (len(inp) - 1), (1,) * (len(inp) - 1)
 
 
 def _add_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
@@ -826,29 +898,29 @@ def _concat_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
 # ---------------------------------------------------------------------- labels
 
 
-def _k(pair: tuple[int, int]) -> str:
-    return f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}x{pair[1]}"
+def _k(sizes: tuple[int, ...]) -> str:
+    return f"{sizes[0]}" if len(set(sizes)) == 1 else _kxk(sizes)
 
 
-def _kxk(pair: tuple[int, int]) -> str:
-    return f"{pair[0]}x{pair[1]}"
+def _kxk(sizes: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in sizes)
 
 
 def _conv_label(args: Args) -> str:
     text = _kxk(args["kernel"])
-    if args["stride"] != (1, 1):
+    if set(args["stride"]) != {1}:
         text += f"/{_k(args['stride'])}"
     text += f", {args['out_channels']}"
     if args["groups"] != 1:
         text += f", groups {args['groups']}"
-    if args["dilation"] != (1, 1):
+    if set(args["dilation"]) != {1}:
         text += f", dilation {_k(args['dilation'])}"
     return text
 
 
 def _pool_label(args: Args) -> str:
     text = _kxk(args["kernel"])
-    if args["stride"] != (1, 1):
+    if set(args["stride"]) != {1}:
         text += f"/{_k(args['stride'])}"
     if args["ceil_mode"]:
         text += ", ceil"
@@ -1012,17 +1084,17 @@ def _ops() -> list[Op]:
             _conv_macs,
             window=_conv_window,
             label=_conv_label,
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.Conv2d",
             emit=(
-                "nn.Conv2d({in}, {out_channels}, kernel_size={kernel}, stride={stride?1}, "
+                "nn.Conv{dims}d({in}, {out_channels}, kernel_size={kernel}, stride={stride?1}, "
                 "padding={padding?0}, dilation={dilation?1}, groups={groups?1}, "
                 "bias={bias?True})"
             ),
             fresh_output=True,
             inplace_before_add=True,
             bias_lint=True,
-            doc="2-D convolution",
+            doc="convolution (1-D, 2-D or 3-D, as the input)",
         ),
         Op(
             "conv_transpose",
@@ -1062,10 +1134,10 @@ def _ops() -> list[Op]:
             _pool_shape("maxpool"),
             window=_pool_window,
             label=_pool_label,
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.MaxPool2d",
             emit=(
-                "nn.MaxPool2d(kernel_size={kernel}, stride={stride?=kernel}, "
+                "nn.MaxPool{dims}d(kernel_size={kernel}, stride={stride?=kernel}, "
                 "padding={padding?0}, dilation={dilation?1}, ceil_mode={ceil_mode?False})"
             ),
             fresh_output=True,
@@ -1082,10 +1154,10 @@ def _ops() -> list[Op]:
             _pool_shape("avgpool"),
             window=_pool_window,
             label=_pool_label,
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.AvgPool2d",
             emit=(
-                "nn.AvgPool2d(kernel_size={kernel}, stride={stride?=kernel}, "
+                "nn.AvgPool{dims}d(kernel_size={kernel}, stride={stride?=kernel}, "
                 "padding={padding?0}, ceil_mode={ceil_mode?False}, "
                 "count_include_pad={count_include_pad?True})"
             ),
@@ -1100,9 +1172,9 @@ def _ops() -> list[Op]:
             window=_adaptive_window,
             label=lambda a: _kxk(a["output_size"]),
             prefix="avgpool",
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveAvgPool2d",
-            emit="nn.AdaptiveAvgPool2d({output_size})",
+            emit="nn.AdaptiveAvgPool{dims}d({output_size})",
             fresh_output=True,
             doc="average pooling to a fixed output size",
         ),
@@ -1114,9 +1186,9 @@ def _ops() -> list[Op]:
             window=_adaptive_window,
             label=lambda a: _kxk(a["output_size"]),
             prefix="maxpool",
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveMaxPool2d",
-            emit="nn.AdaptiveMaxPool2d({output_size})",
+            emit="nn.AdaptiveMaxPool{dims}d({output_size})",
             fresh_output=True,
             doc="max pooling to a fixed output size",
         ),
@@ -1127,11 +1199,11 @@ def _ops() -> list[Op]:
             _global_shape("global_avgpool"),
             window=_global_window,
             prefix="avgpool",
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveAvgPool2d",
-            emit="nn.AdaptiveAvgPool2d((1, 1))",
+            emit="nn.AdaptiveAvgPool{dims}d({ones})",
             fresh_output=True,
-            doc="average over all positions: C x 1 x 1",
+            doc="average over all positions: C x 1 x 1 (C x 1, C x 1 x 1 x 1)",
         ),
         Op(
             "global_maxpool",
@@ -1140,11 +1212,11 @@ def _ops() -> list[Op]:
             _global_shape("global_maxpool"),
             window=_global_window,
             prefix="maxpool",
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveMaxPool2d",
-            emit="nn.AdaptiveMaxPool2d((1, 1))",
+            emit="nn.AdaptiveMaxPool{dims}d({ones})",
             fresh_output=True,
-            doc="max over all positions: C x 1 x 1",
+            doc="max over all positions: C x 1 x 1 (C x 1, C x 1 x 1 x 1)",
         ),
         Op(
             "batchnorm",
@@ -1166,7 +1238,7 @@ def _ops() -> list[Op]:
             fresh_output=True,
             inplace_before_add=True,
             cancels_bias=True,
-            doc="batch normalization (2-D, or 1-D on features)",
+            doc="batch normalization (1-D on features and C x L, 2-D, 3-D)",
         ),
         Op(
             "groupnorm",
@@ -1214,7 +1286,8 @@ def _ops() -> list[Op]:
             "layernorm",
             Family.NORM,
             (arg("eps", ArgType.FLOAT, 1e-5), arg("affine", ArgType.BOOL, True)),
-            _positive_eps("layernorm"),
+            _positive_eps("layernorm", (1, 3)),
+            ranks=(1, 3),
             params=_affine_params,
             prefix="ln",
             torch="nn.LayerNorm",
@@ -1397,6 +1470,7 @@ def _ops() -> list[Op]:
             params=_layer_scale_params,
             label=lambda a: f"init {a['init']:g}",
             prefix="scale",
+            ranks=(1, 3),
             torch="nn.Parameter",
             emit="LayerScale{dims}d({in}, init={init?1e-06})",
             parameter="torch.full({per_channel}, {init})",
@@ -1577,15 +1651,23 @@ LAYERS = frozenset(
 )
 
 
+def output_shape(op: Op, args: Args, inp: Shape) -> Shape:
+    """The op's output for an input of ``inp``: its input ranks checked, then its rule
+    (raises ShapeError)."""
+    _check_rank(op.name, inp, op.ranks)
+    return op.shape(args, inp)
+
+
 def lookup(name: str) -> Op | None:
     op = REGISTRY.get(name)
     return op if op is not None and name in LAYERS else None
 
 
-def resolve_defaults(op: Op, given: dict[str, Any]) -> dict[str, Any]:
-    """Fill in defaults; a default naming another argument copies it (stride = kernel)."""
+def resolve_defaults(op: Op, given: dict[str, Any], spatial: int = 2) -> dict[str, Any]:
+    """Fill in defaults; a default naming another argument copies it (stride = kernel).
+    ``spatial``: the input's number of position dimensions (sizes have one each)."""
     out = dict(given)
-    constants = op.constant_defaults
+    constants = op.constant_defaults(spatial)
     for spec in op.args:
         if spec.name not in out and not spec.required:
             default = spec.default
@@ -1594,5 +1676,5 @@ def resolve_defaults(op: Op, given: dict[str, Any]) -> dict[str, Any]:
             elif spec.name in constants:
                 out[spec.name] = constants[spec.name]
             else:
-                out[spec.name] = coerce(spec, default)
+                out[spec.name] = coerce(spec, default, spatial)
     return out

@@ -44,11 +44,15 @@ class LayerRow(_Strict):
     name: str = Field(description="hierarchical node name, e.g. layer2.0.conv1")
     op: str = Field(description="the layer type, or `block` for a collapsed row")
     label: str = Field(description="key arguments, e.g. `7x7/2, 64`, or the block call")
-    output_shape: list[PositiveInt] = Field(description="C, H, W (or features); no batch")
+    output_shape: list[PositiveInt] = Field(
+        description="C, H, W (C, L; C, D, H, W; or features); no batch"
+    )
     params: NonNegativeInt
     macs: NonNegativeInt
-    receptive_field: list[PositiveInt] = Field(min_length=2, max_length=2)
-    jump: list[PositiveInt] = Field(min_length=2, max_length=2)
+    receptive_field: list[PositiveInt] = Field(
+        min_length=1, max_length=3, description="per position dimension: H, W (L; D, H, W)"
+    )
+    jump: list[PositiveInt] = Field(min_length=1, max_length=3)
     training_only: bool
 
 

@@ -23,8 +23,8 @@ class Row:
     output_shape: tuple[int, ...] | None
     params: int
     macs: int
-    rf: tuple[int, int]
-    jump: tuple[int, int]
+    rf: tuple[int, ...]  # per position dimension: height, width (an image)
+    jump: tuple[int, ...]
     training_only: bool
     nodes: int = 1
 
@@ -107,8 +107,8 @@ def mib(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:,.2f} MiB"
 
 
-def _rf(rf: tuple[int, int]) -> str:
-    return str(rf[0]) if rf[0] == rf[1] else f"{rf[0]}x{rf[1]}"
+def _rf(rf: tuple[int, ...]) -> str:
+    return str(rf[0]) if len(set(rf)) == 1 else "x".join(map(str, rf))
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:

@@ -350,7 +350,9 @@ def test_network_parameters_fixed_to_their_checked_values(
     with pytest.raises(ValueError, match=says):
         getattr(module, generated.class_name)(**other)
     if spec is RANK_IF:  # the other side does not even check: no class could build it
-        with pytest.raises(DiagnosticError, match="needs a C x H x W input"):
+        with pytest.raises(
+            DiagnosticError, match="needs a C x L, C x H x W or C x D x H x W input"
+        ):
             cnnspec.load(tmp_path / "net.cnn", **other)
         return
     changed = cnnspec.load(tmp_path / "net.cnn", **other)  # what the message advises

@@ -25,6 +25,7 @@ after the step. No weights are downloaded: torchvision's models are built here.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,11 @@ TOL = {"atol": 1e-5, "rtol": 1e-5}
 @dataclass(frozen=True)
 class Case:
     spec: str
-    factory: str  # torchvision.models.<factory>
+    factory: str  # torchvision.models.<factory> (video.r3d_18: torchvision.models.video)
     kwargs: dict[str, Any] = field(default_factory=dict)
     size: tuple[int, ...] = (3, 224, 224)
     ordered: bool = True  # the state dict's order is torchvision's (see the docstring)
+    classes: int = 1000
 
 
 _GOOGLENET = {"aux_logits": True, "transform_input": False, "init_weights": True}
@@ -79,6 +81,7 @@ CASES = {
         Case("regnet_y_400mf", "regnet_y_400mf", ordered=False),
         Case("shufflenet_v2_x1_0", "shufflenet_v2_x1_0"),
         Case("convnext_tiny", "convnext_tiny"),
+        Case("r3d_18", "video.r3d_18", size=(3, 16, 112, 112), classes=400),
         Case("inception_v3", "inception_v3", _INCEPTION, (3, 299, 299)),
     )
 }
@@ -89,7 +92,7 @@ CASES = {
 
 def torchvision_model(case: Case) -> Any:
     torch.manual_seed(SEED)
-    model = getattr(tv_models, case.factory)(weights=None, **case.kwargs)
+    model = operator.attrgetter(case.factory)(tv_models)(weights=None, **case.kwargs)
     randomize_batchnorm(model)
     return model
 
@@ -149,7 +152,7 @@ def test_eval_logits_equal(pair: tuple[Case, Any, Any]) -> None:
         expected = tv(x)
         got = gen(x)
     assert isinstance(got, torch.Tensor)
-    assert got.shape == expected.shape == (BATCH, 1000)
+    assert got.shape == expected.shape == (BATCH, case.classes)
     assert expected.abs().max() > 1e-3  # a comparison of something, not of zeros
     assert expected.std() > 1e-4
     torch.testing.assert_close(got, expected, **TOL)

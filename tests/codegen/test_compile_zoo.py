@@ -193,6 +193,7 @@ def test_libraries_are_skipped_for_a_reason() -> None:
     """The specs left out are block libraries, and there are networks to test."""
     assert {p.name for p in LIBRARIES} <= {
         "convnext_blocks.cnn",
+        "video_resnet_blocks.cnn",
         "resnet_blocks.cnn",
         "vgg.cnn",
         "mobile_blocks.cnn",

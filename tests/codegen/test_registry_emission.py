@@ -50,8 +50,11 @@ from cnnspec.ops.registry import (
     Shape,
     ShapeError,
     coerce,
+    dims_of,
+    output_shape,
     resolve_defaults,
     show_value,
+    spatial_of,
 )
 
 torch = pytest.importorskip("torch")
@@ -66,6 +69,8 @@ BATCH = 2
 SHAPES: dict[int, tuple[Shape, ...]] = {
     3: ((4, 9, 9), (6, 8, 7), (3, 5, 6)),
     1: ((12,), (3,)),
+    2: ((4, 11), (3, 6)),  # C x L
+    4: ((4, 5, 7, 6), (3, 4, 5, 5)),  # C x D x H x W
 }
 TARGET = 32  # accepted combinations to test per op (fewer where the grid is smaller)
 MAX_TRIES = 300  # combinations drawn per op at most
@@ -75,13 +80,13 @@ OMIT = object()  # an optional argument left to its default
 CHANNELS = object()  # the input's channels (or features): depthwise groups, per-channel prelu
 
 # The values tried for each argument type; those an argument's type refuses are dropped
-# (a kernel of 0, a stride of (1, 0)).
+# (a kernel of 0, a stride of (1, 0), a pair where the input has three dimensions).
 VALUES: dict[ArgType, tuple[Any, ...]] = {
     ArgType.POS_INT: (1, 2, 3, CHANNELS),
     ArgType.INT: (0, 1, 2, 3),
-    ArgType.PAIR: (0, 1, 2, 3, (1, 3), (3, 1), (1, 0)),
-    ArgType.NONNEG_PAIR: (0, 1, 2, (1, 0), (0, 1)),
-    ArgType.PADDING: (0, 1, (1, 0), "same", "valid"),
+    ArgType.PAIR: (0, 1, 2, 3, (1, 3), (3, 1), (1, 0), (2,), (1, 3, 2), (3, 1, 1)),
+    ArgType.NONNEG_PAIR: (0, 1, 2, (1, 0), (0, 1), (1,), (0, 1, 1)),
+    ArgType.PADDING: (0, 1, (1, 0), (1, 0, 1), "same", "valid"),
     ArgType.FLOAT: (0.0, 0.5, 2),  # 2: an int where a float goes
     ArgType.PROB: (0, 0.5, 1.0),
     ArgType.BOOL: (True, False),
@@ -96,7 +101,7 @@ def candidates(spec: ArgSpec, shape: Shape) -> list[Any]:
     for value in VALUES[spec.type] or spec.choices:
         value = shape[0] if value is CHANNELS else value
         try:
-            coerce(spec, value)
+            coerce(spec, value, spatial_of(shape))
         except ArgError:
             continue
         if value not in values:
@@ -284,7 +289,7 @@ def module_class(op: Op, shape: Shape, args: Mapping[str, Any] | None = None) ->
     if op.delegate and args is not None and op.delegate in args:
         return module_class(REGISTRY[args[op.delegate]], shape)
     template = (op.emit_flat if len(shape) == 1 and op.emit_flat else op.emit) or f"{op.torch}()"
-    return template.partition("(")[0].replace("{dims}", "1" if len(shape) == 1 else "2")
+    return template.partition("(")[0].replace("{dims}", str(dims_of(shape)))
 
 
 def class_of(module: Any) -> str:
@@ -388,8 +393,10 @@ def _rules(op: Op, combo: Combo) -> tuple[dict[str, Any], Shape] | None:
     """The arguments as the rules take them and the output shape, or None where the
     rules refuse the combination."""
     try:
-        args = resolve_defaults(op, {k: coerce(_spec(op, k), v) for k, v in combo.args})
-        return args, op.shape(args, combo.shape)
+        spatial = spatial_of(combo.shape)
+        given = {k: coerce(_spec(op, k), v, spatial) for k, v in combo.args}
+        args = resolve_defaults(op, given, spatial)
+        return args, output_shape(op, args, combo.shape)
     except (ArgError, ShapeError):
         return None
 

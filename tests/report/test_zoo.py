@@ -12,6 +12,8 @@ module, name by name, for AlexNet, ResNet-18, ResNet-50 and GoogLeNet.
 from __future__ import annotations
 
 import json
+import math
+import operator
 import os
 import re
 from collections import Counter, OrderedDict
@@ -60,10 +62,18 @@ ACCEPTANCE: list[tuple[str, dict[str, Any], int, int]] = [
     ("regnet_y_400mf", {}, 4_344_144, 401_842_848),
     ("shufflenet_v2_x1_0", {}, 2_278_604, 144_907_992),
     ("convnext_tiny", {}, 28_589_128, 4_455_531_264),
+    ("r3d_18", {}, 33_371_472, 40_696_553_472),  # at 3 x 16 x 112 x 112
     ("inception_v3", {}, 27_161_264, 5_713_216_096),  # MACs: inference
     ("inception_v3", {"aux_logits": False}, 23_834_568, 5_713_216_096),
 ]
 SIZE = {"inception_v3": 299}  # the input's height and width, where not 224
+# the input's name, shape and the classes, where not an image of 1,000 (video: 400)
+INPUTS = {"r3d_18": ("clip", (3, 16, 112, 112), 400)}
+
+
+def _input(name: str) -> tuple[str, tuple[int, ...], int]:
+    size = SIZE.get(name, 224)
+    return INPUTS.get(name, ("image", (3, size, size), 1000))
 
 
 def _case_id(case: tuple[Any, ...]) -> str:
@@ -96,9 +106,9 @@ def test_totals_through_cli_json(
     assert main(["summary", f"specs/{name}.cnn", "--format", "json", *_sets(overrides)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["file"] == f"specs/{name}.cnn"
-    size = SIZE.get(name, 224)
-    assert report["inputs"] == {"image": [3, size, size]}
-    assert [o["shape"] for o in report["outputs"]] == [[1000]]
+    tensor, shape, classes = _input(name)
+    assert report["inputs"] == {tensor: list(shape)}
+    assert [o["shape"] for o in report["outputs"]] == [[classes]]
     assert report["total_params"] == params
     assert report["total_macs"] == macs
     expected = EXPECTED_WARNINGS.get(f"{name}.cnn", [])
@@ -218,6 +228,7 @@ def test_block_libraries_load_and_every_block_is_used() -> None:
         "regnet_blocks.cnn",
         "resnet_blocks.cnn",
         "vgg.cnn",
+        "video_resnet_blocks.cnn",
     ]
     used: set[str] = set()
     for path in NETWORK_SPECS:
@@ -283,30 +294,29 @@ def _torchvision(builder: str, device: str = "cpu", **kwargs: Any) -> Any:
     if builder == "googlenet":
         kwargs.setdefault("init_weights", False)  # skips a slow init and its FutureWarning
     with torch.device(device):
-        return getattr(tv_models, builder)(weights=None, **kwargs)
+        return operator.attrgetter(builder)(tv_models)(weights=None, **kwargs)
 
 
-def _hook_macs(model: Any, device: str = "cpu", size: int = 224) -> int:
+def _hook_macs(model: Any, device: str = "cpu", shape: tuple[int, ...] = (3, 224, 224)) -> int:
     """Conv and linear multiply-adds of one eval-mode forward, counted by forward hooks:
-    conv: output elements * in_channels / groups * kh * kw; linear: in * out."""
+    conv: output elements * in_channels / groups * the kernel's size; linear: in * out."""
     total = 0
+    convs = nn.Conv1d | nn.Conv2d | nn.Conv3d
 
     def hook(module: Any, inputs: Any, output: Any) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            total += output.numel() * (module.in_channels // module.groups) * kh * kw
+        if isinstance(module, convs):
+            kernel = math.prod(module.kernel_size)
+            total += output.numel() * (module.in_channels // module.groups) * kernel
         else:
             total += output.numel() * module.in_features
 
     handles = [
-        m.register_forward_hook(hook)
-        for m in model.modules()
-        if isinstance(m, nn.Conv2d | nn.Linear)
+        m.register_forward_hook(hook) for m in model.modules() if isinstance(m, convs | nn.Linear)
     ]
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 3, size, size, device=device))
+        model(torch.zeros(1, *shape, device=device))
     for handle in handles:
         handle.remove()
     return total
@@ -333,6 +343,7 @@ TORCHVISION: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("regnet_y_400mf", {}, "regnet_y_400mf", {}),
     ("shufflenet_v2_x1_0", {}, "shufflenet_v2_x1_0", {}),
     ("convnext_tiny", {}, "convnext_tiny", {}),
+    ("video.r3d_18", {}, "r3d_18", {}),
     ("inception_v3", {"init_weights": False}, "inception_v3", {}),
     (
         "inception_v3",
@@ -356,7 +367,7 @@ def test_params_buffers_and_macs_match_live_torchvision(
     reference = _torchvision(builder, device, **kwargs)
     assert model.total_params == sum(p.numel() for p in reference.parameters())
     assert model.totals.buffers == sum(b.numel() for b in reference.buffers())
-    assert model.total_macs == _hook_macs(reference, device, SIZE.get(spec, 224))
+    assert model.total_macs == _hook_macs(reference, device, _input(spec)[1])
 
 
 ON_CPU = frozenset({"regnet_y_400mf"})  # "Cannot copy out of meta tensor" in its builder
