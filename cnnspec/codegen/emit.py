@@ -878,7 +878,7 @@ class ClassCompiler:
             attr,
             flow,
             shape,
-            producer=op.name if op else "",
+            producer=_producer(op, flow.producer),
             path=self.full(names[prim]),
             span=prim.span,
         )
@@ -969,7 +969,7 @@ class ClassCompiler:
         self.init.extend(_stmt(Call("nn.Parameter", (value,)), 0, f"self.{attr} = "))
         use = op.parameter_use.format(p=f"self.{attr}", x=flow.var)
         self.fwd.extend(_stmt(use, 0, f"{self.x} = ", self.comment(path, prim.span)))
-        return Flow(self.x, _op_shape(op, args, flow.shape), "", path or "")
+        return Flow(self.x, _op_shape(op, args, flow.shape), op.name, path or "")
 
     def in_forward(self, args: Mapping[str, Sym]) -> dict[str, str]:
         """Arguments as forward's code: a value known only in the constructor (a block
@@ -1393,7 +1393,7 @@ class ClassCompiler:
                         f"{path}.{names[prim]}" if path is not None else None,
                     )
                     entries.append((names[prim], node, cond))
-                    shape, producer, first = shape_out, op.name if op else "", False
+                    shape, producer, first = shape_out, _producer(op, producer), False
 
         walk(body.stmts, None)
         if not entries:  # every `if` chose nothing
@@ -1516,7 +1516,7 @@ class ClassCompiler:
                 build.last = here or ""
                 op = lookup(prim.name) if isinstance(prim, ast.Call) else None
                 out = self.group_named(out, build, indent)
-                cur = Flow("x", out, op.name if op else "", here or "")
+                cur = Flow("x", out, _producer(op, cur.producer), here or "")
         return cur.shape
 
     def group_channels_last(
@@ -2385,6 +2385,14 @@ def _same(value: Any, default: Any, spec: Any) -> bool:
     if isinstance(value, bool) != isinstance(default, bool):
         return False
     return bool(value == default)
+
+
+def _producer(op: Op | None, before: str) -> str:
+    """The producer a flow has after ``op`` (a block: "", unknown), for in-place safety:
+    an op that keeps freshness (dropout) passes on its input's."""
+    if op is None:
+        return ""
+    return before if op.keeps_freshness else op.name
 
 
 def _fresh(producer: str) -> bool:

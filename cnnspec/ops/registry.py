@@ -301,6 +301,9 @@ class Op:
     # (ReLU(inplace=True), `x += identity`) is safe.
     fresh_output: bool = False
     inplace_before_add: bool = False  # a residual's sum may be written `x += identity` after it
+    # Its output is its input (in eval) or a fresh tensor its backward does not need (in
+    # training): what may run in place after its input may run in place after it.
+    keeps_freshness: bool = False
     cancels_bias: bool = False  # a bias right before it is cancelled (it subtracts the mean)
     bias_lint: bool = False  # redundant-bias: warn when its `bias` feeds an op that cancels it
     # The op is the op its argument of this name names (`activation("silu")` is `silu`):
@@ -1321,6 +1324,7 @@ def _ops() -> list[Op]:
             label=lambda a: f"p={a['p']:g}",
             torch="nn.Dropout",
             emit="nn.Dropout(p={p})",
+            keeps_freshness=True,
             doc="dropout",
             per_position=True,
         ),
@@ -1344,6 +1348,7 @@ def _ops() -> list[Op]:
             torch="torchvision.ops.StochasticDepth",
             emit="StochasticDepth(p={p})",
             helpers=(_STOCHASTIC_DEPTH,),
+            keeps_freshness=True,
             doc="stochastic depth: drops whole samples of a residual branch in training",
             per_position=True,
         ),
@@ -1475,6 +1480,8 @@ def _ops() -> list[Op]:
             emit="LayerScale{dims}d({in}, init={init?1e-06})",
             parameter="torch.full({per_channel}, {init})",
             parameter_use="{p} * {x}",
+            fresh_output=True,  # a product: its backward reads its inputs, not its output
+            inplace_before_add=True,  # torchvision's CNBlock: `result += input` after it
             helpers=(_LAYER_SCALE_2D, _LAYER_SCALE_1D),
             doc="a learnt scale per channel (ConvNeXt), starting at init",
             per_position=True,

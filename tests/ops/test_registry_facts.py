@@ -166,6 +166,7 @@ def test_registry_facts_keep_their_behaviour() -> None:
         "groupnorm",
         "instancenorm",
         "layernorm",
+        "layer_scale",
     }
     assert {n for n, op in REGISTRY.items() if op.inplace_before_add} == {
         "conv",
@@ -173,7 +174,10 @@ def test_registry_facts_keep_their_behaviour() -> None:
         "batchnorm",
         "groupnorm",
         "linear",
+        "layer_scale",
     }
+    # the identity in eval, a product with a mask in training (its backward reads the mask)
+    assert {n for n, op in REGISTRY.items() if op.keeps_freshness} == {"dropout", "drop_path"}
     merges = {n for n, op in REGISTRY.items() if op.merge}
     assert merges == {n for n, op in REGISTRY.items() if op.merge_shape is not None}
     assert all(bool(REGISTRY[n].merge_operator) != bool(REGISTRY[n].merge_function) for n in merges)
