@@ -511,14 +511,14 @@ def _conv_window(args: Args, inp: Shape) -> Window:
 
 
 def _conv_transpose_shape(args: Args, inp: Shape) -> Shape:
-    _check_rank("conv_transpose", inp, (3,))
-    c, h, w = inp
+    _check_rank("conv_transpose", inp, SPATIAL_RANKS)
+    c = inp[0]
     _check_groups("conv_transpose", c, args["out_channels"], args["groups"])
     out_c = args["out_channels"]
     sizes = []
     for dim, size, k, s, p, op, d in zip(
-        ("height", "width"),
-        (h, w),
+        SPATIAL_NAMES[len(inp) - 1],
+        inp[1:],
         args["kernel"],
         args["stride"],
         args["padding"],
@@ -582,17 +582,17 @@ def _unflatten_shape(args: Args, inp: Shape) -> Shape:
 
 
 def _center_crop_shape(args: Args, inp: Shape) -> Shape:
-    _check_rank("center_crop", inp, (3,))
-    h, w = args["size"]
-    if surely(h > inp[1]) or surely(w > inp[2]):
+    _check_rank("center_crop", inp, SPATIAL_RANKS)
+    size = tuple(args["size"])
+    if any(surely(kept > got) for kept, got in zip(size, inp[1:], strict=True)):
         raise ShapeError(
             "non-positive-size",
-            f"`center_crop` to {h} x {w} needs an input at least that large, got "
+            f"`center_crop` to {format_shape(size)} needs an input at least that large, got "
             f"{format_shape(inp)}",
             f"input is {format_shape(inp)}",
             ("crop the larger tensor to the smaller one's size (U-Net's skips)",),
         )
-    return (inp[0], h, w)
+    return (inp[0], *size)
 
 
 def _pool_shape(op: str) -> ShapeRule:
@@ -816,11 +816,26 @@ def _softmax_shape(op: str) -> ShapeRule:
     return rule
 
 
+# upsample's interpolating modes by the rank they work on (PyTorch refuses the others)
+_UPSAMPLE_MODES = {"linear": 2, "bilinear": 3, "trilinear": 4}
+
+
 def _upsample_shape(args: Args, inp: Shape) -> Shape:
-    _check_rank("upsample", inp, (3,))
-    fh, fw = args["scale_factor"]
-    out = (inp[0], math.floor(inp[1] * fh), math.floor(inp[2] * fw))
-    for dim, size, factor, got in (("height", inp[1], fh, out[1]), ("width", inp[2], fw, out[2])):
+    _check_rank("upsample", inp, SPATIAL_RANKS)
+    mode, rank = args["mode"], _UPSAMPLE_MODES.get(args["mode"])
+    if rank is not None and rank != len(inp):
+        right = next(m for m, r in _UPSAMPLE_MODES.items() if r == len(inp))
+        raise ShapeError(
+            "bad-argument",
+            f'`upsample` mode "{mode}" works on a {_RANK_NAMES[rank]} input, '
+            f"got {format_shape(inp)}",
+            f'mode = "{mode}"',
+            (f'use mode = "{right}" (or "nearest")',),
+        )
+    out = (inp[0], *(math.floor(n * f) for n, f in zip(inp[1:], args["scale_factor"], strict=True)))
+    for dim, size, factor, got in zip(
+        SPATIAL_NAMES[len(inp) - 1], inp[1:], args["scale_factor"], out[1:], strict=True
+    ):
         if surely(got < 1):  # PyTorch refuses an empty output
             raise ShapeError(
                 "non-positive-size",
@@ -967,18 +982,20 @@ _STOCHASTIC_DEPTH = '''class StochasticDepth(nn.Module):
         return x * noise'''
 
 _CENTER_CROP = '''class CenterCrop(nn.Module):
-    """The middle height x width of each map, offsets rounded as torchvision's
-    center_crop rounds them."""
+    """The middle of each map (height x width; of a sequence, its length; of a clip,
+    depth x height x width), offsets rounded as torchvision's center_crop rounds them."""
 
-    def __init__(self, size: int | tuple[int, int]) -> None:
+    def __init__(self, size: int | tuple[int, ...]) -> None:
         super().__init__()
-        self.size = (size, size) if isinstance(size, int) else size
+        self.size = [size] if isinstance(size, int) else list(size)
 
     def forward(self, x: Tensor) -> Tensor:
-        height, width = self.size
-        top = int(round((x.shape[-2] - height) / 2.0))
-        left = int(round((x.shape[-1] - width) / 2.0))
-        return x[..., top : top + height, left : left + width]'''
+        dims = x.dim() - 2
+        sizes = self.size * dims if len(self.size) == 1 else self.size
+        for i, size in enumerate(sizes):
+            start = int(round((x.shape[2 + i] - size) / 2.0))
+            x = x.narrow(2 + i, start, size)
+        return x'''
 
 _CHUNK = '''class Chunk(nn.Module):
     """Part `index` of the `parts` equal parts of the channels: x.chunk(parts, 1)[index]."""
@@ -1118,17 +1135,17 @@ def _ops() -> list[Op]:
             window=_conv_transpose_window,
             label=_conv_label,
             prefix="deconv",
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.ConvTranspose2d",
             emit=(
-                "nn.ConvTranspose2d({in}, {out_channels}, kernel_size={kernel}, "
+                "nn.ConvTranspose{dims}d({in}, {out_channels}, kernel_size={kernel}, "
                 "stride={stride?1}, padding={padding?0}, output_padding={output_padding?0}, "
                 "groups={groups?1}, bias={bias?True}, dilation={dilation?1})"
             ),
             fresh_output=True,
             inplace_before_add=True,
             bias_lint=True,
-            doc="2-D transposed convolution (upsampling by its stride)",
+            doc="transposed convolution (upsampling by its stride; 1-D, 2-D or 3-D)",
         ),
         Op(
             "maxpool",
@@ -1406,11 +1423,11 @@ def _ops() -> list[Op]:
             _center_crop_shape,
             label=lambda a: _kxk(a["size"]),
             prefix="crop",
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="torchvision.transforms.CenterCrop",
             emit="CenterCrop({size})",
             helpers=(_CENTER_CROP,),
-            doc="the middle h x w of each map (U-Net's skips)",
+            doc="the middle h x w of each map (d x h x w of a clip, l of a sequence; U-Net)",
         ),
         Op(
             "channel_shuffle",
@@ -1597,7 +1614,12 @@ def _ops() -> list[Op]:
             Family.RESHAPE,
             (
                 arg("scale_factor", ArgType.SCALE, 2),
-                arg("mode", ArgType.CHOICE, "nearest", choices=("nearest", "bilinear")),
+                arg(
+                    "mode",
+                    ArgType.CHOICE,
+                    "nearest",
+                    choices=("nearest", "linear", "bilinear", "trilinear"),
+                ),
             ),
             _upsample_shape,
             window=_upsample_window,
@@ -1607,11 +1629,11 @@ def _ops() -> list[Op]:
                     f"{f:g}" for f in sorted(set(a["scale_factor"]), key=a["scale_factor"].index)
                 )
             ),
-            ranks=(3,),
+            ranks=SPATIAL_RANKS,
             torch="nn.Upsample",
             emit='nn.Upsample(scale_factor={scale_factor}, mode={mode?"nearest"})',
             fresh_output=True,
-            doc="nearest or bilinear upsampling",
+            doc="nearest upsampling, or linear (C x L), bilinear, trilinear (C x D x H x W)",
         ),
         Op(
             "add",
