@@ -404,9 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_positive, default=1, help="batch size for memory")
     p.add_argument(
         "--depth",
-        type=_positive,
+        type=_summary_depth,
         default=None,
-        help="collapse scopes deeper than N levels into one row",
+        metavar="N|all",
+        help="collapse scopes deeper than N levels into one row (all: every node, the default)",
     )
     p.add_argument("--format", choices=["table", "json", "markdown"], default="table")
     _common(p)
@@ -570,6 +571,11 @@ def _train_parsers(sub: Any) -> None:
 
 def _depth(text: str) -> int | str:
     return text if text in ("all", "auto") else _positive(text)
+
+
+def _summary_depth(text: str) -> int | None:
+    """`summary --depth`: N levels, or `all` (every node), as `draw --depth` takes it."""
+    return None if text == "all" else _positive(text)
 
 
 def _positive(text: str) -> int:

@@ -107,6 +107,13 @@ def test_depth_collapses_blocks(capsys: pytest.CaptureFixture[str]) -> None:
     full = json.loads(run(capsys, "summary", "resnet18", "--format", "json")[1])
     assert sum(r["params"] for r in data["layers"]) == full["total_params"]
     assert sum(r["macs"] for r in data["layers"]) == full["total_macs"]
+    # `--depth all`, as `draw --depth all`: every node, the default
+    every = json.loads(run(capsys, "summary", "resnet18", "--format", "json", "--depth", "all")[1])
+    assert every["layers"] == full["layers"]
+    with pytest.raises(SystemExit) as exit_:
+        run(capsys, "summary", "resnet18", "--depth", "most")
+    assert exit_.value.code == 2
+    assert "expected a positive integer" in capsys.readouterr().err
 
 
 def test_check_exit_codes(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
