@@ -249,9 +249,10 @@ class Elaborator:
             shape = None
         inp = self.shape_of(inputs[0]) if len(inputs) == 1 else None
         if shape is not None and inp is not None:
-            if frame.channels_last:
+            out = shape
+            if frame.channels_last:  # the rules see one position's features
                 inp, out = per_position(inp), per_position(shape)
-            self.count_params(frame, op, args, inp, out if frame.channels_last else shape, span)
+            self.count_params(frame, op, args, inp, out, span)
         node = Node(name, op, args, inputs, span, shape, frame.training_only, frame.channels_last)
         self.graph.add(node)
         return name
