@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 DEMO   ?= specs/lenet5.cnn
 OUT    ?= build/demo
 
-.PHONY: demo test install lint graphviz clean bench tables fuzz gpu-wheels
+.PHONY: demo test install lint graphviz chromium neovim clean bench tables fuzz gpu-wheels vsix
 
 install: $(STAMP)
 
@@ -26,6 +26,36 @@ graphviz:
 	else \
 		echo "note: Graphviz's dot is not installed; run 'sudo apt-get install graphviz'" \
 		     "for SVG/PNG diagrams (.dot output works without it)"; \
+	fi
+
+# Debian's chromium and chromium-driver: the headless browser of the interactive page's
+# tests (tests/browser/, driven by Selenium; no browser is downloaded). Without them those
+# tests skip and say so.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium and chromium-driver (for the browser tests)"; \
+		(apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && \
+		  apt-get install -y -qq chromium chromium-driver >/dev/null)) \
+		|| echo "warning: could not install chromium; the browser tests will skip"; \
+	else \
+		echo "note: no chromium/chromedriver; run 'sudo apt-get install chromium" \
+		     "chromium-driver' for the interactive page's browser tests (they skip without)"; \
+	fi
+
+# Debian's neovim: tests/lsp/test_neovim.py drives its built-in LSP client headless (it
+# skips, saying so, without `nvim`).
+neovim:
+	@if command -v nvim >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's neovim (for the language server's editor test)"; \
+		(apt-get install -y -qq neovim >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq neovim >/dev/null)) \
+		|| echo "warning: could not install neovim; tests/lsp/test_neovim.py will skip"; \
+	else \
+		echo "note: neovim is not installed; run 'sudo apt-get install neovim' to run" \
+		     "tests/lsp/test_neovim.py (it skips without nvim)"; \
 	fi
 
 demo: install graphviz
@@ -49,13 +79,26 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/cnnspec fmt --check specs/*.cnn specs/examples/*.cnn
 
-test: install graphviz lint
+test: install graphviz chromium neovim lint
 	$(BIN)/python -m pytest -q
 
 # Regenerate grammars/cnnspec.lalr.json after editing grammars/cnnspec.lark.
 tables: install
 	$(BIN)/python tools/lalrgen.py
+
+# The VS Code extension (editors/vscode: the TextMate grammar, the `cnnspec lsp` client)
+# as build/cnnspec-<version>.vsix. Needs node and npm (Debian: apt-get install nodejs
+# npm); npm install fetches vscode-languageclient (and the grammar tests' vscode-textmate),
+# npx fetches vsce.
+VSIX := build/cnnspec-$(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' editors/vscode/package.json).vsix
+vsix: install
+	$(BIN)/python tools/gen_grammar.py --check
+	cd editors/vscode && npm install --no-audit --no-fund
+	@mkdir -p build
+	cd editors/vscode && npx --yes @vscode/vsce@3 package --out ../../$(VSIX)
+	@ls -l $(VSIX)
 
 bench: install
 	$(BIN)/python bench/run_all.py

@@ -159,6 +159,13 @@ class DiagnosticError(Exception):
         first = next((d for d in self.diagnostics if d.is_error), None)
         super().__init__(f"{first.span}: {first.message}" if first else "diagnostics")
 
+    def __str__(self) -> str:
+        """Every diagnostic as the CLI prints it, source lines and carets included (at
+        most :data:`MAX_SHOWN`), so that a traceback in a notebook shows them all."""
+        if not self.diagnostics:
+            return "diagnostics"
+        return "\n" + render_human(self.diagnostics, self.sources, limit=MAX_SHOWN).rstrip("\n")
+
 
 @dataclass
 class Collector:
@@ -204,11 +211,11 @@ def _close_matches(name: str, pool: tuple[str, ...]) -> tuple[str, ...]:
     pool = tuple(c for c in pool if 3 * max(len(c), len(name)) <= 7 * min(len(c), len(name)))
     if not pool:
         return ()
+    # the same name but for its case (`Relu` for `relu`) comes first, then the closest
+    folded = name.lower()
+    same = [c for c in pool if c.lower() == folded]
     close = difflib.get_close_matches(name, pool, n=3, cutoff=0.6)
-    lower = {c.lower(): c for c in pool}
-    if not close and name.lower() in lower:
-        close = [lower[name.lower()]]
-    return tuple(close)
+    return tuple([*same, *(c for c in close if c not in same)][:3])
 
 
 def suggestion(name: str, candidates: Iterable[str], what: str = "") -> list[str]:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from cnnspec.diagnostics import NO_SPAN, DiagnosticError
 from cnnspec.graph.check import Checked, check_library, is_library
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from cnnspec.codegen.emit import GeneratedModule
     from cnnspec.report.draw import Diagram
+    from cnnspec.report.page import Page
 
 
 class Model(Checked):
@@ -66,15 +67,61 @@ class Model(Checked):
 
         return to_dict(self, depth, batch)
 
-    def draw(self, **options: Any) -> Diagram:
+    def explain(self, *layers: str) -> dict[str, Any]:
+        """Each layer's numbers worked out (``cnnspec explain --format json`` as a dict);
+        ``layers``: names or globs, as ``--layer`` takes them (all when none)."""
+        from cnnspec.report.explain import to_dict
+
+        return to_dict(self, layers)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the summary table (``cnnspec summary``) as HTML."""
+        from html import escape
+
+        from cnnspec.report.summary import COLUMNS, DEFAULT_COLUMNS, header, rows, totals_lines
+
+        columns = [COLUMNS[c] for c in DEFAULT_COLUMNS]
+
+        def row(cells: list[str], tag: str = "td", right: list[bool] | None = None) -> str:
+            aligned = right or [False] * len(cells)
+            styles = ["", ' style="text-align: right"']
+            tds = (
+                f"<{tag}{styles[r]}>{escape(c)}</{tag}>"
+                for c, r in zip(cells, aligned, strict=True)
+            )
+            return "<tr>" + "".join(tds) + "</tr>"
+
+        right = [False, *(c.right for c in columns)]
+        body = [row(["Layer", *(c.title for c in columns)], "th", right)]
+        for r in rows(self):
+            name = r.name + (" (training)" if r.training_only else "")
+            body.append(row([name, *(c.cell(r) for c in columns)], right=right))
+        totals = "".join(row([k, v], right=[False, True]) for k, v in totals_lines(self, 1))
+        return (
+            f"<p><b>{escape(header(self))}</b></p>\n<table>\n"
+            + "\n".join(body)
+            + f"\n</table>\n<table>\n{totals}\n</table>\n"
+        )
+
+    @overload
+    def draw(self, *, interactive: Literal[False] = False, **options: Any) -> Diagram: ...
+    @overload
+    def draw(self, *, interactive: Literal[True], **options: Any) -> Page: ...
+    def draw(self, *, interactive: bool = False, **options: Any) -> Diagram | Page:
         """A Graphviz diagram of the checked graph; shows itself inline in Jupyter.
 
         Options as :class:`cnnspec.report.draw.DrawOptions`: ``depth`` (a level, ``"all"`` or
         ``"auto"``), ``fold``, ``rankdir``, ``theme``, ``shapes``, ``params``, ``macs``.
         ``.source`` is the DOT text; ``.save("net.svg")`` writes .svg/.png/.pdf/.dot.
+        ``interactive=True``: the interactive page instead (``cnnspec draw -o net.html``),
+        shown in Jupyter in an iframe; ``.html`` is its text, ``.save("net.html")``.
         """
         from cnnspec.report.draw import Diagram, DrawOptions, render_dot
 
+        if interactive:
+            from cnnspec.report.page import Page, render_page
+
+            return Page(render_page(self, DrawOptions(**options)), self.name)
         return Diagram(render_dot(self, DrawOptions(**options)), self.name)
 
 

@@ -132,3 +132,28 @@ def test_unet_skip_with_a_named_tensor() -> None:
     assert merge.shape == (96, 64, 64)
     assert [graph[n].shape for n in graph.outputs] == [(2, 64, 64)]
     assert model.warnings == []
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.cnn")), ids=lambda p: p.stem)
+def test_each_example_is_worked_by_explain(path: Path) -> None:
+    """The header points to `cnnspec explain`, which works every number as the summary has it."""
+    from explained import disagreements
+
+    from cnnspec.report import explain
+
+    text = path.read_text(encoding="utf-8")
+    assert f"`cnnspec explain specs/examples/{path.name}`" in text.splitlines()[1]
+    model = cnnspec.load(path)
+    assert disagreements(model) == []
+    assert explain.render_text(model)
+
+
+def test_explain_writes_the_comments_arithmetic() -> None:
+    from cnnspec.report import explain
+
+    conv = explain.render_text(load("conv3x3_params"))
+    assert "3·3·128·64 + 64 = 73,792" in conv
+    assert "40·50·64·3·3·128 = 147,456,000" in conv
+    seven = explain.render_text(load("stride_padding_7x7"), ["stride3"])
+    assert "(7 + 2·0 − 3) / 3 + 1 = 2.33… → floor → 2" in seven
+    assert "floor drops the last 1 row of the padded input" in seven

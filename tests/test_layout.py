@@ -31,6 +31,7 @@ RANKS = {
     "codegen": 4,
     "facade": 5,
     "train": 6,
+    "lsp": 6,  # the language server: on the facade, beside train, started by the cli
     "cli": 7,
     "main": 8,
 }

@@ -39,6 +39,9 @@ def test_wheel_carries_grammar_templates_and_zoo(wheel: Path) -> None:
     assert "cnnspec/_data/grammars/cnnspec.lark" in names
     assert "cnnspec/_data/grammars/cnnspec.lalr.json" in names  # the parse tables
     assert "cnnspec/py.typed" in names
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    points = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[pygments.lexers]\ncnnspec = cnnspec.syntax.pygments_lexer:CnnspecLexer" in points
     zoo = sorted(p.relative_to(ROOT / "specs").as_posix() for p in (ROOT / "specs").rglob("*.cnn"))
     assert zoo, "the zoo is empty"
     for spec in zoo:
@@ -77,3 +80,6 @@ def test_fresh_venv_install_runs_from_another_directory(wheel: Path, tmp_path: P
     assert json.loads(out.stdout)["total_params"] == 11_689_512, out.stderr
     local = run("cnnspec", "check", "net.cnn")
     assert local.returncode == 0, local.stderr
+    # the Pygments plugin: `pygmentize -l cnnspec` (docs/editors.md)
+    lexed = run("pygmentize", "-l", "cnnspec", "-f", "raw", "net.cnn")
+    assert "Token.Name.Builtin\t'conv'" in lexed.stdout, lexed.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from cnnspec.model import Model
+    from cnnspec.report.memory import MemoryPlan
     from cnnspec.syntax.loader import Program
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -162,32 +164,89 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_ERRORS if failed else EXIT_OK
 
 
+def cmd_fmt(args: argparse.Namespace) -> int:
+    """Rewrite specs in the canonical layout (docs/editors.md, "Formatting"); ``--check``
+    and ``--diff`` only say what would change. A file that does not parse is reported
+    as ``check`` reports it and left as it is."""
+    import difflib
+
+    from cnnspec.fileio import atomic_write
+    from cnnspec.model import read_file
+    from cnnspec.syntax.format import format_source
+    from cnnspec.syntax.loader import Unreadable, unreadable
+
+    everything: list[Diagnostic] = []
+    sources: dict[str, str] = {}
+    changed: list[str] = []
+    for path in args.files:
+        text = read_file(path)
+        try:
+            if isinstance(text, Unreadable):
+                raise DiagnosticError([unreadable(path, text, NO_SPAN)])
+            formatted = format_source(text, path)
+        except DiagnosticError as exc:
+            everything.extend(exc.diagnostics)
+            sources.update({path: text} if isinstance(text, str) else {})
+            sources.update(exc.sources)
+            continue
+        if formatted == text:
+            continue
+        changed.append(path)
+        if args.diff:
+            old, new = text.splitlines(keepends=True), formatted.splitlines(keepends=True)
+            sys.stdout.writelines(difflib.unified_diff(old, new, path, path))
+        if args.check:
+            print(f"would reformat {path}", file=sys.stderr)
+        elif not args.diff:
+            try:
+                atomic_write(path, formatted)  # refuses a symlink, a FIFO, ...
+            except DiagnosticError as exc:
+                everything.extend(exc.diagnostics)
+                continue
+            print(f"reformatted {path}", file=sys.stderr)
+    _report(everything, sources, "human")
+    if everything:
+        print(f"failed: {summary_line(everything)}", file=sys.stderr)
+    return EXIT_ERRORS if everything or (args.check and changed) else EXIT_OK
+
+
 def cmd_summary(args: argparse.Namespace) -> int:
     from cnnspec.report import summary
 
+    extra = [f"--{k}" for k in ("optimizer", "precision", "device") if getattr(args, k)]
+    if extra and not args.train:
+        raise UsageError(f"{', '.join(extra)} applies to the training memory: add --train")
     model = _load(args, args.file)
     render: Callable[..., str] = {
         "table": summary.render_table,
         "markdown": summary.render_markdown,
         "json": summary.render_json,
     }[args.format]
+    memory = {"memory": _memory_plan(args, model)} if args.train else {}
     if args.format != "json":
         _report(model.warnings, model.sources, args.format)
-    sys.stdout.write(render(model, args.depth, args.batch))
+        sys.stdout.write(render(model, args.depth, args.batch, columns=args.columns, **memory))
+    else:
+        sys.stdout.write(render(model, args.depth, args.batch, **memory))
     return EXIT_OK
+
+
+def _memory_plan(args: argparse.Namespace, model: Model) -> MemoryPlan:
+    """`summary --train`: the training memory of one step (cnnspec/report/memory.py)."""
+    from cnnspec.report.memory import MemoryOptions, memory_plan
+
+    given = {k: getattr(args, k) for k in ("optimizer", "precision", "device")}
+    options = MemoryOptions(args.batch, **{k: v for k, v in given.items() if v is not None})
+    return memory_plan(model, options)
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cnnspec.fileio import check_target
-    from cnnspec.report.draw import Diagram, DotNotFoundError, DrawOptions, format_of, render_dot
+    from cnnspec.report.draw import Diagram, DotNotFoundError, DrawOptions, render_dot
 
-    if args.output is not None:
-        try:
-            format_of(args.output)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    if args.output is not None:  # its format was checked with the options (_draw_output)
         check_target(args.output)  # before the work, not after
     model = _load(args, args.file)
     _report(model.warnings, model.sources, "human")
@@ -202,7 +261,12 @@ def cmd_draw(args: argparse.Namespace) -> int:
     )
     target = Path(args.output or f"{Path(model.path).stem}.svg")
     try:
-        written = Diagram(render_dot(model, options), model.name).save(target)
+        if target.suffix.lower() == ".html":  # the interactive page (docs/draw.md)
+            from cnnspec.report.page import Page, render_page
+
+            written = Page(render_page(model, options), model.name).save(target)
+        else:
+            written = Diagram(render_dot(model, options), model.name).save(target)
     except DotNotFoundError as exc:
         print(f"error: cannot write {target}: {exc}", file=sys.stderr)
         return EXIT_ERRORS
@@ -301,6 +365,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         # the options given; the others are the defaults, or the run's own with --resume
         given = {n: getattr(args, n) for n in setting_names() if getattr(args, n, None) is not None}
         given["out"] = args.out or _default_out(model, args.resume)
+        if "freeze" in given:
+            given["freeze"] = tuple(given["freeze"])
         config = TrainConfig(**given, explicit=frozenset(given))
         config.check()
         from cnnspec.train.loop import train
@@ -314,18 +380,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     def run(model: Model) -> None:
-        from cnnspec.train.evaluate import run_eval
+        from cnnspec.train.evaluate import evaluate_checkpoint, run_eval
 
-        run_eval(model, args.checkpoint, args.data, args.out, args.device)
+        if args.format == "json":
+            found = evaluate_checkpoint(model, args.checkpoint, args.data, args.out, args.device)
+            print(json.dumps(found.to_dict(), indent=2))
+        else:
+            run_eval(model, args.checkpoint, args.data, args.out, args.device)
 
     return _with_checkpoint(args, run)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     def run(model: Model) -> None:
-        from cnnspec.train.evaluate import run_predict
+        from cnnspec.train.evaluate import predict, predictions_dict, run_predict
 
-        run_predict(model, args.checkpoint, args.images, args.top, args.device)
+        if args.format == "json":
+            found = predict(model, args.checkpoint, args.images, args.top, args.device)
+            print(json.dumps(predictions_dict(args.checkpoint, args.images, found), indent=2))
+        else:
+            run_predict(model, args.checkpoint, args.images, args.top, args.device)
 
     return _with_checkpoint(args, run)
 
@@ -343,25 +417,58 @@ def _with_checkpoint(args: argparse.Namespace, run: Callable[[Model], None]) -> 
     return EXIT_OK
 
 
-def _default_text(op: Any, default: Any) -> str:
-    """A default as the language writes it; one naming another argument stays bare."""
-    from cnnspec.ops.registry import show_value
-
-    named = isinstance(default, str) and op.arg_spec(default) is not None
-    return str(default) if named else show_value(default)
-
-
 def cmd_layers(args: argparse.Namespace) -> int:
     from cnnspec.ops.registry import LAYERS, REGISTRY
+    from cnnspec.report.explain import _default, layer_card
 
+    if args.name is not None:
+        if args.name not in LAYERS:
+            from cnnspec.diagnostics import suggestion
+
+            hint = "".join(f"; {h}" for h in suggestion(args.name, LAYERS))
+            raise UsageError(f"no layer type named {args.name!r}{hint or '; see cnnspec layers'}")
+        sys.stdout.write(layer_card(REGISTRY[args.name]))
+        return EXIT_OK
     for name in sorted(LAYERS):
         op = REGISTRY[name]
         params = ", ".join(
-            a.name if a.required else f"{a.name}={_default_text(op, a.default)}" for a in op.args
+            a.name if a.required else f"{a.name}={_default(op, a.default)}" for a in op.args
         )
         doc = f"  # {op.doc}" if op.doc else ""
         print(f"{name}({params}){doc}")
     return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from cnnspec.report import explain
+
+    model = _load(args, args.file)
+    patterns = args.layer or []
+    if patterns and not explain.select(model.graph, patterns):
+        from cnnspec.diagnostics import suggestion
+
+        hint = "".join(f"; {h}" for h in suggestion(patterns[0], [n.name for n in model.graph]))
+        raise UsageError(f"no layer matches {', '.join(patterns)}{hint}")
+    render = {
+        "text": explain.render_text,
+        "markdown": explain.render_markdown,
+        "json": explain.render_json,
+    }[args.format]
+    if args.format != "json":
+        _report(model.warnings, model.sources, "human")
+    sys.stdout.write(render(model, patterns))
+    return EXIT_OK
+
+
+def cmd_lsp(args: argparse.Namespace) -> int:
+    """The language server; pygls is imported here only, never by the other commands."""
+    try:
+        from cnnspec.lsp.server import main as serve
+    except ImportError as exc:
+        raise UsageError(
+            f"the language server needs pygls ({exc}): pip install 'cnnspec[lsp]'"
+        ) from exc
+    return serve()
 
 
 # ---------------------------------------------------------------------- parser
@@ -399,6 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("fmt", help="rewrite specs in the canonical layout (comments kept)")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".cnn files")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if a file would change"
+    )
+    p.add_argument("--diff", action="store_true", help="write nothing; print a unified diff")
+    p.set_defaults(func=cmd_fmt)
+
     p = sub.add_parser("summary", help="per-layer shapes, params, MACs, receptive field")
     p.add_argument("file", metavar="FILE", help="a .cnn file or a zoo name (resnet50)")
     p.add_argument("--batch", type=_positive, default=1, help="batch size for memory")
@@ -410,6 +525,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="collapse scopes deeper than N levels into one row (all: every node, the default)",
     )
     p.add_argument("--format", choices=["table", "json", "markdown"], default="table")
+    from cnnspec.report.summary import COLUMNS, DEFAULT_COLUMNS
+
+    p.add_argument(
+        "--columns",
+        type=_columns,
+        default=DEFAULT_COLUMNS,
+        metavar="A,B,...",
+        help=(
+            f"the table's columns after the layer's name, from {', '.join(COLUMNS)} "
+            f"(default: {','.join(DEFAULT_COLUMNS)}); JSON always has every field"
+        ),
+    )
+    from cnnspec.report.memory import DEVICES, OPTIMIZERS, PRECISIONS
+
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="add the training memory at --batch: parameters, gradients, optimizer state, "
+        "the activations saved for backward; and the inference peak",
+    )
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), help="with --train (default adamw)")
+    p.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        help="with --train: the activations' type; bf16, fp16: autocast (default fp32)",
+    )
+    p.add_argument(
+        "--device",
+        choices=list(DEVICES),
+        help="with --train: where it trains (dropout's mask: bool on cuda; default cuda)",
+    )
     _common(p)
     p.set_defaults(func=cmd_summary)
 
@@ -418,9 +564,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "-o",
         "--output",
+        type=_draw_output,
         default=None,
         metavar="OUT",
-        help="OUT.svg, .png, .pdf (these need Graphviz's dot) or .dot; default: FILE's stem .svg",
+        help="OUT.svg, .png, .pdf, .html (an interactive page; these need Graphviz's dot) "
+        "or .dot; default: FILE's stem .svg",
     )
     p.add_argument(
         "--depth",
@@ -459,8 +607,30 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("layers", help="list the layer types and their arguments")
+    p = sub.add_parser(
+        "explain", help="each layer's output size, params, MACs and receptive field, worked"
+    )
+    p.add_argument("file", metavar="FILE", help="a .cnn file or a zoo name (alexnet)")
+    p.add_argument(
+        "--layer",
+        action="append",
+        metavar="NAME",
+        help="only these layers: a name, a glob (`layer1.*`, `*conv1`) or a block instance's "
+        "name for all its layers (repeatable)",
+    )
+    p.add_argument("--format", choices=["text", "markdown", "json"], default="text")
+    _common(p)
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "layers", help="list the layer types; with a name, its arguments and formulas"
+    )
+    p.add_argument("name", nargs="?", metavar="LAYER", help="one layer type, e.g. conv")
     p.set_defaults(func=cmd_layers)
+
+    p = sub.add_parser("lsp", help="the language server for editors (stdio; the `lsp` extra)")
+    p.add_argument("--stdio", action="store_true", help="talk over stdin/stdout (the default)")
+    p.set_defaults(func=cmd_lsp)
     _train_parsers(sub)
     return parser
 
@@ -526,10 +696,30 @@ def _train_parsers(sub: Any) -> None:
         metavar="DIR",
         help="where metrics, plots and checkpoints go (default: runs/<spec>)",
     )
-    p.add_argument(
+    start = p.add_mutually_exclusive_group()
+    start.add_argument(
         "--resume",
         action="store_true",
         help="continue the run in DIR from its last.pt (docs/train.md: what may change)",
+    )
+    start.add_argument(
+        "--weights",
+        metavar="FILE",
+        help="start from these weights: a state_dict (torch.save(model.state_dict(), FILE)) "
+        "or a cnnspec checkpoint; strict but for a head of another size, re-initialised",
+    )
+    p.add_argument(
+        "--weights-partial",
+        action="store_true",
+        default=None,
+        help="with --weights: load the entries that fit, keep the others as initialised",
+    )
+    p.add_argument(
+        "--freeze",
+        action="append",
+        metavar="GLOB",
+        help="keep the parameters whose state_dict names match fixed, and their batchnorm "
+        "statistics (repeatable; e.g. 'layer1.*', 'conv1.*')",
     )
     p.add_argument(
         "--no-progress",
@@ -556,6 +746,12 @@ def _train_parsers(sub: Any) -> None:
         help="where confusion.png goes (default: beside the checkpoint)",
     )
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+    p.add_argument(
+        "--format",
+        choices=["human", "json"],
+        default="human",
+        help="json: one JSON document on stdout (accuracy, per class, confusion matrix)",
+    )
     _common(p)
     p.set_defaults(func=cmd_eval)
 
@@ -565,8 +761,28 @@ def _train_parsers(sub: Any) -> None:
     p.add_argument("--checkpoint", required=True, metavar="PATH", help="best.pt or last.pt")
     p.add_argument("--top", type=_positive, default=5, help="how many classes to show")
     p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|cuda:N")
+    p.add_argument(
+        "--format",
+        choices=["human", "json"],
+        default="human",
+        help="json: one JSON document on stdout (each image's top classes)",
+    )
     _common(p)
     p.set_defaults(func=cmd_predict)
+
+
+def _draw_output(text: str) -> str:
+    """`draw -o`: a file whose extension names a format draw writes (a usage error of
+    `draw`, with its usage, otherwise)."""
+    from cnnspec.report.draw import format_of
+
+    if text.lower().endswith(".html"):  # the interactive page
+        return text
+    try:
+        format_of(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or .html (an interactive page)") from None
+    return text
 
 
 def _depth(text: str) -> int | str:
@@ -576,6 +792,21 @@ def _depth(text: str) -> int | str:
 def _summary_depth(text: str) -> int | None:
     """`summary --depth`: N levels, or `all` (every node), as `draw --depth` takes it."""
     return None if text == "all" else _positive(text)
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    """`summary --columns input,output,kernel`: names of the table's columns, in order."""
+    from cnnspec.report.summary import COLUMNS
+
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    unknown = [c for c in names if c not in COLUMNS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown column {unknown[0]!r}; the columns are {', '.join(COLUMNS)}"
+            if unknown
+            else f"no column named; the columns are {', '.join(COLUMNS)}"
+        )
+    return names
 
 
 def _positive(text: str) -> int:

@@ -202,6 +202,7 @@ class PyClass:
     lead: int = 1  # constructor parameters before the block's own: input sizes
     # sizes of tensors from outside a body class's body: (tensor, dimension) in order
     outer_dims: list[tuple[str, int]] = field(default_factory=list)
+    note: str = ""  # a paragraph of its docstring after the first line
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ class RenderedClass:
     forward_signature: list[str]
     forward: list[str]
     has_forward: bool
+    note: str = ""  # the docstring's second paragraph, if any
 
 
 # The width left to a statement of a method body: 8 columns in, 4 more inside an `if`.
@@ -255,6 +257,7 @@ def finish(cls: PyClass) -> RenderedClass:
         forward_sig,
         _indent(cls.forward, 8),
         cls.has_forward,
+        cls.note,
     )
 
 
@@ -2511,9 +2514,13 @@ class NetworkCompiler(ClassCompiler):
             self.init.extend(_init_weights(dims or {2}))
         returns = self.returns_for(class_name, outputs)
         doc = self.doc(net)
-        return PyClass(
+        built = PyClass(
             class_name, "nn.Module", doc, params, self.init, forward_args, self.fwd, returns
         )
+        if graph.params:  # the comments' shapes are the checked values', the defaults
+            values = ", ".join(f"{k}={v!r}" for k, v in graph.params.items())
+            built.note = f"Shapes in comments are for the default arguments ({values})."
+        return built
 
     def returns_for(self, class_name: str, outputs: list[str]) -> str:
         if not self.aux_vars and len(outputs) == 1:

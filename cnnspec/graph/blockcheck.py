@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from cnnspec.diagnostics import Diagnostic, error, suggestion
 from cnnspec.ops.binding import bind
 from cnnspec.ops.evaluate import CONSTANTS, FUNCTIONS
-from cnnspec.ops.registry import LAYERS, lookup
+from cnnspec.ops.registry import LAYERS, lookup, unknown_layer_hints
 from cnnspec.syntax import ast
 from cnnspec.syntax.loader import Program
 
@@ -121,7 +121,7 @@ def _call(
             call.name_span,
             f"unknown layer or block `{call.name}`",
             "not defined",
-            suggestion(call.name, [*LAYERS, *blocks]),
+            unknown_layer_hints(call.name, blocks),
         )
         return
     accepted = (

@@ -14,10 +14,10 @@ from typing import Any
 
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, error, sort_diagnostics
 from cnnspec.graph.blockcheck import check_blocks, check_names, reachable
-from cnnspec.graph.elaborate import elaborate
+from cnnspec.graph.elaborate import elaborate_all
 from cnnspec.graph.infer import Totals, infer, totals
 from cnnspec.graph.ir import Graph, lint
-from cnnspec.ops.registry import Shape
+from cnnspec.ops.registry import Shape, format_shape, show_value
 from cnnspec.syntax.loader import Program
 
 
@@ -54,6 +54,19 @@ class Checked:
     def total_macs(self) -> int:
         return self.totals.macs
 
+    def __repr__(self) -> str:
+        """One line: name, parameters, inputs, outputs, parameter count (not the AST)."""
+        graph = self.graph
+        params = ", ".join(f"{k}={show_value(v)}" for k, v in graph.params.items())
+
+        def shapes(names: list[str]) -> str:
+            return ", ".join(f"{n}: {format_shape(graph[n].shape or ())}" for n in names)
+
+        return (
+            f"<{type(self).__name__} {graph.name}({params}) {shapes(graph.inputs)} -> "
+            f"{shapes(graph.outputs)}, {self.total_params:,} params>"
+        )
+
 
 def check_program(
     program: Program,
@@ -69,16 +82,13 @@ def check_program(
     _raise_on(check_names(program), program)
     entry = program.modules[program.entry]
     roots = [n.body for n in entry.networks if network is None or n.name == network]
-    try:
-        graph, warnings = elaborate(program, network, overrides, inputs)
-    except DiagnosticError as exc:
+    graph, found = elaborate_all(program, network, overrides, inputs)
+    warnings = [*found, *infer(graph)]  # infer's warnings need known shapes only
+    if any(d.is_error for d in found):  # the errors and every independent warning
         unchecked = check_blocks(program, skip=reachable(program, roots))
-        raise DiagnosticError(
-            sort_diagnostics([*exc.diagnostics, *unchecked]), program.sources
-        ) from None
+        raise DiagnosticError(sort_diagnostics([*warnings, *unchecked]), program.sources)
     used = {s.block for s in graph.scopes.values() if s.block}
     unchecked = check_blocks(program, skip=used)
-    warnings = [*warnings, *infer(graph)]
     problems = [error("graph-invariant", graph.span, p) for p in lint(graph)]
     if unchecked or problems:
         raise DiagnosticError(sort_diagnostics([*unchecked, *problems, *warnings]), program.sources)

@@ -5,7 +5,9 @@ stable hierarchical names (``layer2.0.conv1``), resolves every argument, and run
 op's shape rule, because arguments may read the incoming shape (``in.channels``) and
 shortcut conditions depend on it. Errors do not stop it: a node whose shape cannot be
 known gets ``shape=None`` and nothing downstream of it reports again, so one run lists
-every independent mistake.
+every independent mistake. Where an error leaves the shape known (a shape rule's
+``recovered`` shape), or known in part (a concat's channels: ``Elaborator.partial``), the
+layers after it are still checked, for what is wrong whatever the unknown sizes are.
 
 Naming: an ``as`` alias, else the op's prefix and a counter per scope (``conv1``,
 ``bn2``, ``branch3``); block calls, repeats, branches, shortcuts and aux heads open a
@@ -26,18 +28,22 @@ from typing import Any
 from cnnspec.diagnostics import (
     Collector,
     Diagnostic,
+    DiagnosticError,
     Note,
     Span,
     did_you_mean,
     error,
+    sort_diagnostics,
     suggestion,
     warning,
 )
 from cnnspec.graph.ir import AuxOutput, Graph, Node, Scope, per_position
 from cnnspec.graph.naming import BodyNames, body_names, prefix_of
 from cnnspec.ops.binding import bind
+from cnnspec.ops.domain import Undecidable, concrete, known
 from cnnspec.ops.evaluate import EvalError, InShape, Unknown, Value, evaluate
 from cnnspec.ops.registry import (
+    ALIASES,
     LAYERS,
     REGISTRY,
     ArgError,
@@ -55,6 +61,7 @@ from cnnspec.ops.registry import (
     show_value,
     spatial_of,
     type_label,
+    unknown_layer_hints,
 )
 from cnnspec.syntax import ast
 from cnnspec.syntax.loader import Program
@@ -118,6 +125,11 @@ class Elaborator:
     name_cache: dict[int, BodyNames] = field(default_factory=dict)
     times_bodies: dict[int, tuple[ast.Item, ast.Body]] = field(default_factory=dict)
     params: int = 0  # the parameters of the nodes so far (to refuse absurd counts)
+    # Nodes of unknown shape after an error whose sizes are known in part (a concat of
+    # branches of different heights still has their channels): TOP for the others. The
+    # layers after them run their rules on it, and report what is wrong whatever the
+    # unknown sizes are (a groups count that does not divide the channels).
+    partial: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     # ------------------------------------------------------------- diagnostics
     def report(self, diagnostic: Diagnostic, frame: Frame | None = None) -> None:
@@ -143,8 +155,34 @@ class Elaborator:
             pass
         return False, None
 
+    def layout_hints(self) -> list[str]:
+        """After a shape error: an input written channels last (`28 x 28 x 1`, a few
+        channels after a large first size) was most likely meant as C x H x W."""
+        hints = []
+        for name in self.graph.inputs:
+            shape = self.shape_of(name)
+            if shape is not None and len(shape) >= 3 and shape[-1] <= 4 and shape[0] >= 8:
+                meant = format_shape((shape[-1], *shape[:-1]))
+                hints.append(f"input shapes are C x H x W: did you mean {meant}?")
+        return hints
+
     def shape_of(self, name: str | None) -> Shape | None:
         return None if name is None else self.graph.nodes[name].shape
+
+    def sizes_of(self, name: str) -> tuple[Any, ...] | None:
+        """The node's shape, or what is known of it (TOP for an unknown size)."""
+        shape = self.shape_of(name)
+        return shape if shape is not None else self.partial.get(name)
+
+    def settle(self, name: str, shape: tuple[Any, ...] | None) -> Shape | None:
+        """A rule's result for node ``name``: the shape where every size is known, else
+        None (what is known kept in :attr:`partial`)."""
+        if shape is None:
+            return None
+        if all(known(d) for d in shape):
+            return tuple(concrete(d) for d in shape)
+        self.partial[name] = shape
+        return None
 
     # ------------------------------------------------------------------ naming
     def join(self, scope: str, leaf: str) -> str:
@@ -202,8 +240,10 @@ class Elaborator:
                 return name
         return self.join(frame.scope, self.auto_name(frame.scope, prefix, first_bare))
 
-    def open_scope(self, path: str, kind: str, label: str, span: Span) -> None:
-        self.graph.scopes.setdefault(path, Scope(path, kind, label, span))
+    def open_scope(
+        self, path: str, kind: str, label: str, span: Span, args: tuple[tuple[str, Any], ...] = ()
+    ) -> None:
+        self.graph.scopes.setdefault(path, Scope(path, kind, label, span, args=args))
 
     def open_block_scope(
         self, path: str, block: ast.BlockDef, env: Mapping[str, Value], span: Span
@@ -576,7 +616,8 @@ class Elaborator:
     def chosen(self, stmt: ast.If, frame: Frame) -> ast.Body | None:
         """The side of an `if` its condition picks (None: neither, or an error)."""
         ok, cond = self.value(stmt.cond, frame)
-        if not ok:
+        if not ok:  # either side might have changed the shape: it is unknown after it
+            self.poison(frame, stmt.span)
             return None
         return stmt.then if cond else stmt.otherwise
 
@@ -635,7 +676,8 @@ class Elaborator:
             self.poison(frame, item.span)
             return
         path = self.claim(frame, item, item.alias, item.alias_span, prefix_of(item.primary))
-        self.open_scope(path, "repeat", f"{_describe(item.primary)} x {count}", item.span)
+        label = f"{_describe(item.primary)} x {count}"
+        self.open_scope(path, "repeat", label, item.span, (("count", count),))
         inner = frame.child(path, tensors=frame.tensors)
         # Each iteration names the item's parts as a body holding the item once would
         # (the layers of both sides of an `if` keep their names), as compile names them.
@@ -690,7 +732,7 @@ class Elaborator:
 
     def poison(self, frame: Frame, span: Span) -> None:
         """After an error: the flow goes on with an unknown shape, reporting nothing more."""
-        if frame.current is not None and self.shape_of(frame.current) is None:
+        if frame.current is not None and self.sizes_of(frame.current) is None:
             return
         name = self.join(frame.scope, self.auto_name(frame.scope, "error"))
         inputs = [frame.current] if frame.current else []
@@ -745,8 +787,7 @@ class Elaborator:
             node = self.tensor_ref(ast.NameRef(call.name, call.name_span), frame)
             frame.current = node
         else:
-            candidates = [*LAYERS, *self.blocks, *frame.tensors]
-            hints = suggestion(call.name, candidates)
+            hints = unknown_layer_hints(call.name, [*self.blocks, *frame.tensors])
             if not hints:
                 hints = ["see `cnnspec layers` for the layer list, or define a `block`"]
             if call.name in frame.tensors:
@@ -769,7 +810,8 @@ class Elaborator:
         When the closest known layer keeps the shape (a misspelt `rleu`, `batchnrom`),
         checking continues as if it were that layer; otherwise the shape is unknown.
         """
-        close = did_you_mean(call.name, LAYERS)
+        meant = ALIASES.get(call.name.lower())  # `bn` is batchnorm, `dense` linear
+        close = [meant] if meant else did_you_mean(call.name, LAYERS)
         op = lookup(close[0]) if close else None
         shape = self.shape_of(frame.current)
         if (
@@ -807,18 +849,25 @@ class Elaborator:
             return self.no_input(call.span, f"`{op.name}`", frame)
         args = self.layer_args(op, bound, frame) if bound is not None else None
         inp = self.shape_of(frame.current)
-        shape: Shape | None = None
+        if inp is None and not frame.channels_last:
+            inp = self.partial.get(frame.current)
+        shape: tuple[Any, ...] | None = None
         if args is not None and inp is not None:
             try:
                 if frame.channels_last:  # the rule sees one position's features
                     shape = (*inp[:-1], *output_shape(op, args, per_position(inp)))
                 else:
                     shape = output_shape(op, args, inp)
-            except ShapeError as exc:
-                self.report(error(exc.code, call.span, exc.message, exc.label, exc.hints), frame)
+            except ShapeError as exc:  # go on with its recovered shape, if it has one
+                hints = [*self.layout_hints(), *exc.hints]  # the likelier cause first
+                self.report(error(exc.code, call.span, exc.message, exc.label, hints), frame)
+                shape = _recovered(exc, inp, frame.channels_last)
+            except (Undecidable, TypeError, ValueError):  # a size it needs is unknown
+                if all(known(d) for d in inp):
+                    raise
         name = self.claim(frame, call, alias, alias_span, op.name_prefix)
         frame.current = self.add_node(
-            frame, name, op.name, args or {}, [frame.current], call.span, shape
+            frame, name, op.name, args or {}, [frame.current], call.span, self.settle(name, shape)
         )
 
     def layer_args(
@@ -832,6 +881,8 @@ class Elaborator:
         shape = self.shape_of(frame.current)
         if shape is not None and frame.channels_last:
             shape = per_position(shape)
+        if shape is None and not frame.channels_last and frame.current is not None:
+            shape = self.partial.get(frame.current)  # its rank is known
         spatial = spatial_of(shape) if shape is not None else None  # sizes: one per dimension
         for key, a in bound.items():
             spec = op.arg_spec(key)
@@ -911,18 +962,22 @@ class Elaborator:
         labels: list[str] | None,
     ) -> None:
         """Add an ``add`` or ``concat`` node after checking its inputs' shapes."""
-        shapes = [self.shape_of(s) for s in sources]
-        shape: Shape | None = None
+        shapes = [self.sizes_of(s) for s in sources]
+        shape: tuple[Any, ...] | None = None
         if all(s is not None for s in shapes):
-            known = [s for s in shapes if s is not None]
+            given = [s for s in shapes if s is not None]
             labels = labels or [_short(s) for s in sources]
             rule = REGISTRY[op].merge_shape
             assert rule is not None, op
             try:
-                shape = rule(known, labels)
+                shape = rule(given, labels)
             except ShapeError as exc:
                 self.report(error(exc.code, where, exc.message, exc.label, exc.hints), frame)
-        frame.current = self.add_node(frame, name, op, {}, sources, span, shape)
+                shape = exc.recovered
+            except (Undecidable, TypeError, ValueError):  # a size it needs is unknown
+                if all(known(d) for s in given for d in s):
+                    raise
+        frame.current = self.add_node(frame, name, op, {}, sources, span, self.settle(name, shape))
 
     def residual(
         self, res: ast.Residual, frame: Frame, alias: str | None, alias_span: Span | None
@@ -1032,7 +1087,9 @@ class Elaborator:
             return self.poison(frame, rep.span)
         start, count = found
         path = self.claim(frame, rep, alias, alias_span, "repeat")
-        self.open_scope(path, "repeat", f"repeat x {count}", rep.span)
+        solo = _solo_item(rep.body)
+        what = _describe(solo.primary) if solo else "repeat"
+        self.open_scope(path, "repeat", f"{what} x {count}", rep.span, (("count", count),))
         for index in range(count):
             env = ChainMap({rep.var: start + index}, dict(frame.env)) if rep.var else frame.env
             inner = frame.child(self.join(path, str(index)), env=env)
@@ -1110,14 +1167,16 @@ class Elaborator:
         prim = item.primary
         if item.times is not None:
             count = self.count(item.times, frame)
+            if count is None:
+                return self.poison(frame, item.span)
             once = ast.Item(prim, None, None, item.span)  # its name: refused above
-            for _ in range(count or 0):
+            for _ in range(count):
                 self.seq_item(once, frame, position)
             return
         assert isinstance(prim, ast.Repeat)
         found = self.repeat_range(prim, frame)
         if found is None:
-            return
+            return self.poison(frame, prim.span)
         start, count = found
         outer = frame.env
         for index in range(count):
@@ -1329,6 +1388,13 @@ class Elaborator:
             self.graph.scopes[path] = replace(scope, output=inner.current)
 
 
+def _recovered(exc: ShapeError, inp: tuple[Any, ...], channels_last: bool) -> Any:
+    """The shape to go on with after ``exc`` (None: unknown, nothing after it blamed)."""
+    if exc.recovered is None or not channels_last:
+        return exc.recovered
+    return (*inp[:-1], *exc.recovered)  # the rule saw one position's features
+
+
 _MODULE_NAME = re.compile(r"[\w-]+")  # what nn.Module.add_module takes, and more readable
 _WEIGHT = ArgSpec("weight", ArgType.FLOAT, 1.0, doc="loss weight of an aux head")
 
@@ -1370,6 +1436,14 @@ def _single_item(stmt: ast.Stmt) -> bool:
             or not isinstance(stmt.items[0].primary, ast.ChannelsLast)
         )
     )
+
+
+def _solo_item(body: ast.Body) -> ast.Item | None:
+    """The body's one unnamed item, if it is only that."""
+    match body.stmts:
+        case (ast.Chain() as chain,) if _single_item(chain):
+            return chain.items[0]
+    return None
 
 
 def _describe(prim: ast.Primary) -> str:
@@ -1419,6 +1493,22 @@ def elaborate(
     Returns the graph and the warnings; raises :class:`DiagnosticError` with every
     error (and warning) when there is at least one error.
     """
+    graph, diags = elaborate_all(program, network, overrides, inputs)
+    if any(d.is_error for d in diags):
+        raise DiagnosticError(sort_diagnostics(diags))
+    return graph, diags
+
+
+def elaborate_all(
+    program: Program,
+    network: str | None = None,
+    overrides: Mapping[str, Value] | None = None,
+    inputs: Mapping[str, Shape] | None = None,
+) -> tuple[Graph, list[Diagnostic]]:
+    """:func:`elaborate` without raising: the graph as far as it could be built (a node
+    whose shape is unknown after an error has ``shape=None``) and every diagnostic,
+    errors and warnings, so that later passes may add the warnings of the parts an
+    error leaves alone."""
     diags = Collector()
     net = _pick_network(program, network, diags)
     graph = Graph(net.name if net else "?", net.span if net else Span(program.entry, 1, 1, 1, 1))
@@ -1448,8 +1538,7 @@ def elaborate(
         if not graph.outputs and frame.current is not None:
             graph.outputs.append(frame.current)
         _final_checks(el)
-    diags.raise_if_errors()
-    return graph, [d for d in diags.items if not d.is_error]
+    return graph, diags.items
 
 
 def _final_checks(el: Elaborator) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from cnnspec.diagnostics import Diagnostic, warning
 from cnnspec.graph.ir import Graph, Node, per_position
-from cnnspec.ops.registry import Family, Shape
+from cnnspec.ops.registry import Args, Family, Op, Shape, ShapeError, output_shape
 
 BYTES_PER_ELEMENT = 4  # fp32
 
@@ -55,6 +55,7 @@ def _annotate(graph: Graph, node: Node) -> None:
     # between: the output's jump is its other inputs'
     stepping = [i for i in ins if not _broadcast(i.shape, out)] or ins
     jump = _widest(i.meta["jump"] for i in stepping)
+    meta["rf_in"], meta["jump_in"], meta["window"] = rf, jump, window  # for `explain`
     if window is not None and len(window[0]) == len(rf):
         extents, strides = window
         rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, extents, jump, strict=True))
@@ -82,7 +83,8 @@ def _broadcast(shape: Shape | None, out: Shape | None) -> bool:
 
 @dataclass(frozen=True)
 class Totals:
-    params: int
+    params: int  # in training: training-only heads included
+    inference_params: int  # training-only heads dropped
     trainable_params: int
     buffers: int
     macs: int  # inference: training-only heads excluded
@@ -100,6 +102,7 @@ def totals(graph: Graph) -> Totals:
     inference = [n for n in nodes if not n.training_only]
     return Totals(
         params=sum(n.meta.get("params", 0) for n in nodes),
+        inference_params=sum(n.meta.get("params", 0) for n in inference),
         trainable_params=sum(n.meta.get("params", 0) for n in nodes),
         buffers=sum(n.meta.get("buffers", 0) for n in nodes),
         macs=sum(n.meta.get("macs", 0) for n in inference),
@@ -119,33 +122,98 @@ def _lossy_downsampling(graph: Graph) -> Iterable[Diagnostic]:
     for node in graph:
         if node.shape is None or node.family not in (Family.CONV, Family.POOL):
             continue
-        padding = node.args.get("padding", "same")  # adaptive/global pools: no windows to drop
-        if padding == "same":
-            continue
         in_shape = graph[node.inputs[0]].shape
         if in_shape is None or node.args.get("ceil_mode"):
             continue
-        pad = (0,) * (len(in_shape) - 1) if padding == "valid" else padding
-        window = node.spec.window(node.args, in_shape)
-        if window is None:
+        dropped = _dropped(node.spec, node.args, in_shape, node.shape)
+        if not any(dropped):
             continue
-        dropped = []
-        names = {1: ("samples",), 2: ("rows", "columns"), 3: ("frames", "rows", "columns")}
-        for d, dim in enumerate(names[len(window[0])]):
-            k, s, size, out = window[0][d], window[1][d], in_shape[d + 1], node.shape[d + 1]
-            if s == 1 or k < s:  # unit stride, or windows that skip pixels by design
-                continue
-            last = (out - 1) * s - pad[d] + k - 1  # last input index a window reaches
-            if last < size - 1:
-                dropped.append(f"{size - 1 - last} of {size} {dim}")
-        if dropped:
-            yield warning(
-                "lossy-downsampling",
-                node.span,
-                f"`{node.name}` silently drops the last {' and '.join(dropped)}",
-                "floor rounding",
-                ["pad the input, use ceil_mode = true, or pick a size the stride divides"],
+        words = _DIM_WORDS[len(dropped)]
+        said = [
+            f"{n} of {size} {word}"
+            for n, size, word in zip(dropped, in_shape[1:], words, strict=True)
+            if n
+        ]
+        yield warning(
+            "lossy-downsampling",
+            node.span,
+            f"`{node.name}` silently drops the last {' and '.join(said)}",
+            "floor rounding",
+            [_exact_hint(node.spec, node.args, in_shape)],
+        )
+
+
+_DIM_WORDS = {1: ("samples",), 2: ("rows", "columns"), 3: ("frames", "rows", "columns")}
+
+
+def _dropped(op: Op, args: Args, in_shape: Shape, out: Shape) -> tuple[int, ...]:
+    """Per position dimension, how many of the input's last positions no window reaches
+    (all 0 for an op without windows, or with padding "same")."""
+    padding = args.get("padding", "same")  # adaptive/global pools: no windows to drop
+    window = op.window(args, in_shape) if padding != "same" else None
+    if window is None:
+        return ()
+    pad = (0,) * len(window[0]) if padding == "valid" else padding
+    counts = []
+    for k, s, p, size, o in zip(*window, pad, in_shape[1:], out[1:], strict=True):
+        last = (o - 1) * s - p + k - 1  # the last input index a window reaches
+        # unit stride, or windows that skip pixels by design (k < s), drop nothing
+        counts.append(0 if s == 1 or k < s else max(size - 1 - last, 0))
+    return tuple(counts)
+
+
+def _exact_hint(op: Op, args: Args, in_shape: Shape) -> str:
+    """The fix for dropped positions, in the arguments ``op`` takes (its schema says
+    which): each candidate is run through the op's own rule, and offered only where
+    every window then fits."""
+    fixes = []
+    if op.arg_spec("ceil_mode") is not None and _fits(op, {**args, "ceil_mode": True}, in_shape):
+        fixes.append("`ceil_mode = true`")
+    padding = _exact_padding(op, args, in_shape) if op.arg_spec("padding") is not None else None
+    if padding is not None:
+        fixes.append(f"`padding = {padding[0] if len(set(padding)) == 1 else padding}`")
+    alternative = "resize the input so that the last window ends at its edge"
+    return f"use {' or '.join(fixes)}, or {alternative}" if fixes else alternative
+
+
+def _exact_padding(op: Op, args: Args, in_shape: Shape) -> tuple[int, ...] | None:
+    """The least padding, per dimension, with which every position is in a window."""
+    padding = args["padding"]
+    window = op.window(args, in_shape)
+    if window is None or (isinstance(padding, str) and padding != "valid"):
+        return None
+    pad = (0,) * len(window[0]) if padding == "valid" else tuple(padding)
+    found: list[int | None] = [None] * len(pad)
+    # padding s - 1 always reaches the last row (floor((in - k + 2p) / s) * s >= in - k + p),
+    # so the search ends within a stride (of at most 64: an absurd stride gets no offer)
+    for extra in range(min(max(window[1]), 64)):
+        trial = tuple(p + extra if f is None else f for p, f in zip(pad, found, strict=True))
+        try:
+            dropped = _dropped(
+                op, {**args, "padding": trial}, in_shape, _out(op, args, trial, in_shape)
             )
+        except ShapeError:  # more padding than the op allows (a pool's half kernel)
+            return None
+        found = [
+            t if f is None and n == 0 else f for t, f, n in zip(trial, found, dropped, strict=True)
+        ]
+        if all(f is not None for f in found):
+            best = tuple(f for f in found if f is not None)
+            return best if _fits(op, {**args, "padding": best}, in_shape) else None
+    return None
+
+
+def _out(op: Op, args: Args, padding: tuple[int, ...], in_shape: Shape) -> Shape:
+    return output_shape(op, {**args, "padding": padding}, in_shape)
+
+
+def _fits(op: Op, args: Args, in_shape: Shape) -> bool:
+    """Whether the op, with ``args``, is valid and reaches every position of its input."""
+    try:
+        out = output_shape(op, args, in_shape)
+    except ShapeError:
+        return False
+    return not any(_dropped(op, args, in_shape, out))
 
 
 def _redundant_bias(graph: Graph) -> Iterable[Diagnostic]:

@@ -58,7 +58,8 @@ class Scope:
     label: str  # e.g. "basic(128, stride=2)": for people, never parsed back
     span: Span
     block: str = ""  # a block instance's block name: "basic"
-    args: tuple[tuple[str, Any], ...] = ()  # and the values of all its parameters, in order
+    # a block instance's parameters with their values, in order; a repeat's `count`
+    args: tuple[tuple[str, Any], ...] = ()
     output: str | None = None  # a block instance's result: the node its body ends on
 
 

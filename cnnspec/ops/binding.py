@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 
-from cnnspec.diagnostics import Diagnostic, Span, error, suggestion
+from cnnspec.diagnostics import Diagnostic, Span, did_you_mean, error, suggestion
 from cnnspec.syntax import ast
 
 
@@ -24,6 +24,7 @@ def bind(
     bound: dict[str, ast.Arg] = {}
     keyword_seen = misplaced = False
     extra: list[ast.Arg] = []  # positional arguments beyond the last parameter
+    misnamed: list[ast.Arg] = []  # keywords that name no parameter
     for index, a in enumerate(call.args):
         if a.name is None:
             if keyword_seen:
@@ -46,15 +47,7 @@ def bind(
             keyword_seen = True
             key = a.name
             if key not in names:
-                found.append(
-                    error(
-                        "unknown-argument",
-                        a.span,
-                        f"{what} has no argument `{key}`",
-                        "unknown argument",
-                        suggestion(key, names) or [f"its arguments: {', '.join(names) or 'none'}"],
-                    )
-                )
+                misnamed.append(a)
                 continue
         if key in bound:
             found.append(
@@ -77,6 +70,24 @@ def bind(
             )
         )
     missing = [n for n in names if n in required and n not in bound]
+    for a in misnamed:  # `kernel_size = 3` for `kernel`: one error, not a missing `kernel` too
+        assert a.name is not None
+        close = did_you_mean(a.name, names)
+        meant = next((n for n in close if n in missing), None)
+        if meant is not None:
+            missing.remove(meant)
+            hints = [f"did you mean `{meant}`, which {what} needs?"]
+        else:
+            hints = suggestion(a.name, names) or [f"its arguments: {', '.join(names) or 'none'}"]
+        found.append(
+            error(
+                "unknown-argument",
+                a.span,
+                f"{what} has no argument `{a.name}`",
+                "unknown argument",
+                hints,
+            )
+        )
     if missing and not misplaced:
         listed = ", ".join(f"`{m}`" for m in missing)
         found.append(

@@ -39,6 +39,9 @@ class _Top(Symbolic):
     def __repr__(self) -> str:
         return "TOP"
 
+    def __str__(self) -> str:  # a size in a message: `16 x ? x ?`
+        return "?"
+
     def _same(self, *_: Any) -> _Top:
         return self
 

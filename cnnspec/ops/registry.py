@@ -13,13 +13,15 @@ multiply-add each, bias not counted.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, cast
 
+from cnnspec.diagnostics import suggestion
+from cnnspec.ops import formulas
 from cnnspec.ops.domain import (
     TOP,
     Undecidable,
@@ -47,14 +49,28 @@ class Family(StrEnum):
 
 
 class ShapeError(Exception):
-    """A shape rule refused its input. ``code`` is a diagnostics code."""
+    """A shape rule refused its input. ``code`` is a diagnostics code.
 
-    def __init__(self, code: str, message: str, label: str = "", hints: tuple[str, ...] = ()):
+    ``recovered``: the output shape once the mistake is fixed as the hint says, where the
+    mistake does not change it (a groups count that does not divide the channels): the
+    checker goes on with it, so that the layers after it are still checked. None: the
+    shape depends on how the mistake is fixed, and nothing after it is blamed.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        label: str = "",
+        hints: tuple[str, ...] = (),
+        recovered: Shape | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.label = label
         self.hints = hints
+        self.recovered = recovered
 
 
 # ---------------------------------------------------------------- argument types
@@ -254,6 +270,152 @@ def _no_window(args: Args, inp: Shape) -> Window | None:
     return None
 
 
+# What autograd keeps for an op's backward in training, measured with PyTorch 2.14
+# (`torch.autograd.graph.saved_tensors_hooks`; tests/report/test_memory.py holds the
+# estimate to the measurement on the zoo). Parameters and buffers are never counted.
+class Dtype(StrEnum):
+    ACTIVATION = "activation"  # the activations' type: fp32, or bf16/fp16 under autocast
+    FLOAT32 = "float32"  # statistics (batchnorm's save_mean, save_invstd)
+    INT64 = "int64"  # max pooling's indices
+    MASK = "mask"  # dropout's mask: bool on CUDA (native_dropout), the activations' type on CPU
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A tensor an op saves beyond its inputs and output (indices, a mask, statistics)."""
+
+    what: str
+    elements: int
+    dtype: Dtype
+    per_sample: bool = True  # scales with the batch (batchnorm's statistics do not)
+    # Also made, as a temporary, by a forward pass without gradients (max pooling's
+    # indices: PyTorch computes them anyway; not batchnorm's statistics in eval).
+    in_eval: bool = True
+    kept: bool = True  # saved for backward (False: only a temporary of the forward pass)
+
+
+@dataclass(frozen=True)
+class Saves:
+    """An op's saved tensors in training: its input (a merge: all its inputs), its output,
+    extras; ``view``: its output is its input's storage (a view, or the input itself), so
+    it allocates nothing."""
+
+    inputs: bool = True
+    output: bool = False
+    extra: tuple[Extra, ...] = ()
+    view: bool = False
+
+
+# (args, input shape, output shape) -> what it saves; shapes channels first, no batch.
+SavesRule = Callable[[Args, Shape, Shape], Saves]
+SAVES_INPUT = Saves()
+SAVES_OUTPUT = Saves(inputs=False, output=True)
+SAVES_NOTHING = Saves(inputs=False)
+A_VIEW = Saves(inputs=False, view=True)
+
+
+def _saves_input(args: Args, inp: Shape, out: Shape) -> Saves:
+    return SAVES_INPUT
+
+
+def _saves_output(args: Args, inp: Shape, out: Shape) -> Saves:
+    return SAVES_OUTPUT
+
+
+def _saves_nothing(args: Args, inp: Shape, out: Shape) -> Saves:
+    return SAVES_NOTHING
+
+
+def _a_view(args: Args, inp: Shape, out: Shape) -> Saves:
+    return A_VIEW
+
+
+def _maxpool_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    return Saves(extra=(Extra("indices", math.prod(out), Dtype.INT64),))
+
+
+def _adaptive_avgpool_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    """To 1 x 1 PyTorch takes the mean, which keeps only sizes; else it keeps its input."""
+    return SAVES_NOTHING if set(out[1:]) == {1} else SAVES_INPUT
+
+
+def _batchnorm_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    stats = tuple(
+        Extra(s, inp[0], Dtype.FLOAT32, per_sample=False, in_eval=False) for s in ("mean", "invstd")
+    )
+    return Saves(extra=stats)
+
+
+def _per_sample_stats(count: int) -> tuple[Extra, ...]:
+    return tuple(Extra(s, count, Dtype.FLOAT32) for s in ("mean", "rstd"))
+
+
+def _groupnorm_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    return Saves(extra=_per_sample_stats(args["groups"]))
+
+
+def _layernorm_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    """Statistics per position; on C x H x W (LayerNorm2d) the permuted result is copied
+    back to channels first: in eval its largest temporary, the size of the output."""
+    if len(inp) == 1:
+        return Saves(extra=_per_sample_stats(1))
+    positions = math.prod(inp[1:])
+    stats = tuple(Extra(s, positions, Dtype.FLOAT32, in_eval=False) for s in ("mean", "rstd"))
+    copy = Extra("channels-last result", math.prod(out), Dtype.ACTIVATION, kept=False)
+    return Saves(extra=(*stats, copy))
+
+
+def _instancenorm_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    """Statistics per sample and channel; the affine weight and the running statistics
+    are repeated per sample (the batch folded into the channels) and kept too."""
+    c = inp[0]
+    repeated = ["weight"] if args["affine"] else []
+    if args["track_running_stats"]:
+        repeated += ["running_mean", "running_var"]
+    return Saves(extra=_per_sample_stats(c) + tuple(Extra(r, c, Dtype.FLOAT32) for r in repeated))
+
+
+def _lrn_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    """F.local_response_norm: its input, the padded squares averaged over the channels,
+    and the divisor before and after the power. In eval its largest temporaries are
+    three of its input's size at once (`div.mul(alpha).add(k)` while `div` is held): the
+    output's and two more."""
+    c, *positions = inp
+    padded = (c + args["size"] - 1) * math.prod(positions)
+    n = math.prod(inp)
+    return Saves(  # fp32 under autocast too (its pooling and its power run in fp32)
+        extra=(
+            Extra("padded squares", padded, Dtype.FLOAT32, in_eval=False),
+            Extra("divisor", n, Dtype.FLOAT32),
+            Extra("divisor ** beta", n, Dtype.FLOAT32),
+        )
+    )
+
+
+def _dropout_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    if args["p"] == 0:
+        return A_VIEW
+    if args["p"] == 1:
+        return SAVES_NOTHING
+    return Saves(inputs=False, extra=(Extra("mask", math.prod(out), Dtype.MASK),))
+
+
+def _dropout2d_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    if args["p"] == 0:
+        return A_VIEW
+    return Saves(inputs=False, extra=(Extra("mask", inp[0], Dtype.ACTIVATION),))
+
+
+def _drop_path_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    if args["p"] == 0:
+        return A_VIEW
+    return Saves(inputs=False, extra=(Extra("mask", 1, Dtype.ACTIVATION),))
+
+
+def _rrelu_saves(args: Args, inp: Shape, out: Shape) -> Saves:
+    return Saves(extra=(Extra("noise", math.prod(inp), Dtype.ACTIVATION),))  # in eval too
+
+
 @dataclass(frozen=True)
 class Op:
     name: str
@@ -297,6 +459,11 @@ class Op:
     # `index`: `a, b = op(2)` names them all, which compile writes as `split_call`.
     splits: str = ""
     split_call: str = ""
+    # What its backward keeps in training (`summary --train`): by default its input.
+    saves: SavesRule = _saves_input
+    # How its numbers come about, worked with its own numbers (`cnnspec explain`): by
+    # default, an op applied to each element alone (an activation).
+    explain: formulas.Explanation = formulas.element_wise
     # Its output is a fresh tensor its backward does not need: an in-place op after it
     # (ReLU(inplace=True), `x += identity`) is safe.
     fresh_output: bool = False
@@ -305,6 +472,9 @@ class Op:
     # training): what may run in place after its input may run in place after it.
     keeps_freshness: bool = False
     cancels_bias: bool = False  # a bias right before it is cancelled (it subtracts the mean)
+    # Its output is "probabilities" or "log-probabilities" along `dim`, not logits: the
+    # trainer warns when a classifier ends in it (cross-entropy applies its own softmax).
+    probabilities: str = ""
     bias_lint: bool = False  # redundant-bias: warn when its `bias` feeds an op that cancels it
     # The op is the op its argument of this name names (`activation("silu")` is `silu`):
     # `cnnspec compile` writes that op's module where the argument is a constant, and its
@@ -318,6 +488,8 @@ class Op:
     # position: tests/ops/test_registry_facts.py runs each such entry both ways.
     per_position: bool = False
     doc: str = ""
+    # What other libraries call it (Keras's `dense`, torch's `fc` attribute): names that
+    # are not cnnspec's but make an unknown layer's "did you mean" name this op.
     aliases: tuple[str, ...] = field(default=())
 
     @property
@@ -450,7 +622,9 @@ def _rrelu_shape(args: Args, inp: Shape) -> Shape:
     return inp
 
 
-def _check_groups(op: str, c: int, out_c: int, groups: int) -> None:
+def _check_groups(op: str, c: int, out_c: int, groups: int, out: Shape) -> Shape:
+    """``out``, the layer's output, where ``groups`` divides both channel counts (a groups
+    count does not change the output: it is the recovered shape of the error)."""
     if surely(c % groups) or surely(out_c % groups):
         which = f"{c} input channels" if surely(c % groups) else f"{out_c} output channels"
         raise ShapeError(
@@ -458,13 +632,19 @@ def _check_groups(op: str, c: int, out_c: int, groups: int) -> None:
             f"`{op}` with groups = {groups} needs channels divisible by {groups}: {which} are not",
             f"groups = {groups}",
             ("choose groups that divide both the input and the output channels",),
+            recovered=out,
         )
+    return out
 
 
 def _conv_shape(args: Args, inp: Shape) -> Shape:
     _check_rank("conv", inp, SPATIAL_RANKS)
-    c, sizes = inp[0], inp[1:]
-    _check_groups("conv", c, args["out_channels"], args["groups"])
+    out = _conv_sizes(args, inp)
+    return _check_groups("conv", inp[0], args["out_channels"], args["groups"], out)
+
+
+def _conv_sizes(args: Args, inp: Shape) -> Shape:
+    sizes = inp[1:]
     out_c = args["out_channels"]
     pad = args["padding"]
     if pad == "same":
@@ -512,8 +692,11 @@ def _conv_window(args: Args, inp: Shape) -> Window:
 
 def _conv_transpose_shape(args: Args, inp: Shape) -> Shape:
     _check_rank("conv_transpose", inp, SPATIAL_RANKS)
-    c = inp[0]
-    _check_groups("conv_transpose", c, args["out_channels"], args["groups"])
+    out = _conv_transpose_sizes(args, inp)
+    return _check_groups("conv_transpose", inp[0], args["out_channels"], args["groups"], out)
+
+
+def _conv_transpose_sizes(args: Args, inp: Shape) -> Shape:
     out_c = args["out_channels"]
     sizes = []
     for dim, size, k, s, p, op, d in zip(
@@ -683,20 +866,25 @@ def _positive_eps(op: str, ranks: tuple[int, ...]) -> ShapeRule:
 _norm_shape = _positive_eps("batchnorm", (1, *SPATIAL_RANKS))
 
 
-def _check_divides(op: str, channels: Any, groups: Any, what: str = "groups") -> None:
-    """`groups-mismatch` where ``groups`` (of ``op``) does not divide the channels."""
+def _check_divides(
+    op: str, channels: Any, groups: Any, what: str = "groups", out: Shape | None = None
+) -> None:
+    """`groups-mismatch` where ``groups`` (of ``op``) does not divide the channels; ``out``
+    is the output all the same (the error's recovered shape), where it does not depend on
+    ``groups``."""
     if differ(channels % groups, 0):
         raise ShapeError(
             "groups-mismatch",
             f"`{op}` needs channels divisible by its {groups} {what}, got {channels}",
             f"{what} = {groups}",
             (f"use a divisor of {channels} for {what}",),
+            recovered=out,
         )
 
 
 def _groupnorm_shape(args: Args, inp: Shape) -> Shape:
     _check_eps("groupnorm", args)
-    _check_divides("groupnorm", inp[0], args["groups"])
+    _check_divides("groupnorm", inp[0], args["groups"], out=inp)
     return inp
 
 
@@ -723,7 +911,7 @@ def _instancenorm_buffers(args: Args, inp: Shape, out: Shape) -> int:
 
 def _channel_shuffle_shape(args: Args, inp: Shape) -> Shape:
     _check_rank("channel_shuffle", inp, (3,))
-    _check_divides("channel_shuffle", inp[0], args["groups"])
+    _check_divides("channel_shuffle", inp[0], args["groups"], out=inp)
     return inp
 
 
@@ -861,7 +1049,22 @@ def _add_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
         _projection_hint(shapes[1], shapes[0]) if residual else "add needs tensors of equal shape"
     )
     message = f"{'residual ' if residual else ''}add needs equal shapes"
-    raise ShapeError("shape-mismatch", message, sides, (hint,))
+    # a projection shortcut (the hint) gives the body's shape; a plain add could be fixed
+    # on either side: only the sizes its inputs agree on are known
+    recovered = shapes[0] if residual else _agreed(shapes)
+    raise ShapeError("shape-mismatch", message, sides, (hint,), recovered)
+
+
+def _agreed(shapes: Sequence[tuple[Any, ...]]) -> Any:
+    """Per dimension, the size every shape has, or TOP (unknown) where they differ; None
+    when their ranks differ. What a merge gives once its mismatch is fixed, one way or
+    the other."""
+    if any(len(s) != len(shapes[0]) for s in shapes):
+        return None
+    return tuple(
+        dims[0] if not any(differ(d, dims[0]) or not known(d) for d in dims) else TOP
+        for dims in zip(*shapes, strict=True)
+    )
 
 
 def _mul_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
@@ -905,11 +1108,13 @@ def _concat_shape(shapes: Sequence[Shape], labels: Sequence[str]) -> Shape:
     if not any(shapes_differ(s[1:], shapes[0][1:]) for s in shapes):
         return (sum(s[0] for s in shapes), *shapes[0][1:])
     sides = ", ".join(f"{lab}: {format_shape(s)}" for lab, s in zip(labels, shapes, strict=True))
+    agreed = _agreed(shapes)  # the channels are their sum however the sizes are fixed
     raise ShapeError(
         "concat-mismatch",
         "concat needs equal spatial sizes in every branch",
         sides,
         ("pad or stride the branches so that their height and width agree",),
+        None if agreed is None else (sum(s[0] for s in shapes), *agreed[1:]),
     )
 
 
@@ -924,24 +1129,40 @@ def _kxk(sizes: tuple[int, ...]) -> str:
     return "x".join(str(v) for v in sizes)
 
 
+def _padding(args: Args) -> str:
+    """`` p1`` (`` p1x2``, `` same``) when the layer pads; nothing when it does not."""
+    padding = args.get("padding", 0)
+    if isinstance(padding, str):
+        return f" {padding}"
+    if isinstance(padding, int):
+        padding = (padding,)
+    return "" if set(padding) == {0} else f" p{_k(padding)}"
+
+
 def _conv_label(args: Args) -> str:
+    """``11x11/4 p2, 64``: kernel, stride (when not 1), padding (when any), channels."""
     text = _kxk(args["kernel"])
     if set(args["stride"]) != {1}:
         text += f"/{_k(args['stride'])}"
-    text += f", {args['out_channels']}"
+    text += f"{_padding(args)}, {args['out_channels']}"
     if args["groups"] != 1:
         text += f", groups {args['groups']}"
     if set(args["dilation"]) != {1}:
         text += f", dilation {_k(args['dilation'])}"
+    if set(args.get("output_padding", (0,))) != {0}:
+        text += f", output_padding {_k(args['output_padding'])}"
     return text
 
 
 def _pool_label(args: Args) -> str:
-    text = _kxk(args["kernel"])
-    if set(args["stride"]) != {1}:
-        text += f"/{_k(args['stride'])}"
+    """``3x3/2 p1``: the stride always (a pool's default stride is its kernel), padding."""
+    text = f"{_kxk(args['kernel'])}/{_k(args['stride'])}{_padding(args)}"
+    if set(args.get("dilation", (1,))) != {1}:
+        text += f", dilation {_k(args['dilation'])}"
     if args["ceil_mode"]:
         text += ", ceil"
+    if not args.get("count_include_pad", True):
+        text += ", padding not counted"
     return text
 
 
@@ -1114,6 +1335,7 @@ def _ops() -> list[Op]:
             fresh_output=True,
             inplace_before_add=True,
             bias_lint=True,
+            explain=formulas.conv,
             doc="convolution (1-D, 2-D or 3-D, as the input)",
         ),
         Op(
@@ -1145,7 +1367,9 @@ def _ops() -> list[Op]:
             fresh_output=True,
             inplace_before_add=True,
             bias_lint=True,
+            explain=formulas.conv_transpose,
             doc="transposed convolution (upsampling by its stride; 1-D, 2-D or 3-D)",
+            aliases=("deconv", "upconv"),
         ),
         Op(
             "maxpool",
@@ -1156,11 +1380,13 @@ def _ops() -> list[Op]:
             label=_pool_label,
             ranks=SPATIAL_RANKS,
             torch="nn.MaxPool2d",
+            saves=_maxpool_saves,
             emit=(
                 "nn.MaxPool{dims}d(kernel_size={kernel}, stride={stride?=kernel}, "
                 "padding={padding?0}, dilation={dilation?1}, ceil_mode={ceil_mode?False})"
             ),
             fresh_output=True,
+            explain=formulas.maxpool,
             doc="max pooling",
         ),
         Op(
@@ -1182,6 +1408,7 @@ def _ops() -> list[Op]:
                 "count_include_pad={count_include_pad?True})"
             ),
             fresh_output=True,
+            explain=formulas.avgpool,
             doc="average pooling",
         ),
         Op(
@@ -1195,7 +1422,9 @@ def _ops() -> list[Op]:
             ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveAvgPool2d",
             emit="nn.AdaptiveAvgPool{dims}d({output_size})",
+            saves=_adaptive_avgpool_saves,
             fresh_output=True,
+            explain=formulas.adaptive_pool,
             doc="average pooling to a fixed output size",
         ),
         Op(
@@ -1209,7 +1438,9 @@ def _ops() -> list[Op]:
             ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveMaxPool2d",
             emit="nn.AdaptiveMaxPool{dims}d({output_size})",
+            saves=_maxpool_saves,
             fresh_output=True,
+            explain=formulas.adaptive_pool,
             doc="max pooling to a fixed output size",
         ),
         Op(
@@ -1222,8 +1453,11 @@ def _ops() -> list[Op]:
             ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveAvgPool2d",
             emit="nn.AdaptiveAvgPool{dims}d({ones})",
+            saves=_saves_nothing,
             fresh_output=True,
+            explain=formulas.global_pool,
             doc="average over all positions: C x 1 x 1 (C x 1, C x 1 x 1 x 1)",
+            aliases=("gap", "global_average_pooling"),
         ),
         Op(
             "global_maxpool",
@@ -1235,7 +1469,9 @@ def _ops() -> list[Op]:
             ranks=SPATIAL_RANKS,
             torch="nn.AdaptiveMaxPool2d",
             emit="nn.AdaptiveMaxPool{dims}d({ones})",
+            saves=_maxpool_saves,
             fresh_output=True,
+            explain=formulas.global_pool,
             doc="max over all positions: C x 1 x 1 (C x 1, C x 1 x 1 x 1)",
         ),
         Op(
@@ -1249,6 +1485,7 @@ def _ops() -> list[Op]:
             _norm_shape,
             params=_affine_params,
             buffers=_norm_buffers,
+            saves=_batchnorm_saves,
             prefix="bn",
             torch="nn.BatchNorm2d",
             emit=(
@@ -1258,7 +1495,9 @@ def _ops() -> list[Op]:
             fresh_output=True,
             inplace_before_add=True,
             cancels_bias=True,
+            explain=formulas.batchnorm,
             doc="batch normalization (1-D on features and C x L, 2-D, 3-D)",
+            aliases=("bn", "batch_norm"),
         ),
         Op(
             "groupnorm",
@@ -1274,9 +1513,11 @@ def _ops() -> list[Op]:
             prefix="gn",
             torch="nn.GroupNorm",
             emit="nn.GroupNorm({groups}, {in}, eps={eps?1e-05}, affine={affine?True})",
+            saves=_groupnorm_saves,
             fresh_output=True,
             inplace_before_add=True,
             cancels_bias=True,
+            explain=formulas.norm,
             doc="group normalization (per sample, over groups of channels)",
         ),
         Op(
@@ -1291,6 +1532,7 @@ def _ops() -> list[Op]:
             _instancenorm_shape,
             params=_affine_params,
             buffers=_instancenorm_buffers,
+            saves=_instancenorm_saves,
             prefix="inorm",
             ranks=(3,),
             torch="nn.InstanceNorm2d",
@@ -1300,6 +1542,7 @@ def _ops() -> list[Op]:
             ),
             fresh_output=True,
             cancels_bias=True,
+            explain=formulas.instancenorm,
             doc="instance normalization (per sample and channel, over H x W)",
         ),
         Op(
@@ -1314,7 +1557,9 @@ def _ops() -> list[Op]:
             emit="LayerNorm2d({in}, eps={eps?1e-05}, elementwise_affine={affine?True})",
             emit_flat="nn.LayerNorm({in}, eps={eps?1e-05}, elementwise_affine={affine?True})",
             helpers=(_LAYER_NORM_2D,),
+            saves=_layernorm_saves,
             fresh_output=True,
+            explain=formulas.norm,
             doc="layer normalization over the channels (at each position) or the features",
             per_position=True,
         ),
@@ -1332,6 +1577,8 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.LocalResponseNorm",
             emit="nn.LocalResponseNorm({size}, alpha={alpha?0.0001}, beta={beta?0.75}, k={k?1.0})",
+            saves=_lrn_saves,
+            explain=formulas.neighbours,
             doc="local response normalization (AlexNet 2012)",
         ),
         Op(
@@ -1341,7 +1588,9 @@ def _ops() -> list[Op]:
             label=lambda a: f"p={a['p']:g}",
             torch="nn.Dropout",
             emit="nn.Dropout(p={p})",
+            saves=_dropout_saves,
             keeps_freshness=True,
+            explain=formulas.dropout,
             doc="dropout",
             per_position=True,
         ),
@@ -1355,6 +1604,8 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.Dropout2d",
             emit="nn.Dropout2d(p={p})",
+            saves=_dropout2d_saves,
+            explain=formulas.dropout,
             doc="channel dropout",
         ),
         Op(
@@ -1365,7 +1616,9 @@ def _ops() -> list[Op]:
             torch="torchvision.ops.StochasticDepth",
             emit="StochasticDepth(p={p})",
             helpers=(_STOCHASTIC_DEPTH,),
+            saves=_drop_path_saves,
             keeps_freshness=True,
+            explain=formulas.dropout,
             doc="stochastic depth: drops whole samples of a residual branch in training",
             per_position=True,
         ),
@@ -1377,7 +1630,9 @@ def _ops() -> list[Op]:
             window=_flatten_window,
             torch="nn.Flatten",
             emit="nn.Flatten(1)",
+            saves=_a_view,
             functional="torch.flatten({x}, 1)",
+            explain=formulas.flatten,
             doc="C x H x W -> C*H*W features",
         ),
         Op(
@@ -1397,10 +1652,19 @@ def _ops() -> list[Op]:
             emit="nn.Linear({in}, {out_features}, bias={bias?True})",
             fresh_output=True,
             inplace_before_add=True,
+            explain=formulas.linear,
             doc="fully connected layer",
+            aliases=("dense", "fc", "fully_connected"),
             per_position=True,
         ),
-        Op("identity", Family.RESHAPE, (), torch="nn.Identity", doc="passes its input on"),
+        Op(
+            "identity",
+            Family.RESHAPE,
+            (),
+            torch="nn.Identity",
+            saves=_a_view,
+            doc="passes its input on",
+        ),
         Op(
             "unflatten",
             Family.RESHAPE,
@@ -1414,6 +1678,8 @@ def _ops() -> list[Op]:
             ranks=(1,),
             torch="nn.Unflatten",
             emit="nn.Unflatten(1, ({channels}, {height}, {width}))",
+            saves=_a_view,
+            explain=formulas.unflatten,
             doc="C*H*W features -> C x H x W (a generator's first layer)",
         ),
         Op(
@@ -1427,6 +1693,8 @@ def _ops() -> list[Op]:
             torch="torchvision.transforms.CenterCrop",
             emit="CenterCrop({size})",
             helpers=(_CENTER_CROP,),
+            saves=_a_view,
+            explain=formulas.center_crop,
             doc="the middle h x w of each map (d x h x w of a clip, l of a sequence; U-Net)",
         ),
         Op(
@@ -1439,6 +1707,8 @@ def _ops() -> list[Op]:
             ranks=(3,),
             torch="nn.ChannelShuffle",
             emit="nn.ChannelShuffle({groups})",
+            saves=_saves_nothing,
+            explain=formulas.regroup,
             doc="interleaves the channels of its groups (ShuffleNet)",
         ),
         Op(
@@ -1454,9 +1724,11 @@ def _ops() -> list[Op]:
             torch="Tensor.chunk",
             emit="Chunk({parts}, index={index?0})",
             helpers=(_CHUNK,),
+            saves=_a_view,
             functional="{x}.chunk({parts}, 1)[{index}]",
             splits="parts",
             split_call="{x}.chunk({parts}, 1)",
+            explain=formulas.chunk,
             doc="a part of the channels (ShuffleNet); `left, right = chunk(2)` names them all",
         ),
         Op(
@@ -1468,8 +1740,10 @@ def _ops() -> list[Op]:
             torch="Tensor.movedim",
             emit="ChannelsLast()",
             helpers=(_CHANNELS_LAST,),
+            saves=_a_view,
             functional="{x}.movedim(1, -1)",
             internal=True,
+            explain=formulas.moved,
             doc="the channels moved last, where `channels_last { ... }` begins",
         ),
         Op(
@@ -1481,8 +1755,10 @@ def _ops() -> list[Op]:
             torch="Tensor.movedim",
             emit="ChannelsFirst()",
             helpers=(_CHANNELS_FIRST,),
+            saves=_a_view,
             functional="{x}.movedim(-1, 1)",
             internal=True,
+            explain=formulas.moved,
             doc="the channels moved back first, where `channels_last { ... }` ends",
         ),
         Op(
@@ -1500,10 +1776,19 @@ def _ops() -> list[Op]:
             fresh_output=True,  # a product: its backward reads its inputs, not its output
             inplace_before_add=True,  # torchvision's CNBlock: `result += input` after it
             helpers=(_LAYER_SCALE_2D, _LAYER_SCALE_1D),
+            explain=formulas.per_channel_params("C"),
             doc="a learnt scale per channel (ConvNeXt), starting at init",
             per_position=True,
         ),
-        Op("relu", activation, (), torch="nn.ReLU", emit="nn.ReLU({inplace})", per_position=True),
+        Op(
+            "relu",
+            activation,
+            (),
+            torch="nn.ReLU",
+            emit="nn.ReLU({inplace})",
+            saves=_saves_output,
+            per_position=True,
+        ),
         Op(
             "relu6",
             activation,
@@ -1529,6 +1814,7 @@ def _ops() -> list[Op]:
             _rrelu_shape,
             torch="nn.RReLU",
             emit="nn.RReLU(lower={lower?0.125}, upper={upper?0.3333333333333333})",
+            saves=_rrelu_saves,
             doc="randomized leaky ReLU",
             per_position=True,
         ),
@@ -1540,6 +1826,7 @@ def _ops() -> list[Op]:
             _prelu_params,
             torch="nn.PReLU",
             emit="nn.PReLU(num_parameters={num_parameters?1}, init={init?0.25})",
+            explain=formulas.per_channel_params("num_parameters"),
             doc="leaky ReLU with learnt slope",
         ),
         Op(
@@ -1568,7 +1855,7 @@ def _ops() -> list[Op]:
             doc="x * relu6(x + 3) / 6 (MobileNetV3)",
             per_position=True,
         ),
-        Op("sigmoid", activation, (), torch="nn.Sigmoid", per_position=True),
+        Op("sigmoid", activation, (), torch="nn.Sigmoid", saves=_saves_output, per_position=True),
         Op(
             "hardsigmoid",
             activation,
@@ -1578,7 +1865,7 @@ def _ops() -> list[Op]:
             doc="relu6(x + 3) / 6",
             per_position=True,
         ),
-        Op("tanh", activation, (), torch="nn.Tanh", per_position=True),
+        Op("tanh", activation, (), torch="nn.Tanh", saves=_saves_output, per_position=True),
         Op(
             "activation",
             activation,
@@ -1600,6 +1887,9 @@ def _ops() -> list[Op]:
             _softmax_shape("softmax"),
             torch="nn.Softmax",
             emit="nn.Softmax(dim={dim})",
+            probabilities="probabilities",
+            explain=formulas.along,
+            saves=_saves_output,
         ),
         Op(
             "log_softmax",
@@ -1608,6 +1898,9 @@ def _ops() -> list[Op]:
             _softmax_shape("log_softmax"),
             torch="nn.LogSoftmax",
             emit="nn.LogSoftmax(dim={dim})",
+            probabilities="log-probabilities",
+            explain=formulas.along,
+            saves=_saves_output,
         ),
         Op(
             "upsample",
@@ -1632,7 +1925,9 @@ def _ops() -> list[Op]:
             ranks=SPATIAL_RANKS,
             torch="nn.Upsample",
             emit='nn.Upsample(scale_factor={scale_factor}, mode={mode?"nearest"})',
+            saves=_saves_nothing,
             fresh_output=True,
+            explain=formulas.upsample,
             doc="nearest upsampling, or linear (C x L), bilinear, trilinear (C x D x H x W)",
         ),
         Op(
@@ -1643,8 +1938,10 @@ def _ops() -> list[Op]:
             inputs="equal shapes",
             merge_shape=_add_shape,
             merge_operator="+",
+            saves=_saves_nothing,
             fresh_output=True,
             glyph="+",
+            explain=formulas.add,
             doc="element-wise sum of equal shapes",
         ),
         Op(
@@ -1657,6 +1954,7 @@ def _ops() -> list[Op]:
             merge_operator="*",
             fresh_output=True,
             glyph="×",
+            explain=formulas.mul,
             doc="element-wise product; sizes of 1 broadcast (a C x 1 x 1 gate)",
         ),
         Op(
@@ -1667,10 +1965,20 @@ def _ops() -> list[Op]:
             inputs="same rank; same H x W",
             merge_shape=_concat_shape,
             merge_function="torch.cat",
+            saves=_saves_nothing,
             fresh_output=True,
+            explain=formulas.concat,
             doc="join along the channels",
+            aliases=("cat",),
         ),
-        Op("input", Family.IO, (), doc="a network input"),
+        Op(
+            "input",
+            Family.IO,
+            (),
+            saves=_saves_nothing,
+            explain=formulas.declared,
+            doc="a network input",
+        ),
     ]
 
 
@@ -1678,6 +1986,16 @@ REGISTRY: dict[str, Op] = {op.name: op for op in _ops()}
 LAYERS = frozenset(
     name for name, op in REGISTRY.items() if op.family is not Family.IO and not op.internal
 )
+ALIASES = {alias: op.name for op in REGISTRY.values() for alias in op.aliases}
+
+
+def unknown_layer_hints(name: str, others: Iterable[str] = ()) -> list[str]:
+    """ "Did you mean" for an unknown layer ``name``: the layer other libraries call so
+    (`dense` is `linear`), else the closest layer names and ``others`` (blocks, tensors)."""
+    meant = ALIASES.get(name.lower())
+    if meant is not None:
+        return [f"did you mean `{meant}`? (cnnspec's name for `{name}`)"]
+    return suggestion(name, [*LAYERS, *others])
 
 
 def output_shape(op: Op, args: Args, inp: Shape) -> Shape:

@@ -30,7 +30,7 @@ import graphviz
 
 from cnnspec.fileio import atomic_write
 from cnnspec.ops.registry import Family, format_shape
-from cnnspec.report.summary import groups, human
+from cnnspec.report.summary import describe_scope, groups, human, op_text
 
 if TYPE_CHECKING:
     from cnnspec.graph.check import Checked
@@ -385,32 +385,6 @@ def _costs(nodes: list[Node], options: DrawOptions) -> list[str]:
     return lines
 
 
-def op_text(node: Node) -> str:
-    """``conv 3x3/2, 64``: the op and its key arguments."""
-    label = node.spec.label(node.args) if node.args or not node.spec.args else ""
-    return f"{node.op} {label}".strip()
-
-
-def describe_scope(graph: Graph, path: str, nodes: list[Node]) -> str:
-    """A scope in words: a block's call, an aux head's weight, or a branch's main layers."""
-    scope = graph.scopes[path]
-    if scope.kind == "block":
-        return scope.label
-    if scope.kind == "aux":
-        aux = next((a for a in graph.aux if a.name == path), None)
-        return f"aux head, loss weight {aux.weight:g}" if aux else "aux head"
-    main = [
-        op_text(n)
-        for n in nodes
-        if n.family in (Family.CONV, Family.POOL, Family.LINEAR) or n.spec.merge
-    ]
-    if not main:
-        return " → ".join(dict.fromkeys(n.op for n in nodes))
-    if len(main) > 3:
-        return f"{main[0]} → … → {main[-1]} ({len(main)} layers)"
-    return " → ".join(main)
-
-
 def _html(lines: list[str]) -> str:
     """Lines as an HTML-like label: a table, so that mixed font sizes never overlap."""
     rows = "".join(f"<TR><TD>{line}</TD></TR>" for line in lines)
@@ -705,3 +679,91 @@ class Diagram:
         if svg is not None:
             bundle["image/svg+xml"] = svg
         return bundle
+
+
+# ------------------------------------------------------------- scope views
+
+
+def scope_layout(graph: Graph, path: str) -> Layout:
+    """The inside of scope ``path``, one level deep: its nodes, its child scopes collapsed
+    into one node each (a view of the interactive page, cnnspec/report/page.py)."""
+    full = layout(graph, path.count(".") + 2, fold=False)
+    inside = f"{path}."
+    items = {k: item for k, item in full.items.items() if k.startswith(inside)}
+    key_of = {n: k for n, k in full.key_of.items() if k in items}
+    edges = [e for e in full.edges if e[0] in items and e[1] in items]
+    clusters: dict[str, list[str]] = {"": []}
+    for item in items.values():
+        child, parent = item.key, item.parent
+        while True:
+            slot = "" if parent == path else parent
+            known = slot in clusters
+            siblings = clusters.setdefault(slot, [])
+            if child not in siblings:
+                siblings.append(child)
+            if known or not slot:
+                break
+            child, parent = parent, parent_scope(graph, parent)
+    return Layout(items, key_of, edges, clusters, full.depth)
+
+
+def render_scope_dot(model: Checked, path: str, options: DrawOptions | None = None) -> str:
+    """The DOT of :func:`scope_layout`: the tensors flowing in and out of the scope are
+    boundary markers, ``@in/<tensor>`` and ``@out/<tensor>``; the title is the scope's."""
+    options = options or DrawOptions()
+    graph = model.graph
+    lay = scope_layout(graph, path)
+    renderer = _ScopeRenderer(model, graph, lay, options, THEMES[options.theme], path=path)
+    return renderer.source()
+
+
+@dataclass
+class _ScopeRenderer(_Renderer):
+    path: str = ""
+
+    def terminals(self, dot: graphviz.Digraph) -> None:
+        fill, text = self.theme.io
+        style = {"style": "filled", "fillcolor": fill, "fontcolor": text, "color": fill}
+        ins: dict[str, list[str]] = {}
+        for item in self.lay.items.values():
+            for node in item.members:
+                for source in node.inputs:
+                    if source not in self.lay.key_of:
+                        ins.setdefault(source, []).append(item.key)
+        for source, heads in ins.items():
+            key = f"@in/{source}"
+            shape = _shape(self.graph[source].shape)
+            dot.node(key, _html([f"<B>{_esc(source)}</B>", _esc(f"in {shape}")]), **style)
+            for head in dict.fromkeys(heads):
+                self.edge(dot, key, head, source, self.lay.items[head].training_only)
+        ends = set(self.graph.outputs) | {a.node for a in self.graph.aux}
+        for name, key in self.lay.key_of.items():
+            readers = [s for s in self.graph.successors(name) if s not in self.lay.key_of]
+            if not readers and name not in ends:
+                continue
+            level = self.path.count(".") + 1  # the reader at the scope's own level
+            where = ", ".join(dict.fromkeys(".".join(r.split(".")[:level]) for r in readers))
+            marker = f"@out/{name}"
+            lines = ["<B>out</B>", _esc(f"to {where}" if where else "output")]
+            dot.node(marker, _html(lines), **style)
+            self.edge(dot, key, marker, name, self.graph[name].training_only)
+
+    def title(self) -> str:
+        scope, graph = self.graph.scopes[self.path], self.graph
+        members = [n for item in self.lay.items.values() for n in item.members]
+        text = describe_scope(graph, self.path, members)
+        name = self.path if text in ("", self.path.rsplit(".", 1)[-1]) else f"{self.path} — {text}"
+        params = sum(n.meta["params"] for n in members)
+        macs = sum(n.meta["macs"] for n in members)
+        inside = {n.name for n in members}
+        outer = _outer_inputs(graph, inside, inside) if members else []
+        shapes = ", ".join(dict.fromkeys(_shape(graph[s].shape) for s in outer)) or "–"
+        last = scope.output if scope.output in graph.nodes else members[-1].name
+        out = _shape(graph[last].shape)
+        facts = [f"{params:,} params", human(macs, "MACs"), f"{shapes} → {out}"]
+        lines = [
+            f'<FONT POINT-SIZE="14"><B>{_esc(name)}</B></FONT>',
+            f'<FONT POINT-SIZE="11">{_esc(" · ".join(facts))}</FONT>',
+        ]
+        rows = "".join(f"<TR><TD>{line}</TD></TR>" for line in lines)
+        return f'<<TABLE BORDER="0" CELLSPACING="2" CELLPADDING="0">{rows}</TABLE>>'

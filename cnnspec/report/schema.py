@@ -40,10 +40,28 @@ class CheckReport(_Strict):
     diagnostics: list[DiagnosticReport]
 
 
+class Input(_Strict):
+    node: str
+    shape: list[PositiveInt]
+
+
 class LayerRow(_Strict):
     name: str = Field(description="hierarchical node name, e.g. layer2.0.conv1")
     op: str = Field(description="the layer type, or `block` for a collapsed row")
-    label: str = Field(description="key arguments, e.g. `7x7/2, 64`, or the block call")
+    label: str = Field(
+        description="key arguments, e.g. `7x7/2 p3, 64`; a collapsed row's scope in words"
+    )
+    block: str | None = Field(
+        default=None, description="a collapsed block instance's block name, e.g. `basic`"
+    )
+    args: dict[str, Any] = Field(
+        description="the resolved arguments (sizes per dimension); a collapsed block "
+        "instance's parameters; a collapsed repeat's `count`"
+    )
+    inputs: list[Input] = Field(description="the tensors flowing in, with their shapes")
+    input_shape: list[PositiveInt] = Field(
+        description="the first input's shape (empty for an input node)"
+    )
     output_shape: list[PositiveInt] = Field(
         description="C, H, W (C, L; C, D, H, W; or features); no batch"
     )
@@ -54,6 +72,11 @@ class LayerRow(_Strict):
     )
     jump: list[PositiveInt] = Field(min_length=1, max_length=3)
     training_only: bool
+    saved_bytes: NonNegativeInt | None = Field(
+        default=None,
+        description="with --train: bytes its nodes save for the backward pass (a tensor "
+        "several save counts at the first)",
+    )
 
 
 class Output(_Strict):
@@ -68,6 +91,28 @@ class AuxOutput(_Strict):
     shape: list[PositiveInt]
 
 
+class Memory(_Strict):
+    """`summary --train`: one training step at `batch`, and the inference peak."""
+
+    batch: PositiveInt
+    optimizer: Literal["sgd", "adam", "adamw"]
+    precision: Literal["fp32", "bf16", "fp16"]
+    device: Literal["cuda", "cpu"]
+    params_bytes: NonNegativeInt = Field(description="fp32 (autocast keeps fp32 weights)")
+    buffers_bytes: NonNegativeInt
+    grads_bytes: NonNegativeInt
+    optimizer_bytes: NonNegativeInt = Field(description="sgd: momentum; adam(w): 2 moments")
+    saved_activations_bytes: NonNegativeInt = Field(
+        description="what autograd saves for backward, each tensor once"
+    )
+    train_total_bytes: NonNegativeInt = Field(
+        description="params + buffers + grads + optimizer + saved activations"
+    )
+    inference_peak_bytes: NonNegativeInt = Field(
+        description="the most activation bytes alive at once in a forward without grad"
+    )
+
+
 class SummaryReport(_Strict):
     network: str
     file: str
@@ -76,7 +121,9 @@ class SummaryReport(_Strict):
     outputs: list[Output]
     aux_outputs: list[AuxOutput]
     batch: PositiveInt
-    total_params: NonNegativeInt
+    total_params: NonNegativeInt = Field(description="training_params")
+    training_params: NonNegativeInt = Field(description="training-only heads included")
+    inference_params: NonNegativeInt = Field(description="training-only heads dropped")
     trainable_params: NonNegativeInt
     non_trainable_params: NonNegativeInt
     total_buffers: NonNegativeInt
@@ -87,4 +134,5 @@ class SummaryReport(_Strict):
     input_bytes: NonNegativeInt
     activation_bytes: NonNegativeInt
     layers: list[LayerRow]
+    memory: Memory | None = Field(default=None, description="with --train")
     warnings: list[DiagnosticReport]

@@ -5,7 +5,8 @@ Modules: :mod:`~cnnspec.train.config` (settings, their ranges and errors, no tor
 torch), :mod:`~cnnspec.train.schedule` (the learning-rate schedule as data, no torch),
 :mod:`~cnnspec.train.data` (data sources), :mod:`~cnnspec.train.device` (device,
 precision, distributed set-up), :mod:`~cnnspec.train.checkpoint` (atomic, validated
-checkpoints), :mod:`~cnnspec.train.loop` (the trainer), :mod:`~cnnspec.train.report`
+checkpoints), :mod:`~cnnspec.train.pretrained` (``--weights`` and ``--freeze``),
+:mod:`~cnnspec.train.loop` (the trainer), :mod:`~cnnspec.train.report`
 (metrics files, plots, tables) and :mod:`~cnnspec.train.evaluate` (``eval`` and
 ``predict``).
 Importing this package does not import torch.

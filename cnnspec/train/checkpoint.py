@@ -385,22 +385,7 @@ def read(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]
     file = Path(path)
     if not file.is_file():
         raise TrainError(f"no checkpoint at {file}")
-    try:
-        state = torch.load(file, map_location=device, weights_only=True)
-    except OSError as exc:
-        raise TrainError(f"cannot read {file}: {exc.strerror or exc}") from None
-    except pickle.UnpicklingError as exc:
-        if "Weights only load failed" not in str(exc):
-            raise TrainError(f"{file} is not a cnnspec checkpoint: {_first_line(exc)}") from None
-        raise TrainError(
-            f"{file} is not a cnnspec checkpoint: it holds more than tensors and plain data "
-            "(cnnspec does not load such files: unpickling them could run code)"
-        ) from None
-    except Exception as exc:  # torch.load raises anything on a damaged or foreign file
-        raise TrainError(
-            f"{file} is not a cnnspec checkpoint: it does not read as a torch file "
-            f"(truncated, damaged or another kind of file: {_first_line(exc)})"
-        ) from None
+    state = torch_load(file, device, "a cnnspec checkpoint")
     if not isinstance(state, dict):
         raise TrainError(
             f"{file} is not a cnnspec checkpoint: it holds a {type(state).__name__}, "
@@ -417,6 +402,37 @@ def read(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]
             f"{file} is not a cnnspec checkpoint: it has no checkpoint format (`format` is {fmt!r})"
         )
     return state
+
+
+def torch_load(file: Path, device: torch.device | str, what: str) -> Any:
+    """What ``torch.load(file, weights_only=True)`` reads, or a :class:`TrainError` saying
+    why ``file`` is not ``what`` (``"a cnnspec checkpoint"``, ``"a state_dict"``)."""
+    try:
+        with file.open("rb") as handle:
+            start = handle.read(2)
+    except OSError as exc:
+        raise TrainError(f"cannot read {file}: {exc.strerror or exc}") from None
+    if not start.startswith((b"PK", b"\x80")):  # torch.save's zip archive, an old pickle
+        raise TrainError(
+            f"{file} is not {what}: it does not read as a torch file (truncated, damaged or "
+            "another kind of file)"
+        )
+    try:
+        return torch.load(file, map_location=device, weights_only=True)
+    except OSError as exc:
+        raise TrainError(f"cannot read {file}: {exc.strerror or exc}") from None
+    except pickle.UnpicklingError as exc:
+        if "Weights only load failed" not in str(exc):
+            raise TrainError(f"{file} is not {what}: {_first_line(exc)}") from None
+        raise TrainError(
+            f"{file} is not {what}: it holds more than tensors and plain data "
+            "(cnnspec does not load such files: unpickling them could run code)"
+        ) from None
+    except Exception as exc:  # torch.load raises anything on a damaged or foreign file
+        raise TrainError(
+            f"{file} is not {what}: it does not read as a torch file "
+            f"(truncated, damaged or another kind of file: {_first_line(exc)})"
+        ) from None
 
 
 def load(path: str | Path, device: torch.device | str = "cpu") -> Checkpoint:

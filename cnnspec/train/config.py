@@ -111,12 +111,24 @@ class TrainConfig:
     compile: bool = False
     workers: int = 2
     seed: int = 0
+    # Where the weights start (docs/train.md, "Fine-tuning"): a state_dict or a cnnspec
+    # checkpoint, loaded strictly but for a re-initialised head (``weights_partial``:
+    # what fits), and the globs over state_dict names of the parameters kept fixed.
+    weights: str | None = None
+    weights_partial: bool = False
+    freeze: tuple[str, ...] = ()
     out: str = "runs/train"
     resume: bool = False
     progress: bool = True
     # The settings the user gave (the CLI's options); with ``resume`` the others come from
     # the run. ``None``: all of them were given. Not a setting itself: never recorded.
     explicit: frozenset[str] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # one glob or a list of them (the Python API): recorded as a tuple, as checkpoints
+        # read it back
+        globs: Any = self.freeze
+        self.freeze = (globs,) if isinstance(globs, str) else tuple(globs)
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in setting_names()}
@@ -132,6 +144,10 @@ class TrainConfig:
                 raise TrainError(f"{option(name)} must be {bound.describe()}, got {value!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise TrainError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.weights_partial and self.weights is None:
+            raise TrainError("--weights-partial needs --weights FILE")
+        if any(not glob for glob in self.freeze):
+            raise TrainError("--freeze needs a glob over parameter names, such as 'layer1.*'")
 
 
 def setting_names() -> tuple[str, ...]:

@@ -41,6 +41,7 @@ SPLIT_SEED = 0  # the digits train/validation split never depends on --seed
 VAL_FRACTION = 0.2
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F", "La")  # PIL's one-channel modes
 
 
 class ConversionWarning(UserWarning):
@@ -53,6 +54,8 @@ class ImageFiles:
 
     paths: list[str]
     labels: Tensor
+    sizes: frozenset[tuple[int, int]] = frozenset()  # (H, W) of the images, as verified
+    channels: frozenset[int] = frozenset()  # 1 (grey) or 3 (colour)
 
 
 @dataclass
@@ -111,10 +114,9 @@ def load_data(source: str, shape: Sequence[int], classes: int | None = None) -> 
     if isinstance(train.images, Tensor):
         _warn_conversion(name, tuple(train.images.shape[1:]), target)
         mean, std = _stats(train.images, target)
-    elif target[0] == 3:
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
     else:
-        mean, std = (0.5,), (0.25,)
+        _warn_files(name, train.images, target)
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if target[0] == 3 else ((0.5,), (0.25,))
     return Data(name, names, train, val, target, mean, std)
 
 
@@ -236,9 +238,18 @@ def _idx(path: Path, dims: int, kind: str) -> Tensor:
         magic, *sizes = struct.unpack(f">{dims + 1}I", raw[: 4 * (dims + 1)])
     except (OSError, EOFError, struct.error) as exc:
         raise TrainError(f"--data {kind}: cannot read {path}: {exc}") from None
-    count = math.prod(sizes)
-    if magic != 0x800 + dims or len(raw) != 4 * (dims + 1) + count:
+    count, header = math.prod(sizes), 4 * (dims + 1)
+    if magic != 0x800 + dims:
         raise TrainError(f"--data {kind}: {path} is not an IDX file of {dims} dimension(s)")
+    if len(raw) != header + count:
+        noun = "labels" if dims == 1 else "images"
+        each = math.prod(sizes[1:])
+        have = (len(raw) - header) / each
+        held = f"{int(have)}" if have == int(have) else f"{have:.1f}"
+        raise TrainError(
+            f"--data {kind}: {path} holds {held} {noun}, its header says {sizes[0]}: the "
+            "file is truncated or damaged"
+        )
     data = torch.frombuffer(bytearray(raw[4 * (dims + 1) :]), dtype=torch.uint8)
     return data.reshape(*sizes)
 
@@ -315,16 +326,20 @@ def _image_folder(root: Path) -> tuple[list[str], Split, Split]:
             samples = make_dataset(str(part), index, IMAGE_SUFFIXES)
         except (FileNotFoundError, ValueError) as exc:
             raise TrainError(f"--data imagefolder:{root}: {exc}") from None
+        sizes, channels = set(), set()
         for file, _ in samples:
             try:
                 with Image.open(file) as image:
                     image.verify()
+                    sizes.add((image.height, image.width))
+                    channels.add(1 if image.mode in GREY_MODES else 3)
             except (UnidentifiedImageError, OSError, SyntaxError) as exc:
                 raise TrainError(
                     f"--data imagefolder: {file} is not a readable image: {exc}"
                 ) from None
         labels = torch.tensor([label for _, label in samples], dtype=torch.int64)
-        splits.append(Split(ImageFiles([f for f, _ in samples], labels), labels))
+        files = ImageFiles([f for f, _ in samples], labels, frozenset(sizes), frozenset(channels))
+        splits.append(Split(files, labels))
     return names, splits[0], splits[1]
 
 
@@ -340,6 +355,30 @@ def _warn_conversion(name: str, have: tuple[int, ...], want: tuple[int, int, int
         warnings.warn(
             f"{name} images are {have[1]} x {have[2]}, the spec's input "
             f"{want[1]} x {want[2]}: resizing",
+            ConversionWarning,
+            stacklevel=3,
+        )
+
+
+def _warn_files(name: str, files: ImageFiles, want: tuple[int, int, int]) -> None:
+    """The warnings of :func:`_warn_conversion` for image files, which are converted (by
+    PIL) as they are read: for the channels and the sizes the verification found."""
+    if files.channels - {want[0]}:
+        how = "converting them to RGB" if want[0] == 3 else "converting them to grey"
+        have = " and ".join("grey" if c == 1 else "colour" for c in sorted(files.channels))
+        warnings.warn(
+            f"{name} images are {have}, the spec's input has {want[0]} channel(s): {how}",
+            ConversionWarning,
+            stacklevel=3,
+        )
+    others = sorted(files.sizes - {want[1:]})
+    if others:
+        shown = ", ".join(f"{h} x {w}" for h, w in others[:3]) + (
+            ", ..." if len(others) > 3 else ""
+        )
+        count = f"{len(files.sizes)} sizes: " if len(files.sizes) > 1 else ""
+        warnings.warn(
+            f"{name} images are {count}{shown}, the spec's input {want[1]} x {want[2]}: resizing",
             ConversionWarning,
             stacklevel=3,
         )

@@ -6,10 +6,11 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 from torch import Tensor, nn
 
 from cnnspec.train import checkpoint, device, report
@@ -53,23 +54,66 @@ def confusion(preds: Tensor, labels: Tensor, classes: int) -> list[list[int]]:
     return rows
 
 
-def run_eval(  # noqa: PLR0917
+@dataclass
+class Evaluation:
+    """What ``eval`` found: the confusion matrix (rows: true, columns: predicted)."""
+
+    checkpoint: str
+    data: str
+    classes: list[str]
+    matrix: list[list[int]]
+    plot: str  # confusion.png
+    warnings: list[str]
+
+    @property
+    def total(self) -> int:
+        return sum(map(sum, self.matrix))
+
+    @property
+    def correct(self) -> int:
+        return sum(self.matrix[i][i] for i in range(len(self.matrix)))
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.total, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``eval --format json``."""
+        per_class = []
+        for i, (name, row) in enumerate(zip(self.classes, self.matrix, strict=True)):
+            total = sum(row)
+            accuracy = row[i] / total if total else None
+            per_class.append(
+                {"class": name, "correct": row[i], "total": total, "accuracy": accuracy}
+            )
+        return {
+            "checkpoint": self.checkpoint,
+            "data": self.data,
+            "accuracy": self.accuracy,
+            "correct": self.correct,
+            "total": self.total,
+            "classes": self.classes,
+            "per_class": per_class,
+            "confusion": self.matrix,
+            "confusion_png": self.plot,
+            "warnings": self.warnings,
+        }
+
+
+def evaluate_checkpoint(
     spec: Model,
     path: str | Path,
     source: str | None,
     out: str | Path | None,
     device_name: str = "auto",
-    console: Console | None = None,
-) -> float:
-    """Print accuracy, per-class accuracy and the confusion matrix; save confusion.png."""
-    console = console or Console()
+) -> Evaluation:
+    """Evaluate the validation split of ``source`` (default: the checkpoint's data) and
+    save ``confusion.png`` in ``out`` (default: beside the checkpoint)."""
     r = restore(spec, path, device_name)
     source = source or r.state.settings.data
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConversionWarning)
         data = load_data(source, r.pre.shape, len(r.classes))
-    for w in caught:
-        console.print(f"[yellow]warning:[/] {w.message}")
     if len(data.classes) != len(r.classes):
         raise TrainError(
             f"--data {source} has {len(data.classes)} classes; the checkpoint was trained "
@@ -82,19 +126,35 @@ def run_eval(  # noqa: PLR0917
             preds.append(logits.argmax(1).cpu())
             labels.append(y)
     matrix = confusion(torch.cat(preds), torch.cat(labels), len(r.classes))
-    total = sum(map(sum, matrix))
-    correct = sum(matrix[i][i] for i in range(len(matrix)))
-    accuracy = correct / max(total, 1)
-    console.print(report.per_class_table(matrix, r.classes))
-    console.print(report.confusion_table(matrix, r.classes))
     target = Path(out) if out is not None else Path(path).parent
     target.mkdir(parents=True, exist_ok=True)
     report.plot_confusion(target / "confusion.png", matrix, r.classes)
+    found = [str(w.message) for w in caught]
+    return Evaluation(str(path), data.name, r.classes, matrix, str(target / "confusion.png"), found)
+
+
+def run_eval(  # noqa: PLR0917
+    spec: Model,
+    path: str | Path,
+    source: str | None,
+    out: str | Path | None,
+    device_name: str = "auto",
+    console: Console | None = None,
+) -> float:
+    """Print accuracy, per-class accuracy and the confusion matrix; save confusion.png."""
+    console = console or report.console()
+    result = evaluate_checkpoint(spec, path, source, out, device_name)
+    for text in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(text)}")
+    console.print(report.per_class_table(result.matrix, result.classes))
+    console.print(report.confusion_table(result.matrix, result.classes))
     console.print(
-        f"accuracy {100 * accuracy:.2f}% ({correct}/{total}) on {data.name} validation; "
-        f"confusion matrix in {target / 'confusion.png'}"
+        f"accuracy {100 * result.accuracy:.2f}% ({result.correct}/{result.total}) on "
+        f"{result.data} validation; confusion matrix in {result.plot}",
+        highlight=False,
+        markup=False,
     )
-    return accuracy
+    return result.accuracy
 
 
 def read_image(path: str, shape: tuple[int, int, int]) -> Tensor:
@@ -112,6 +172,35 @@ def read_image(path: str, shape: tuple[int, int, int]) -> Tensor:
     return pixels
 
 
+def predict(
+    spec: Model, path: str | Path, images: Sequence[str], top: int = 5, device_name: str = "auto"
+) -> list[list[tuple[str, float]]]:
+    """The ``top`` classes of each image, with their probabilities, best first."""
+    r = restore(spec, path, device_name)
+    batch = torch.cat([read_image(p, r.pre.shape) for p in images]).to(r.device)
+    with torch.inference_mode():
+        probs = main_output(r.net(r.pre(batch))).float().softmax(1)
+    k = min(top, len(r.classes))
+    values, indices = probs.topk(k, dim=1)
+    return [
+        [(r.classes[i], v) for i, v in zip(idxs, vals, strict=True)]
+        for vals, idxs in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
+
+
+def predictions_dict(
+    path: str | Path, images: Sequence[str], results: Sequence[Sequence[tuple[str, float]]]
+) -> dict[str, Any]:
+    """``predict --format json``."""
+    return {
+        "checkpoint": str(path),
+        "predictions": [
+            {"image": file, "top": [{"class": name, "probability": p} for name, p in ranked]}
+            for file, ranked in zip(images, results, strict=True)
+        ],
+    }
+
+
 def run_predict(  # noqa: PLR0917
     spec: Model,
     path: str | Path,
@@ -120,18 +209,10 @@ def run_predict(  # noqa: PLR0917
     device_name: str = "auto",
     console: Console | None = None,
 ) -> list[list[tuple[str, float]]]:
-    """Print the ``top`` classes (with probabilities) of each image."""
-    console = console or Console()
-    r = restore(spec, path, device_name)
-    batch = torch.cat([read_image(p, r.pre.shape) for p in images]).to(r.device)
-    with torch.inference_mode():
-        probs = main_output(r.net(r.pre(batch))).float().softmax(1)
-    k = min(top, len(r.classes))
-    values, indices = probs.topk(k, dim=1)
-    results = []
-    for file, vals, idxs in zip(images, values.tolist(), indices.tolist(), strict=True):
-        ranked = [(r.classes[i], v) for i, v in zip(idxs, vals, strict=True)]
-        results.append(ranked)
+    """Print the ``top`` classes (with probabilities) of each image, one line each."""
+    console = console or report.console()
+    results = predict(spec, path, images, top, device_name)
+    for file, ranked in zip(images, results, strict=True):
         shown = ", ".join(f"{name} {100 * p:.1f}%" for name, p in ranked)
-        console.print(f"{file}: {shown}", highlight=False)
+        console.print(f"{file}: {shown}", highlight=False, markup=False)
     return results

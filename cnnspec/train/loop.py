@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -38,7 +39,7 @@ from rich.progress import (
 )
 from torch import Tensor, nn
 
-from cnnspec.train import checkpoint, device, report
+from cnnspec.train import checkpoint, device, pretrained, report
 from cnnspec.train.config import TrainConfig, TrainError
 from cnnspec.train.data import Batches, Data, Preprocess, load_data
 from cnnspec.train.resume import Resumed, reconcile, show
@@ -87,7 +88,7 @@ def fit_classes(spec: Model, classes: int) -> Model:
     if "classes" not in spec.graph.params or "classes" in spec.overrides:
         raise TrainError(
             f"the data has {classes} classes but {spec.name} outputs {have}; "
-            f"use --set classes={classes} (or a spec whose output has {classes} units)"
+            + _classes_hint(spec, have, classes)
         )
     from cnnspec.model import check_program
 
@@ -95,6 +96,50 @@ def fit_classes(spec: Model, classes: int) -> Model:
     overrides = {**spec.overrides, "classes": classes}
     fitted = check_program(spec.program, spec.name, overrides, inputs)  # type: ignore[arg-type]
     return fitted
+
+
+def _classes_hint(spec: Model, have: int, classes: int) -> str:
+    """What to set: ``classes`` when the spec has it; else a parameter whose value is the
+    output width (``num_classes``); else how to give the spec one."""
+    if "classes" in spec.graph.params:
+        return f"use --set classes={classes}, not {spec.overrides['classes']}"
+    maybe = [
+        name for name, value in spec.graph.params.items() if type(value) is int and value == have
+    ]
+    if maybe:
+        shown = " or ".join(f"--set {name}={classes}" for name in maybe)
+        names = " or ".join(maybe)
+        return f"{spec.name} has no `classes` parameter: if {names} sets its output, use {shown}"
+    return (
+        f"{spec.name} has no parameter to set its output with: make its last layer give "
+        f"{classes} units, or give the network one: network {spec.name}(classes = {classes}) "
+        "{ ... linear(classes) }"
+    )
+
+
+def output_warning(spec: Model) -> str | None:
+    """A warning when the network's output is not logits: cross-entropy applies its own
+    softmax, so a final ``softmax`` squashes what it learns from (the registry says which
+    ops give probabilities); a final ``log_softmax`` is harmless (a note)."""
+    node = spec.graph.nodes[spec.graph.outputs[0]]
+    kind = node.spec.probabilities
+    if not kind or node.args.get("dim", 1) not in (1, -1):
+        return None
+    if kind == "log-probabilities":
+        return (
+            f"note: {spec.name} ends in {node.op} ({node.name}); the cross-entropy loss takes "
+            "logits and applies log_softmax itself, which leaves log-probabilities as they "
+            "are: training is unaffected, the layer is redundant"
+        )
+    # softmax over probabilities: the best a class can get is e / (e + classes - 1)
+    top = math.e / (math.e + output_classes(spec) - 1)
+    return (
+        f"warning: {spec.name} ends in {node.op} ({node.name}), but the cross-entropy loss "
+        "takes logits and applies softmax itself: trained through two softmaxes, the network "
+        f"learns more slowly, and the probabilities predict shows are squashed (at most "
+        f"{100 * top:.1f}% here). Remove the final {node.op} (eval and predict apply softmax "
+        "to the output)"
+    )
 
 
 def compute_loss(
@@ -206,6 +251,8 @@ class Trainer:
             self._check_data(self.saved)
         self.spec = fit_classes(spec, len(self.data.classes))
         self.aux = [(a.name, a.weight) for a in self.spec.graph.aux]
+        if runtime.main:
+            self._notes(spec)
 
         random.seed(config.seed)
         torch.manual_seed(config.seed)
@@ -213,6 +260,10 @@ class Trainer:
         self.signature = checkpoint.signature(self.spec, self.net)
         if self.saved is not None:
             checkpoint.check_signature(self.saved.signature, self.signature, self.last)
+        self.loaded: pretrained.Loaded | None = None
+        if config.weights is not None and self.saved is None:  # a resumed run has its own
+            self.loaded = self._load_weights(config.weights)
+        self.frozen = pretrained.freeze(self.net, config.freeze, self.spec.name)
         self.net.to(self.dev)
         if config.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -304,9 +355,37 @@ class Trainer:
                 self.console.print(f"[yellow]warning:[/] {w.message}")
         return data
 
+    def _notes(self, given: Model) -> None:
+        """Say what the data changed in the network, and what its output means for the loss."""
+        if self.spec is not given:
+            self.console.print(
+                f"note: {self.data.name} has {len(self.data.classes)} classes, {given.name} "
+                f"outputs {output_classes(given)}: training it with --set "
+                f"classes={len(self.data.classes)}",
+                highlight=False,
+            )
+        warning = output_warning(self.spec)
+        if warning:
+            self.console.print(warning, highlight=False, markup=False)
+
+    def _load_weights(self, path: str) -> pretrained.Loaded:
+        """``--weights``: the file into the network, with a table of the entries that differ."""
+        try:
+            loaded = pretrained.load(self.spec, self.net, path, self.config.weights_partial)
+        except pretrained.WeightsMismatchError as exc:
+            if self.runtime.main:
+                self.console.print(pretrained.difference_table(exc.fit, path, self.spec.name))
+            raise
+        if self.runtime.main:
+            if loaded.fit.problems:
+                self.console.print(pretrained.difference_table(loaded.fit, path, self.spec.name))
+            for note in loaded.notes:
+                self.console.print(note, highlight=False, markup=False)
+        return loaded
+
     def _optimizer(self) -> torch.optim.Optimizer:
         c = self.config
-        params = self.net.parameters()
+        params = [p for p in self.net.parameters() if p.requires_grad]  # not the frozen
         if c.optimizer == "sgd":
             return torch.optim.SGD(
                 params, lr=c.lr, momentum=c.momentum, nesterov=True, weight_decay=c.weight_decay
@@ -444,7 +523,7 @@ class Trainer:
         }
 
     def config_record(self) -> dict[str, Any]:
-        return {
+        record = {
             "settings": self.config.to_dict(),
             "spec": {
                 "path": self.spec.path,
@@ -473,6 +552,22 @@ class Trainer:
                 "torch": torch.__version__,
             },
         }
+        if self.loaded is not None:  # where the weights started (not after --resume)
+            fit = self.loaded.fit
+            record["weights"] = {
+                "file": self.loaded.path,
+                "loaded": len(fit.loaded),
+                "reinitialised": [d.name for d in fit.head],
+                "not_loaded": [d.name for d in fit.problems if d.kind != "unexpected"],
+                "ignored": [d.name for d in fit.problems if d.kind == "unexpected"],
+            }
+        if self.frozen.names:
+            record["frozen"] = {
+                "parameters": self.frozen.names,
+                "trainable_params": self.frozen.trainable,
+                "frozen_params": self.frozen.frozen,
+            }
+        return record
 
     # ------------------------------------------------------------------ run
 
@@ -485,9 +580,14 @@ class Trainer:
             return record
         try:
             before = json.loads((self.out / "config.json").read_text(encoding="utf-8"))
-            earlier = list(before["resumed"]) if isinstance(before, dict) else []
-        except (OSError, ValueError, KeyError, TypeError):
-            earlier = []
+        except (OSError, ValueError):
+            before = {}
+        before = before if isinstance(before, dict) else {}
+        earlier = before.get("resumed", [])
+        earlier = earlier if isinstance(earlier, list) else []
+        for kept in ("weights", "frozen"):  # how the run began
+            if kept in before:
+                record.setdefault(kept, before[kept])
         changed = dict(self.resumed.changes) if self.resumed is not None else {}
         if saved.settings.epochs != self.config.epochs:
             changed["epochs"] = (saved.settings.epochs, self.config.epochs)
@@ -511,8 +611,11 @@ class Trainer:
             return self.result
         if self.runtime.main:
             report.write_config(self.out, self._record())
+            params = f"{self.spec.total_params:,} params"
+            if self.frozen.names:
+                params += f": {self.frozen.trainable:,} trainable, {self.frozen.frozen:,} frozen"
             self.console.print(
-                f"training {self.spec.name} ({self.spec.total_params:,} params) on "
+                f"training {self.spec.name} ({params}) on "
                 f"{self.data.name} ({len(self.data.train)} train / {len(self.data.val)} val, "
                 f"{len(self.data.classes)} classes), {self.dev}"
                 + (f" x {self.runtime.world} processes" if self.runtime.distributed else "")
@@ -530,12 +633,25 @@ class Trainer:
             report.plot_curves(self.out / "curves.png", self.result.history)
             self.console.print(report.epoch_table(self.result.history, self.result.best_epoch))
             last = self.result.history[-1]
-            self.console.print(
-                f"final validation accuracy {100 * last['val_acc']:.2f}% "
-                f"(best {100 * self.result.best_acc:.2f}% at epoch {self.result.best_epoch}); "
-                f"files in {self.out}"
-            )
+            best = f"best {100 * self.result.best_acc:.2f}% at epoch {self.result.best_epoch}"
+            if self.result.interrupted:
+                self.console.print(
+                    f"stopped by Ctrl-C with {self.epoch} of {c.epochs} epochs done: validation "
+                    f"accuracy {100 * last['val_acc']:.2f}% after epoch {self.epoch} ({best}); "
+                    f"--resume continues the run; files in {self.out}"
+                )
+            else:
+                self.console.print(
+                    f"final validation accuracy {100 * last['val_acc']:.2f}% ({best}); "
+                    f"files in {self.out}"
+                )
         return self.result
+
+    @property
+    def _plain(self) -> bool:
+        """Progress as one plain line per epoch: off a terminal (piped, logged), where a
+        live bar cannot redraw."""
+        return self.runtime.main and self.config.progress and not self.console.is_terminal
 
     def _progress(self) -> Progress:
         return Progress(
@@ -546,7 +662,7 @@ class Trainer:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=self.console,
-            disable=not (self.runtime.main and self.config.progress),
+            disable=not (self.runtime.main and self.config.progress) or self._plain,
         )
 
     def _epoch(self, progress: Progress) -> None:
@@ -570,7 +686,7 @@ class Trainer:
             elapsed = self.partial.time
             progress.update(task, completed=step)
         self.partial = None
-        self.model.train()
+        pretrained.train_mode(self.model, self.frozen)
         start = time.perf_counter()
         try:
             for images, labels in self.train_batches.batches(self.epoch, self.start_step):
@@ -627,6 +743,13 @@ class Trainer:
         if improved:
             self.result.best_acc, self.result.best_epoch = val_acc, e
         progress.update(task, acc=f"{100 * train_acc:.2f}% val {100 * val_acc:.2f}%")
+        if self._plain:
+            self.console.print(
+                f"epoch {e}/{c.epochs} {self.steps_per_epoch}/{self.steps_per_epoch} loss "
+                f"{train_loss:.4f} acc {100 * train_acc:.2f}% val {100 * val_acc:.2f}% "
+                f"{row['images_per_s']:,.0f} img/s {timedelta(seconds=round(seconds))}",
+                highlight=False,
+            )
         if self.runtime.main:
             state = self.state()
             checkpoint.save(self.out / "last.pt", state)
@@ -700,17 +823,22 @@ class Trainer:
                     sums.seen + y.shape[0],
                 )
         loss, acc, _ = _reduce(sums, self.runtime)
-        self.model.train()
+        pretrained.train_mode(self.model, self.frozen)
         return loss, acc
 
 
 def train(spec: Model, config: TrainConfig, console: Console | None = None) -> Result:
     """Train ``spec`` as ``config`` says; under ``torchrun``, as one rank of several."""
     config.check()
+    if config.resume and config.weights is not None:  # the run's settings are checked too
+        raise TrainError(
+            "--weights and --resume exclude each other: a resumed run continues from its own "
+            "last.pt; --weights starts a new run (another --out)"
+        )
     runtime = device.start(config.device)
     finished = False
     try:
-        trainer = Trainer(spec, config, runtime, console or Console())
+        trainer = Trainer(spec, config, runtime, console or report.console())
         result = trainer.run()
         finished = True
         return result

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.table import Table
 
 from cnnspec.fileio import atomic_write
@@ -24,6 +25,17 @@ COLUMNS = (
     "train_time_s",
     "images_per_s",
 )
+
+
+# Piped or logged output has no width: tables take their natural width, lines are whole.
+OFF_TERMINAL_WIDTH = 10_000
+
+
+def console() -> Console:
+    """Where ``train``, ``eval`` and ``predict`` print: on a terminal, rich's console (long
+    lines left to the terminal to wrap); piped or logged, no 80-column wrapping."""
+    shown = Console(soft_wrap=True)
+    return shown if shown.is_terminal else Console(soft_wrap=True, width=OFF_TERMINAL_WIDTH)
 
 
 def write_metrics(out: Path, history: Sequence[dict[str, Any]]) -> None:
@@ -52,6 +64,18 @@ def _figure() -> Any:
 def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
     """Loss and accuracy per epoch, train and validation, side by side (PNG)."""
     plt = _figure()
+    fig = curves_figure(history)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
+
+
+def curves_figure(history: Sequence[dict[str, Any]]) -> Any:
+    """The figure of :func:`plot_curves`: epochs are whole numbers on the x axes."""
+    plt = _figure()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = [row["epoch"] for row in history]
     fig, (loss, acc) = plt.subplots(1, 2, figsize=(10, 4))
     for split, style in (("train", "-"), ("val", "--")):
@@ -60,13 +84,11 @@ def plot_curves(path: Path, history: Sequence[dict[str, Any]]) -> None:
     loss.set(xlabel="epoch", ylabel="loss", title="loss")
     acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     for ax in (loss, acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, buffer.getvalue())
+    return fig
 
 
 def plot_confusion(path: Path, matrix: Sequence[Sequence[int]], names: Sequence[str]) -> None:

@@ -9,7 +9,9 @@ the run's:
   :data:`BETWEEN_EPOCHS` of them only at an epoch boundary (the order of an epoch's
   batches depends on them);
 - ``epochs`` re-plans the rest of the learning-rate schedule (the trainer does that);
-- :data:`LOCAL` belong to this invocation and are never taken from the run.
+- :data:`LOCAL` belong to this invocation and are never taken from the run;
+- :data:`ORIGIN` say how the run began (``--weights``): always the run's (``--weights``
+  and ``--resume`` exclude each other).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from cnnspec.train.config import TrainConfig, TrainError, option, setting_names
 
-KEPT = ("data", "optimizer", "scheduler")
+KEPT = ("data", "optimizer", "scheduler", "freeze")
 CHANGEABLE = (
     "lr",
     "weight_decay",
@@ -33,6 +35,7 @@ CHANGEABLE = (
 )
 BETWEEN_EPOCHS = ("batch_size", "seed")
 LOCAL = ("device", "channels_last", "compile", "workers", "out", "resume", "progress")
+ORIGIN = ("weights", "weights_partial")
 
 
 @dataclass
@@ -49,6 +52,8 @@ def show(value: object) -> str:
         return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, tuple):  # --freeze's globs
+        return " ".join(map(str, value)) or "none"
     return str(value)
 
 
@@ -74,10 +79,12 @@ def reconcile(run: TrainConfig, wanted: TrainConfig, epoch: int, step: int) -> R
     with, given the ``wanted`` ones; a :class:`TrainError` for a change it cannot take."""
     given = wanted.explicit if wanted.explicit is not None else frozenset(setting_names())
     merged = {
-        name: getattr(wanted if name in LOCAL or name in given else run, name)
+        name: getattr(
+            wanted if name not in ORIGIN and (name in LOCAL or name in given) else run, name
+        )
         for name in setting_names()
     }
-    config = TrainConfig(**merged, explicit=wanted.explicit)
+    config = TrainConfig(**merged, explicit=given - frozenset(ORIGIN))
 
     def difference(name: str) -> str:
         old, new = getattr(run, name), getattr(config, name)
@@ -87,7 +94,8 @@ def reconcile(run: TrainConfig, wanted: TrainConfig, epoch: int, step: int) -> R
     if refused:
         raise TrainError(
             f"cannot resume the run in {config.out}: {'; '.join(refused)}. A run keeps its "
-            "data, optimizer and scheduler: leave these options out (the run's are used) "
+            "data, optimizer, scheduler and frozen parameters: leave these options out (the "
+            "run's are used) "
             "or start a new run with another --out"
         )
     changed = [n for n in CHANGEABLE if _differs(n, getattr(run, n), getattr(config, n))]

@@ -91,7 +91,7 @@ def test_set_input_and_batch(spec: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_table_and_markdown(spec: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "summary", str(spec))
     assert code == 0
-    assert "conv 3x3, 8" in out and "8 x 32 x 32" in out
+    assert "conv 3x3 p1, 8" in out and "8 x 32 x 32" in out
     assert "FLOPs per sample (2 x MACs)" in out
     code, out, _ = run(capsys, "summary", str(spec), "--format", "markdown")
     assert code == 0
@@ -245,3 +245,16 @@ def test_set_takes_any_name_the_language_takes(
     code, out, err = run(capsys, "summary", str(path), "--set", "²=7", "--format", "json")
     assert code == 0, err
     assert json.loads(out)["outputs"][0]["shape"][-1] == 7
+
+
+def test_draw_to_an_unknown_format_is_a_usage_error_of_draw(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["draw", str(spec), "-o", str(tmp_path / "out.jpg")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: cnnspec draw ")  # draw's usage, not the top-level one
+    assert "cnnspec draw: error: argument -o/--output: cannot tell the format of" in err
+    assert "use one of .svg, .png, .pdf, .dot" in err
+    assert not (tmp_path / "out.jpg").exists()
