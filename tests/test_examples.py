@@ -156,4 +156,4 @@ def test_explain_writes_the_comments_arithmetic() -> None:
     assert "40·50·64·3·3·128 = 147,456,000" in conv
     seven = explain.render_text(load("stride_padding_7x7"), ["stride3"])
     assert "(7 + 2·0 − 3) / 3 + 1 = 2.33… → floor → 2" in seven
-    assert "floor drops the last 1 row of the padded input" in seven
+    assert "the last 1 row/column of the padded input: 1 row/column of the input no" in seven

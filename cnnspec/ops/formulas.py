@@ -91,8 +91,10 @@ def _shape(shape: Shape) -> str:
     return " x ".join(str(n) for n in shape)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+def _units(layer: Layer, dims: Sequence[int], n: int | None = None) -> str:
+    """``1 row/column``, ``2 rows/columns``; without ``n``, ``row/column``."""
+    words = [_UNITS[layer.sizes[d]] + ("s" if n is not None and n != 1 else "") for d in dims]
+    return "/".join(words) if n is None else f"{n} {'/'.join(words)}"
 
 
 def _per_dimension(
@@ -149,10 +151,11 @@ def _window_size(layer: Layer, dims: tuple[int, ...], key: tuple[Any, ...], ceil
     elif not ceil:
         value = math.floor(exact)
         worked += f" = {num(exact)} → floor → {value}"
-        unit = _UNITS[layer.sizes[dims[0]]]
-        note = (
-            f"floor drops the last {_plural(span % s, unit)} of the padded input: "
-            "no window reaches them"
+        dropped = span % s
+        note = f"floor drops the last {_units(layer, dims, dropped)} of the padded input: " + (
+            f"padding only, every input {_units(layer, dims)} is seen"
+            if dropped <= p
+            else f"{_units(layer, dims, dropped - p)} of the input no window reaches"
         )
     else:
         value = math.ceil(exact)

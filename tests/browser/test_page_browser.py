@@ -198,7 +198,15 @@ def test_clicking_through_to_the_source_line(chromium: Any, resnet18: Path) -> N
     highlighted = d.find_elements(By.CSS_SELECTOR, "#source-text span.hl")
     assert [h.get_attribute("data-n") for h in highlighted][:1] == ["13"]
     assert highlighted[0].text == line
-    assert highlighted[0].is_displayed()  # scrolled into the panel
+    assert highlighted[0].is_displayed()
+    inside = d.execute_script(  # scrolled into the panel's visible part
+        "const p = arguments[0].getBoundingClientRect();"
+        "const h = arguments[1].getBoundingClientRect();"
+        "return h.top >= p.top && h.bottom <= p.bottom;",
+        d.find_element(By.ID, "source-text"),
+        highlighted[0],
+    )
+    assert inside
     context = d.find_elements(By.CSS_SELECTOR, "#source-text span")
     assert len(context) == len(spec.read_text(encoding="utf-8").split("\n"))
 

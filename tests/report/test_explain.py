@@ -50,7 +50,7 @@ def test_alexnet_first_conv_worked_as_a_student_writes_it(
     assert main(["explain", "alexnet", "--layer", "features.0"]) == 0
     out = capsys.readouterr().out
     assert ALEXNET_CONV in out
-    assert "floor drops the last 1 row of the padded input" in out
+    assert "floor drops the last 1 row/column of the padded input: padding only" in out
     assert "K_h·K_w·C_in·C_out + C_out = 11·11·3·64 + 64 = 23,296" in out
     assert "55·55·64·11·11·3 = 70,276,800" in out
     assert "RF_in + (K − 1)·J_in = 1 + (11 − 1)·1 = 11" in out
