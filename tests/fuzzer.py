@@ -10,15 +10,27 @@ Unicode line breaks are inserted; lines are deleted, duplicated and swapped; a s
 is nested hundreds deep; the bytes are made Latin-1 or invalid UTF-8; a used file or the
 file's own name becomes hostile.
 
-Every mutant goes through ``check``, ``summary --format json``, ``draw -o x.dot`` and
-``compile --stdout``: :func:`cnnspec.cli.app.main` is called in a worker process (which runs
-many cases) under a 2 GiB address-space limit, and the parent gives each command 10 s,
-restarting the worker after a hang or a crash. A command fails on exit 3 or any exit code
-but 0, 1 and 2, a traceback, an exception out of ``main``, a ``MemoryError``, a hang, a
-crash, ``summary`` JSON that does not load, a DOT file Graphviz could not read,
-generated code that ``ast.parse`` or ``compile`` refuses or that calls
-``__import__``/``exec``/``system`` (an injected payload), a line break or a control
-character in generated code, or a raw control character in what it prints.
+Every mutant goes through ``check``, ``summary --format json``, ``draw -o x.dot``,
+``compile --stdout`` and ``fmt`` (which rewrites it); the mutants that ``check`` passes
+also through ``explain --format json``, ``explain``, ``summary --train --format json``
+and ``draw -o x.html`` (where Graphviz's ``dot`` is installed): the commands that load a
+spec as ``check`` does before their own work. :func:`cnnspec.cli.app.main` is called in a
+worker process (which runs many cases) under a 2 GiB address-space limit, and the parent
+gives each command 10 s, restarting the worker after a hang or a crash. A command fails
+on exit 3 or any exit code but 0, 1 and 2, a traceback, an exception out of ``main``, a
+``MemoryError``, a hang, a crash, JSON that does not load, a DOT file Graphviz could not
+read (a token over 16,383 bytes included), generated code that ``ast.parse`` or
+``compile`` refuses or that calls ``__import__``/``exec``/``system`` (an injected
+payload), a line break or a control character in generated code, or a raw control
+character in what it prints. Beyond that: what ``fmt`` wrote formats to itself, and a
+text it refused does not parse (``format_source`` raises nothing but the parser's
+diagnostics; its self-check keeps the AST and the comments); ``explain``'s numbers are
+the checker's (``tests/explained.py``), one entry per node; ``summary --train``'s bytes
+add up; the page's data loads. The pseudo-command ``lsp`` calls the language server's
+features (cnnspec/lsp/features.py) as the server does, on the text as an editor holds it
+and after a keystroke that breaks it: a check, diagnostics, inlay hints, symbols, code
+actions, formatting and, at positions on names, calls and anywhere, hover, definition,
+references, completion, signature help and rename; none may raise (30 s for it all).
 
 Mutant ``i`` of seed ``s`` depends on ``(s, i)`` and the seed files only (not on
 ``PYTHONHASHSEED``, set order or the clock): ``tests/test_fuzz_mutants.py`` runs a fixed,
@@ -58,7 +70,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -73,9 +85,23 @@ COMMANDS: dict[str, list[str]] = {
     "summary": ["summary", "--format", "json"],
     "draw": ["draw", "-o", "x.dot"],
     "compile": ["compile", "--stdout"],
+    "fmt": ["fmt"],  # rewrites the file; and format_source's semantics (judge_format)
+    "explain": ["explain", "--format", "json"],
+    "explain-text": ["explain"],
+    "train": ["summary", "--train", "--format", "json"],
+    "page": ["draw", "-o", "x.html"],  # runs Graphviz's dot: only where it is installed
+    "lsp": [],  # not a command: the language server's features, called in the worker
 }
+# Commands that only load the spec as `check` does before their own work: on a mutant
+# that `check` refuses they would fail the same way in the same code, so a campaign that
+# runs `check` runs them only on the mutants it passes (the bounded run stays quick).
+CHECKED_ONLY = frozenset({"explain", "explain-text", "train", "page"})
+NO_OPTIONS = frozenset({"fmt", "lsp"})  # commands that take no --set, --input, --network
 TIMEOUT_S = 10.0
 BUILD_S = 60.0  # more for compile when the generated module is built and run (--build)
+# more for lsp: it checks the text twice (as typed, then broken by a keystroke), formats
+# it and asks a dozen questions, the work of about five commands
+LSP_S = 2 * TIMEOUT_S
 STARTUP_S = 300.0  # for a worker to start (torch's import, on a busy machine)
 MEMORY_BYTES = 2 * 1024**3
 MAX_TEXT = 4 * 1024**2  # a mutant grows no larger than this (characters per file)
@@ -131,10 +157,13 @@ class Case:
     mutations: list[str] = field(default_factory=list)
 
     def argv(self, command: str) -> list[str]:
+        if not COMMANDS[command]:
+            return []
         head, *rest = COMMANDS[command]
+        extra = [] if command in NO_OPTIONS else self.extra_args
         if self.main.startswith("-"):  # a file name, not an option
-            return [head, *rest, *self.extra_args, "--", self.main]
-        return [head, self.main, *rest, *self.extra_args]
+            return [head, *rest, *extra, "--", self.main]
+        return [head, self.main, *rest, *extra]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -622,10 +651,18 @@ def _run_case(main: Callable[[list[str]], int], scratch: Path, request: dict[str
     where = scratch / "case"
     _lay_out(where, request)
     os.chdir(where)
-    code, stdout, stderr, escaped, seconds = _call(
-        main, request["argv"], request.get("selftest", "")
-    )
-    problems = _judge(request["command"], code, stdout, stderr, escaped, where)
+    command = request["command"]
+    if command == "lsp":
+        start = time.perf_counter()
+        problems, stderr = judge_language_server(where, request["main"], request["files"])
+        code, stdout, seconds = 0, "", time.perf_counter() - start
+    else:
+        code, stdout, stderr, escaped, seconds = _call(
+            main, request["argv"], request.get("selftest", "")
+        )
+        problems = _judge(command, code, stdout, stderr, escaped, where)
+        if not problems:
+            problems = _judge_more(command, code, stdout, where, request)
     built = ""
     if request.get("build_argv") and code == 0 and not problems:
         info = _call(main, request["build_argv"])
@@ -644,6 +681,215 @@ def _run_case(main: Callable[[list[str]], int], scratch: Path, request: dict[str
         "stdout": _tail(stdout),
         "stderr": _tail(stderr),
     }
+
+
+def _judge_more(
+    command: str, code: Any, stdout: str, where: Path, request: dict[str, Any]
+) -> list[list[str]]:
+    """What the new commands owe beyond a clean exit: ``fmt``'s semantics, ``explain``'s
+    numbers (those of ``summary``), ``summary --train``'s sums, the page's data."""
+    try:
+        if command == "fmt":
+            return judge_format(where, request["main"], code, request["files"])
+        if command == "explain" and code == 0:
+            return _judge_explain(request["argv"], stdout)
+        if command == "train" and code == 0:
+            return judge_memory(json.loads(stdout))
+        if command == "page" and code == 0:
+            return judge_page(where / "x.html")
+    except Exception as exc:  # the judge itself met something it did not expect
+        return [[command, f"judging failed: {type(exc).__name__}: {_first_line(exc)}"]]
+    return []
+
+
+def judge_format(where: Path, main: str, code: Any, files: dict[str, str]) -> list[list[str]]:
+    """``format_source``'s semantics. ``fmt`` rewrote the main file (exit 0): what it
+    wrote formats to itself. It refused it (exit 1): the text does not parse, or it could
+    not be written, and then it formats. Each other file that reads as text formats to a
+    text that formats to itself, or does not parse. (The self-check inside keeps the AST
+    and the comments: a FormatError, like any exception but the parser's diagnostics for
+    a text that does not parse, is a finding.)"""
+    from cnnspec.diagnostics import DiagnosticError
+    from cnnspec.model import read_file
+    from cnnspec.syntax.format import format_source
+    from cnnspec.syntax.parser import parse
+
+    for name in sorted(files):
+        text = read_file(str(where / name))
+        if not isinstance(text, str):
+            continue
+        try:
+            if name == main and code == 0:  # as fmt wrote it
+                if format_source(text, name) != text:
+                    return [["fmt", "fmt is not idempotent: its output formats to another text"]]
+                continue
+            if name == main and code != 1:
+                continue
+            try:
+                once = format_source(text, name)
+            except DiagnosticError:
+                parse(text, name)  # a syntax error (raised again): the file left as it is
+                return [["fmt", "format_source raised diagnostics for a text that parses"]]
+            if name != main and format_source(once, name) != once:
+                return [["fmt", "format_source is not idempotent"]]
+        except DiagnosticError:
+            continue
+        except Exception as exc:
+            kind = "memory" if isinstance(exc, MemoryError) else "fmt"
+            return [[kind, f"format_source: {type(exc).__name__}: {_first_line(exc)}"]]
+    return []
+
+
+def _judge_explain(argv: list[str], stdout: str) -> list[list[str]]:
+    """``explain --format json``: one entry per node, each with the node's output shape,
+    and every worked number equal to the checker's (tests/explained.py)."""
+    from explained import disagreements
+
+    from cnnspec.cli import app as cli
+
+    args = cli.build_parser().parse_args(argv)
+    model = cli._load(args, args.file)
+    layers = json.loads(stdout)["layers"]
+    graph = model.graph
+    if [entry["name"] for entry in layers] != [node.name for node in graph]:
+        return [["explain", "explain --format json does not list every node once, in order"]]
+    for entry in layers:
+        if tuple(entry["output_shape"]) != (graph[entry["name"]].shape or ()):
+            return [["explain", f"explain gives {entry['name']} another shape than summary"]]
+    wrong = disagreements(model)
+    return [["explain", f"explain disagrees with summary: {wrong[0]}"]] if wrong else []
+
+
+def judge_memory(info: dict[str, Any]) -> list[list[str]]:
+    """``summary --train --format json``: counts of bytes that add up."""
+    memory = info["memory"]
+    sizes = {k: v for k, v in memory.items() if k.endswith("_bytes")}
+    if any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in sizes.values()):
+        return [["train", "summary --train gives a size that is not a count of bytes"]]
+    parts = ("params", "buffers", "grads", "optimizer", "saved_activations")
+    if sizes["train_total_bytes"] != sum(sizes[f"{p}_bytes"] for p in parts):
+        return [["train", "summary --train: the training total is not the sum of its parts"]]
+    if sizes["params_bytes"] != 4 * info["total_params"]:
+        return [["train", "summary --train: the parameters' bytes are not 4 x total_params"]]
+    return []
+
+
+_PAGE_DATA = re.compile(r'<script type="application/json" id="data">(.*?)</script>', re.DOTALL)
+
+
+def judge_page(page: Path) -> list[list[str]]:
+    """``draw -o x.html``: the page was written, and its data (in a script element) loads."""
+    if not page.is_file():
+        return [["page", "draw exited 0 without writing x.html"]]
+    html = page.read_text(encoding="utf-8")
+    found = _PAGE_DATA.search(html)
+    if found is None:
+        return [["page", "the page holds no data element"]]
+    try:
+        json.loads(found.group(1).replace("<\\/", "</"))
+    except ValueError as exc:
+        return [["page", f"the page's data is not JSON: {exc}"]]
+    return []
+
+
+LSP_POSITIONS = 10  # positions of the text each position-taking feature is asked about
+
+
+def judge_language_server(
+    where: Path, main: str, files: dict[str, str]
+) -> tuple[list[list[str]], str]:
+    """The language server's features, called as the server calls them, on the mutant
+    as an editor holds it (an open document) and on an edit of it that breaks it: a
+    check, the diagnostics, inlay hints, symbols, code actions, formatting and, at
+    positions on names, calls and anywhere, hover, definition, references, completion,
+    signature help and rename. None may raise (a refused rename aside). Returns the
+    problems and the tracebacks."""
+    from lsprotocol import types as t
+
+    from cnnspec.lsp import features
+    from cnnspec.lsp.analysis import Workspace
+    from cnnspec.lsp.positions import UTF8, UTF16, UTF32, Lines
+
+    raw = files.get(main, "")
+    text = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")  # as an editor
+    rng = random.Random(hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest())
+    encoding = rng.choice([UTF16, UTF16, UTF8, UTF32])
+    path = str(where / main)
+    problems: list[list[str]] = []
+    details: list[str] = []
+
+    def attempt(what: str, feature: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return feature(*args)
+        except features.RenameError:
+            return None
+        except Exception as exc:
+            kind = "memory" if isinstance(exc, MemoryError) else "lsp"
+            problems.append([kind, f"{what}: {type(exc).__name__}: {_first_line(exc)}"])
+            details.append(traceback.format_exc())
+            return None
+
+    def convert(diags: list[Any], lines: Any) -> list[Any]:
+        return [features.to_diagnostic(d, lines, ws, encoding) for d in diags]
+
+    ws = Workspace()
+    for version, document in enumerate([text, _broken(rng, text)]):
+        ws.open(path, document)
+        attempt("check", ws.check, path)
+        found = attempt("diagnostics", ws.diagnostics) or {}
+        for file, diags in found.items():
+            attempt("to_diagnostic", convert, diags, features.lines_of(ws, file, encoding))
+        lines = Lines(document, encoding)
+        last = max(len(lines.lines) - 1, 0)
+        whole = t.Range(t.Position(0, 0), t.Position(last, lines.units(last, 10**9)))
+        attempt("inlay_hints", features.inlay_hints, ws, path, whole, encoding)
+        attempt("document_symbols", features.document_symbols, ws, path, encoding)
+        attempt("workspace_symbols", features.workspace_symbols, ws, "", [], encoding)
+        mine = found.get(path, [])
+        attempt("code_actions", features.code_actions, ws, path, whole, mine, encoding)
+        if version == 0:
+            attempt("formatting", features.formatting, ws, path, encoding)
+        for at in _positions(rng, lines, LSP_POSITIONS if version == 0 else 3):
+            for what, feature in (
+                ("hover", features.hover),
+                ("definition", features.definition),
+                ("completion", features.completion),
+                ("signature_help", features.signature_help),
+                ("prepare_rename", features.prepare_rename),
+            ):
+                attempt(what, feature, ws, path, at, encoding)
+            attempt("references", features.references, ws, path, at, True, encoding)
+            attempt("rename", features.rename, ws, path, at, "renamed", encoding)
+    return problems, "\n".join(details)
+
+
+def _broken(rng: random.Random, text: str) -> str:
+    """The text after a keystroke that (most likely) breaks it."""
+    at = rng.randrange(len(text) + 1)
+    return text[:at] + rng.choice(["(", "{", "->", ",", "}", '"', "x"]) + text[at:]
+
+
+def _positions(rng: random.Random, lines: Any, count: int) -> list[Any]:
+    """Protocol positions: on names, calls and commas (at or just after), and anywhere
+    on a line, in the code units of ``lines``' encoding."""
+    from lsprotocol import types as t
+
+    rows = lines.lines
+    marks = [
+        (row, found.start())
+        for row, line in enumerate(rows[:2000])
+        for found in re.finditer(r"[^\W\d]\w*|[(,.]", line)
+    ]
+    out = []
+    for _ in range(count):
+        if marks and rng.random() < 0.7:
+            row, char = rng.choice(marks)
+            char += rng.choice([0, 0, 1, 2])
+        else:
+            row = rng.randrange(len(rows))
+            char = rng.randrange(len(rows[row]) + 2)
+        out.append(t.Position(row, lines.units(row, char)))
+    return out
 
 
 BUILD_PARAMS = 30_000_000  # larger networks are built on the meta device (no memory)
@@ -733,11 +979,11 @@ def _judge(
     for stream, text in (("stdout", stdout), ("stderr", stderr)):
         if "Traceback (most recent call last)" in text:
             problems.append(["traceback", f"a traceback on {stream}"])
-    if command == "summary" and (code == 0 or stdout.strip()):
+    if command in ("summary", "explain", "train") and (code == 0 or stdout.strip()):
         try:
             json.loads(stdout)
         except ValueError as exc:
-            problems.append(["json", f"summary --format json printed no JSON: {exc}"])
+            problems.append(["json", f"{command} --format json printed no JSON: {exc}"])
     if command == "compile" and code == 0:
         problems.extend(judge_code(stdout))
     if command == "draw" and code == 0:
@@ -746,7 +992,7 @@ def _judge(
             problems.append(["draw", "draw exited 0 without writing x.dot"])
         else:
             problems.extend(judge_dot(dot.read_bytes().decode("utf-8", "replace")))
-    shown_text = stderr + (stdout if command in ("check", "draw") else "")
+    shown_text = stderr + (stdout if command in ("check", "draw", "explain-text") else "")
     raw = sorted(c for c in set(shown_text) if _is_control(c))
     if raw:
         shown = " ".join(f"U+{ord(c):04X}" for c in raw)
@@ -782,9 +1028,13 @@ _DOT_TOKEN = re.compile(
 )
 
 
+DOT_TOKEN_BYTES = 16383  # the longest word or string Graphviz (2.43) reads
+
+
 def judge_dot(text: str) -> list[list[str]]:
-    """What Graphviz would refuse in a DOT file: a token it cannot read, unbalanced
-    braces, an HTML label that is not well-formed XML (Graphviz parses them with expat)."""
+    """What Graphviz would refuse in a DOT file: a token it cannot read or one too long
+    for it, unbalanced braces, an HTML label that is not well-formed XML (Graphviz
+    parses them with expat)."""
     import xml.etree.ElementTree as ET
 
     at, depth, words = 0, 0, []
@@ -798,6 +1048,10 @@ def judge_dot(text: str) -> list[list[str]]:
             while level and end < len(text):
                 level += {"<": 1, ">": -1}.get(text[end], 0)
                 end += 1
+            token = text[at - 1 : end]
+        if len(token.encode("utf-8", "surrogatepass")) > DOT_TOKEN_BYTES and not token.isspace():
+            return [["dot", f"a DOT token Graphviz cannot read: {len(token):,} characters"]]
+        if token[0] == "<":
             try:
                 ET.fromstring(f"<x>{text[at : end - 1]}</x>")
             except ET.ParseError as exc:
@@ -901,6 +1155,8 @@ class Runner:
         if self.build and command == "compile":
             request["build_argv"] = case.argv("summary")
             limit += BUILD_S
+        if command == "lsp":
+            limit += LSP_S
         proc = self._start()
         assert proc.stdin is not None and proc.stdout is not None
         start = time.monotonic()
@@ -926,8 +1182,9 @@ class Runner:
         answer = json.loads(line)
         self.maxrss_kib = max(self.maxrss_kib, int(answer.get("maxrss_kib", 0)))
         problems = [(str(k), str(d)) for k, d in answer["problems"]]
-        if answer.get("seconds", 0) > self.timeout:
-            problems.insert(0, ("hang", f"the command took more than {self.timeout:g} s"))
+        allowed = limit if command == "lsp" else self.timeout  # the rest: building
+        if answer.get("seconds", 0) > allowed:
+            problems.insert(0, ("hang", f"the command took more than {allowed:g} s"))
         if answer.get("maxrss_kib", 0) * 1024 > self.memory:
             problems.append(("memory", "the worker's resident memory passed the limit"))
         return Outcome(
@@ -1083,7 +1340,8 @@ def campaign(
     mutants: int | None = None,
     seconds: float | None = None,
     start: int = 0,
-    commands: Sequence[str] = tuple(COMMANDS),
+    commands: Sequence[str] | None = None,
+    every: Mapping[str, int] | None = None,
     timeout: float = TIMEOUT_S,
     memory: int = MEMORY_BYTES,
     out: Path | None = None,
@@ -1091,8 +1349,10 @@ def campaign(
     build: bool = False,
     log: TextIO | None = None,
 ) -> Report:
-    """Run mutants ``start``, ``start + 1``, ... until ``mutants`` or ``seconds`` is reached."""
+    """Run mutants ``start``, ``start + 1``, ... until ``mutants`` or ``seconds`` is reached;
+    ``every={"page": 10}`` runs a command only on every tenth mutant (a quicker run)."""
     seeds = load_seeds()
+    commands = default_commands() if commands is None else commands
     report = Report(seed, build)
     began = time.monotonic()
     with Runner(timeout, memory, build) as runner:
@@ -1100,8 +1360,15 @@ def campaign(
             if seconds is not None and time.monotonic() - began >= seconds:
                 break
             case = make_mutant(seeds, seed, index)
+            checked: bool | None = None  # whether `check` passed, once it ran
             for command in commands:
+                if command in CHECKED_ONLY and checked is False:
+                    continue
+                if every and index % every.get(command, 1):
+                    continue
                 outcome = runner.run(case, command)
+                if command == "check":
+                    checked = outcome.exit == 0 and not outcome.problems
                 report.runs[command] = report.runs.get(command, 0) + 1
                 code = str(outcome.exit) if outcome.exit is not None else outcome.problems[0][0]
                 report.exits[f"{command} {code}"] = report.exits.get(f"{command} {code}", 0) + 1
@@ -1143,6 +1410,19 @@ def campaign(
     return report
 
 
+def default_commands() -> list[str]:
+    """Every command; ``page`` (draw -o x.html) only where Graphviz's dot is installed,
+    ``lsp`` only where the language server's extra (lsprotocol) is."""
+    import importlib.util
+
+    left_out = set()
+    if not shutil.which("dot"):
+        left_out.add("page")
+    if importlib.util.find_spec("lsprotocol") is None:
+        left_out.add("lsp")
+    return [c for c in COMMANDS if c not in left_out]
+
+
 def _indices(start: int, count: int | None) -> Iterator[int]:
     index = start
     while count is None or index < start + count:
@@ -1181,11 +1461,13 @@ def save(out: Path, finding: Finding) -> str:
     argv = case.argv(finding.outcome.command)
     if simple:
         argv = [where.name if a == case.main else a for a in argv]
+    run = "cnnspec " + " ".join(repr(a) if not a.isprintable() or " " in a else a for a in argv)
+    if not argv:  # not a command: the language server's features
+        run = f"judge_language_server(Path('.'), {case.main!r}, files) in tests/fuzzer.py"
     notes = [
         f"failure: {finding.key}",
         f"detail: {'; '.join(d for _, d in outcome.problems) or 'did not fail again'}",
-        f"run (in {where.parent if simple else where}): cnnspec "
-        + " ".join(repr(a) if not a.isprintable() or " " in a else a for a in argv),
+        f"run (in {where.parent if simple else where}): {run}",
         f"commands that failed this way: {', '.join(sorted(finding.commands))} "
         f"({finding.count} runs)",
         f"mutant: {finding.case.ident} = " + "; ".join(finding.case.mutations),
@@ -1229,7 +1511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=0, help="the first mutant's index")
     parser.add_argument("--case", type=int, default=None, help="run (and minimize) one mutant")
     parser.add_argument("--show", action="store_true", help="print the mutant(s), run nothing")
-    parser.add_argument("--commands", default=",".join(COMMANDS))
+    parser.add_argument("--commands", default=",".join(default_commands()))
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per command")
     parser.add_argument("--memory-mib", type=int, default=MEMORY_BYTES // 2**20)
     parser.add_argument("--out", type=Path, default=Path("build/fuzz"))

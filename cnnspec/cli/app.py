@@ -21,6 +21,7 @@ from cnnspec.diagnostics import (
     Diagnostic,
     DiagnosticError,
     error,
+    escape,
     render_human,
     render_json,
     summary_line,
@@ -196,14 +197,14 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             old, new = text.splitlines(keepends=True), formatted.splitlines(keepends=True)
             sys.stdout.writelines(difflib.unified_diff(old, new, path, path))
         if args.check:
-            print(f"would reformat {path}", file=sys.stderr)
+            print(f"would reformat {escape(path)}", file=sys.stderr)
         elif not args.diff:
             try:
                 atomic_write(path, formatted)  # refuses a symlink, a FIFO, ...
             except DiagnosticError as exc:
                 everything.extend(exc.diagnostics)
                 continue
-            print(f"reformatted {path}", file=sys.stderr)
+            print(f"reformatted {escape(path)}", file=sys.stderr)
     _report(everything, sources, "human")
     if everything:
         print(f"failed: {summary_line(everything)}", file=sys.stderr)

@@ -305,8 +305,30 @@ def _explain(graph: Graph, node: Node) -> str:
 
 
 def _scope_nodes(graph: Graph, path: str) -> list[Node]:
-    prefix = path + "."
-    return [n for n in graph if n.name.startswith(prefix) or n.name == path]
+    """The nodes named ``path`` or inside it, in graph order."""
+    return _members(graph).get(path, [])
+
+
+_MEMBERS: dict[int, tuple[Graph, dict[str, list[Node]]]] = {}
+
+
+def _members(graph: Graph) -> dict[str, list[Node]]:
+    """Each dotted prefix of the nodes' names: the nodes it holds, in graph order. Made
+    once per graph (kept for the last few): looking through every node for each block
+    call took time quadratic in the size of the network (inlay hints for a thousand
+    block calls hung)."""
+    cached = _MEMBERS.get(id(graph))
+    if cached is not None and cached[0] is graph:
+        return cached[1]
+    members: dict[str, list[Node]] = {}
+    for node in graph:
+        parts = node.name.split(".")
+        for i in range(1, len(parts) + 1):
+            members.setdefault(".".join(parts[:i]), []).append(node)
+    while len(_MEMBERS) >= 8:
+        del _MEMBERS[next(iter(_MEMBERS))]
+    _MEMBERS[id(graph)] = (graph, members)
+    return members
 
 
 def _scope_facts(graph: Graph, scope: Scope) -> tuple[str, int, int, Node | None]:
@@ -730,18 +752,32 @@ def _open_call(text: str) -> tuple[str, int, str] | None:
             if depth == 0:
                 if ch == "[":
                     return None
-                found = re.search(r"([^\W\d]\w*)\s*$", text[:at])
-                if found is None:
+                name = _name_before(text[:at])
+                if not name:
                     return None  # a parenthesised expression or a tuple
                 current = text[at + 1 :].rsplit(",", 1)[-1]
                 keyword = re.match(r"\s*([^\W\d]\w*)\s*=(?!=)", current)
-                return found[1], commas, keyword[1] if keyword else ""
+                return name, commas, keyword[1] if keyword else ""
             depth -= 1
         elif ch == "," and depth == 0:
             commas += 1
         elif ch in "{}":
             return None
     return None
+
+
+def _name_before(text: str) -> str:
+    """The name that ends ``text``, spaces after it aside, or "": what the regular
+    expression of a name followed by spaces at the end finds, read backwards instead (the
+    expression, tried at each character of a long word, took time quadratic in its
+    length: a 100,000-character name hung completion and signature help)."""
+    head = text.rstrip()
+    start = len(head)
+    while start and (head[start - 1].isalnum() or head[start - 1] == "_"):  # re's \w
+        start -= 1
+    while start < len(head) and head[start].isdecimal():  # re's \d: no name starts so
+        start += 1
+    return head[start:]
 
 
 def _before(ws: Workspace, path: str, position: t.Position, encoding: str) -> str:

@@ -201,11 +201,15 @@ def _unchanged(layer: Layer, note: str = "") -> Step:
 
 
 def _kept(shape: Shape) -> list[Step]:
-    """The position sizes a layer keeps as they are (a concat's, a chunk's)."""
+    """The position sizes a layer keeps as they are (a concat's, a chunk's), equal ones
+    on one line (``height, width  28``)."""
     names = DIMENSION_NAMES.get(len(shape), ())
+    groups: dict[int, list[int]] = {}
+    for i, size in enumerate(shape[1:]):
+        groups.setdefault(size, []).append(i)
     return [
-        Step(n, LETTERS[n], str(v), v, "", (i + 1,))
-        for i, (n, v) in enumerate(zip(names, shape[1:], strict=True))
+        Step(", ".join(names[i] for i in dims), "", str(size), size, "", tuple(i + 1 for i in dims))
+        for size, dims in groups.items()
     ]
 
 
@@ -559,7 +563,7 @@ def concat(layer: Layer) -> list[Step]:
             total,
             " + ".join(f"C_{i + 1}" for i in range(len(channels))),
             f"{' + '.join(map(str, channels))} = {num(total)}",
-            f"the branches stacked along the channels; the other sizes must agree ({same})"
+            f"the branches stacked along the channels; the other sizes must agree: {same}"
             if same
             else "the branches stacked along the channels",
         ),

@@ -19,6 +19,7 @@ Only this module imports :mod:`graphviz`; :func:`render_dot` does no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import shutil
 from collections.abc import Iterable, Mapping
@@ -43,6 +44,11 @@ MAX_NODES = 100  # the automatic depth: at most this many nodes ...
 MAX_RANKS = 40  # ... and at most this many on the longest path
 
 FONT = "Helvetica,Arial,sans-serif"
+# Graphviz (2.43) reads no word or string of DOT longer than 16,383 bytes ("syntax
+# error"): a text on the diagram longer than MAX_SHOWN characters is cut in its middle,
+# and a node or cluster whose key is longer than MAX_KEY bytes is named by a digest.
+MAX_SHOWN = 200
+MAX_KEY = 200
 MISSING_DOT = (
     "Graphviz's `dot` program is not installed (it draws .svg, .png and .pdf); install it "
     "with `sudo apt-get install graphviz` (`make demo` does that when run as root), or "
@@ -355,7 +361,27 @@ def choose_layout(graph: Graph, options: DrawOptions) -> Layout:
 
 
 def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html.escape(shown(text), quote=True)
+
+
+def shown(text: str) -> str:
+    """``text`` as the diagram shows it: at most :data:`MAX_SHOWN` characters."""
+    if len(text) <= MAX_SHOWN:
+        return text
+    keep = MAX_SHOWN // 2 - 1
+    return f"{text[:keep]}…{text[-keep:]}"
+
+
+def dot_id(key: str) -> str:
+    """The name in the DOT text of the node or cluster ``key`` (a node's or scope's
+    name, ``cluster_<scope>``, ``@output/<tensor>``, ...): the key itself, or for one
+    longer than :data:`MAX_KEY` bytes a digest of it (ASCII: the SVG's titles keep it as
+    it is; the interactive page maps it back)."""
+    data = key.encode("utf-8", "surrogatepass")
+    if len(data) <= MAX_KEY:
+        return key
+    cluster = "cluster_" if key.startswith("cluster_") else ""  # Graphviz's rule
+    return f"{cluster}@long/{hashlib.sha256(data).hexdigest()[:24]}"
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -417,7 +443,7 @@ class _Renderer:
 
     def source(self) -> str:
         theme = self.theme
-        dot = graphviz.Digraph(name=self.graph.name)
+        dot = graphviz.Digraph(name=dot_id(self.graph.name))
         dot.attr(
             "graph",
             rankdir=self.options.rankdir,
@@ -462,7 +488,7 @@ class _Renderer:
             gap = "  " if self.options.rankdir == "TB" else ""
             label = gap + _shape(self.graph[tensor].shape)
         attrs = {"style": "dashed"} if dashed else {}
-        dot.edge(tail, head, label=label, **attrs)
+        dot.edge(dot_id(tail), dot_id(head), label=label, **attrs)
 
     def cluster(self, dot: graphviz.Digraph, path: str) -> None:
         for child in self.lay.clusters.get(path, []):
@@ -470,7 +496,7 @@ class _Renderer:
                 self.item(dot, self.lay.items[child])
                 continue
             aux = self.graph.scopes[child].kind == "aux"
-            with dot.subgraph(name=f"cluster_{child}") as sub:
+            with dot.subgraph(name=dot_id(f"cluster_{child}")) as sub:
                 sub.attr(
                     label="",
                     color=self.theme.faint,
@@ -494,7 +520,7 @@ class _Renderer:
         members = set(inside)
         entries = [k for k in inside if not members.intersection(self.incoming.get(k, []))]
         anchor = entries[0] if len(entries) == 1 else inside[-1]
-        key = f"@title/{path}"
+        key = dot_id(f"@title/{path}")
         dot.node(
             key,
             _html([f"<B>{_esc(title)}</B>"]),
@@ -506,8 +532,8 @@ class _Renderer:
         with dot.subgraph() as same:
             same.attr(rank="same")
             same.node(key)
-            same.node(anchor)
-        tail, head = (key, anchor) if len(entries) == 1 else (anchor, key)
+            same.node(dot_id(anchor))
+        tail, head = (key, dot_id(anchor)) if len(entries) == 1 else (dot_id(anchor), key)
         dot.edge(tail, head, style="invis")  # title left of the entry, right of the exit
 
     def leaves(self, path: str) -> list[str]:
@@ -527,7 +553,7 @@ class _Renderer:
             glyph = node.spec.glyph
             label = _esc(glyph or node.op)
             attrs |= {
-                "tooltip": f"{node.name}: {node.op}",
+                "tooltip": shown(f"{node.name}: {node.op}"),
                 "fillcolor": theme.fill(Family.MERGE),
                 "width": "0.3",
                 "height": "0.3",
@@ -539,14 +565,15 @@ class _Renderer:
             lines = [f"<B>{_esc(name)}</B>", *([_esc(op)] if op != name else [])]
             lines += [_small(c, theme) for c in _costs(item.members, self.options)]
             label = _html(lines)
-            attrs |= {"tooltip": f"{node.name}: {op}", "fillcolor": theme.fill(node.family)}
+            tooltip = shown(f"{node.name}: {op}")
+            attrs |= {"tooltip": tooltip, "fillcolor": theme.fill(node.family)}
         else:
             name, what = self.scope_text(item)
             lines = [f"<B>{_esc(name)}</B>", _esc(what), _small(self.in_out(item), theme)]
             lines += [_small(c, theme) for c in _costs(item.members, self.options)]
             label = _html(lines)
-            attrs |= {"tooltip": f"{name}: {what}", "fillcolor": theme.block}
-        dot.node(item.key, label, **attrs)
+            attrs |= {"tooltip": shown(f"{name}: {what}"), "fillcolor": theme.block}
+        dot.node(dot_id(item.key), label, **attrs)
 
     def scope_text(self, item: Item) -> tuple[str, str]:
         if item.kind == "fold":
@@ -565,14 +592,19 @@ class _Renderer:
         for name in self.graph.outputs:
             key = f"@output/{name}"
             dot.node(
-                key, "<<B>output</B>>", style="filled", fillcolor=fill, fontcolor=text, color=fill
+                dot_id(key),
+                "<<B>output</B>>",
+                style="filled",
+                fillcolor=fill,
+                fontcolor=text,
+                color=fill,
             )
             self.edge(dot, self.lay.key_of[name], key, name, False)
         for aux in self.graph.aux:
             key = f"@aux/{aux.name}"
             lines = [f"<B>{_esc(aux.name)} output</B>", f"loss weight {aux.weight:g}"]
             dot.node(
-                key,
+                dot_id(key),
                 _html(lines),
                 style="filled,dashed",
                 fillcolor=fill,
@@ -733,7 +765,8 @@ class _ScopeRenderer(_Renderer):
         for source, heads in ins.items():
             key = f"@in/{source}"
             shape = _shape(self.graph[source].shape)
-            dot.node(key, _html([f"<B>{_esc(source)}</B>", _esc(f"in {shape}")]), **style)
+            label = _html([f"<B>{_esc(source)}</B>", _esc(f"in {shape}")])
+            dot.node(dot_id(key), label, **style)
             for head in dict.fromkeys(heads):
                 self.edge(dot, key, head, source, self.lay.items[head].training_only)
         ends = set(self.graph.outputs) | {a.node for a in self.graph.aux}
@@ -745,7 +778,7 @@ class _ScopeRenderer(_Renderer):
             where = ", ".join(dict.fromkeys(".".join(r.split(".")[:level]) for r in readers))
             marker = f"@out/{name}"
             lines = ["<B>out</B>", _esc(f"to {where}" if where else "output")]
-            dot.node(marker, _html(lines), **style)
+            dot.node(dot_id(marker), _html(lines), **style)
             self.edge(dot, key, marker, name, self.graph[name].training_only)
 
     def title(self) -> str:

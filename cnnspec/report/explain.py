@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from cnnspec.diagnostics import escape
 from cnnspec.graph.ir import per_position
 from cnnspec.ops.formulas import DIMENSION_NAMES, Layer, Step, num, receptive_field
 from cnnspec.report.summary import header, op_text
@@ -112,7 +113,7 @@ def render_text(model: Checked, patterns: Sequence[str] = ()) -> str:
     lines = [header(model), ""]
     for e in explain(model, patterns):
         training = " (training only)" if e.training_only else ""
-        lines.append(f"{e.name}: {e.description}{training}  [{e.location}]")
+        lines.append(f"{e.name}: {e.description}{training}  [{escape(e.location)}]")
         ins = ", ".join(_shape(s) for s in e.inputs)
         lines.append(f"  {ins} → {_shape(e.output)}" if ins else f"  {_shape(e.output)}")
         width = max(len(s.quantity) for s in e.steps)
@@ -132,7 +133,8 @@ def render_markdown(model: Checked, patterns: Sequence[str] = ()) -> str:
         lines.append(f"### `{e.name}`: {e.description}{training}")
         lines.append("")
         ins = ", ".join(_shape(s) for s in e.inputs)
-        lines.append(f"{ins} → {_shape(e.output)} ({e.location})" if ins else _shape(e.output))
+        where = escape(e.location)
+        lines.append(f"{ins} → {_shape(e.output)} ({where})" if ins else _shape(e.output))
         lines.append("")
         for s in e.steps:
             note = f" — {s.note}" if s.note else ""

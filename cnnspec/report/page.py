@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
+from cnnspec.diagnostics import escape
 from cnnspec.fileio import atomic_write
 from cnnspec.graph.infer import BYTES_PER_ELEMENT
 from cnnspec.ops.registry import format_shape, show_value
@@ -40,6 +41,7 @@ from cnnspec.report.draw import (
     THEMES,
     DrawOptions,
     choose_layout,
+    dot_id,
     layout,
     parent_scope,
     render,
@@ -139,6 +141,20 @@ def clean_svg(svg: str) -> str:
     return _TITLE.sub("", svg).replace(_FONT, "").strip()
 
 
+def _long_keys(graph: Graph, svg: str) -> str:
+    """The SVG with each ``data-k`` that a long name's digest stands for (draw's
+    :func:`~cnnspec.report.draw.dot_id`) holding the name again."""
+    if "@long/" not in svg:
+        return svg
+    keys = [*(n.name for n in graph), *graph.scopes, *(f"cluster_{s}" for s in graph.scopes)]
+    names = {dot_id(k): k for k in keys}
+    return re.sub(
+        r'data-k="((?:cluster_)?@long/[0-9a-f]+)"',
+        lambda m: f'data-k="{html.escape(names.get(m[1], m[1]), quote=True)}"',
+        svg,
+    )
+
+
 def theme_css(selector: str = "body.dark .view") -> str:
     """CSS giving the light SVG the dark theme's colours (on screen; a print is light):
     draw's two themes, paired colour by colour."""
@@ -203,7 +219,7 @@ def page_data(model: Checked, views: list[View], start: str) -> dict[str, Any]:
         }
     return {
         "name": graph.name,
-        "header": header(model).replace(f"[{model.path}]", f"[{Path(model.path).name}]"),
+        "header": header(model).replace(f"[{escape(model.path)}]", f"[{Path(model.path).name}]"),
         "start": start,
         "views": {v.key: {"title": v.title, "top": v.key.startswith("@")} for v in views},
         "nodes": nodes,
@@ -269,7 +285,7 @@ def render_page(model: Checked, options: DrawOptions | None = None) -> str:
     tops, start = top_views(model, drawn)
     views = render_views([*tops, *scope_views(model, drawn)])
     data = page_data(model, views, start)
-    svgs = {v.key: v.svg for v in views}
+    svgs = {v.key: _long_keys(model.graph, v.svg) for v in views}
     assets = data_dir("templates")
     totals = model.totals
     return _template().render(

@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cnnspec.diagnostics import escape
 from cnnspec.graph.infer import BYTES_PER_ELEMENT
 from cnnspec.ops.registry import Family, format_shape
 
@@ -213,7 +214,7 @@ def header(model: Checked) -> str:
     ins = ", ".join(f"{n}: {_shape(graph[n].shape)}" for n in graph.inputs)
     outs = ", ".join(_shape(graph[n].shape) for n in graph.outputs)
     params = ", ".join(f"{k}={_value(v)}" for k, v in graph.params.items())
-    return f"{graph.name}({params})  [{model.path}]  {ins} -> {outs}"
+    return f"{graph.name}({params})  [{escape(model.path)}]  {ins} -> {outs}"
 
 
 def _value(v: Any) -> str:

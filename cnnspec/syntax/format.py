@@ -121,7 +121,7 @@ def format_source(text: str, path: str = "<string>") -> str:
 def _check_same(result: str, module: ast.Module, kept: Counter[str], path: str) -> None:
     """The formatted text parses to the same AST and holds the same comments."""
     again = parse(result, path)
-    if strip_spans(again) != strip_spans(module):
+    if not same_ast(again, module):
         raise FormatError(f"formatting {path} would change its meaning (a bug in cnnspec fmt)")
     if comments(result) != kept:
         raise FormatError(f"formatting {path} would lose a comment (a bug in cnnspec fmt)")
@@ -135,6 +135,23 @@ def strip_spans(node: Any) -> Any:
         values = [strip_spans(v) for v in node]
         return type(node)(*values) if hasattr(node, "_fields") else tuple(values)
     return node
+
+
+def same_ast(first: Any, second: Any) -> bool:
+    """``strip_spans(first) == strip_spans(second)``, compared with a stack instead of
+    recursion: a spec nested 200 deep (which parses) makes a tree deeper than Python's
+    recursion limit, and ``fmt`` failed with a RecursionError."""
+    pending = [(first, second)]
+    while pending:
+        a, b = pending.pop()
+        a, b = (None if isinstance(a, Span) else a), (None if isinstance(b, Span) else b)
+        if isinstance(a, tuple) and isinstance(b, tuple):
+            if len(a) != len(b):
+                return False
+            pending.extend(zip(a, b, strict=True))
+        elif isinstance(a, tuple) or isinstance(b, tuple) or a != b:
+            return False
+    return True
 
 
 def comments(text: str) -> Counter[str]:

@@ -417,3 +417,28 @@ def test_summary_and_check_do_not_import_graphviz(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_names_longer_than_graphviz_reads_are_cut_and_digested(tmp_path: Path) -> None:
+    """Graphviz (2.43) refuses a DOT word or string over 16,383 bytes: a 20,000-character
+    name (of a layer, a block, a scope, the network) drew a DOT file `dot` refused, and
+    `draw` (svg, png, pdf, html) failed with an internal error (found by tests/fuzzer.py)."""
+    long = "c" * 20_000
+    spec = tmp_path / "long.cnn"
+    spec.write_text(
+        f"block {long}b(width) {{\n    conv(width, 3, padding = 1) as {long}c\n}}\n"
+        f"network {long}n {{\n    input {long}i: 3 x 8 x 8\n"
+        f"    {long}b(4) as {long}s\n    relu as {long}r\n}}\n",
+        encoding="utf-8",
+    )
+    model = cnnspec.load(spec)
+    for options in ({}, {"depth": 1}, {"depth": "all"}):
+        dot = render_dot(model, DrawOptions(**options))  # type: ignore[arg-type]
+        words = re.findall(r'"(?:[^"\\]|\\.)*"|<(?:[^<>]|<[^<>]*>)*>|[^\s"<>\[\]=;,{}]+', dot)
+        assert max(len(w.encode()) for w in words) < 1000, options
+        assert "c" * 40 + "…" in dot  # a cut name, not a vanished one
+    if shutil.which("dot"):
+        assert main(["draw", str(spec), "-o", str(tmp_path / "long.svg")]) == 0
+        assert main(["draw", str(spec), "-o", str(tmp_path / "long.html")]) == 0
+        page = (tmp_path / "long.html").read_text(encoding="utf-8")
+        assert f'data-k="{long}s.{long}c"' in page  # the page maps the digest back

@@ -154,3 +154,19 @@ def test_the_python_api() -> None:
     data = cnnspec.load(SPECS / "lenet5.cnn").explain("c1", "s2")
     assert [layer["name"] for layer in data["layers"]] == ["c1", "s2"]
     assert data["layers"][0]["steps"][2]["worked"] == "5·5·1·6 + 6 = 156"
+
+
+def test_a_file_name_with_control_characters_is_printed_escaped(tmp_path: Path) -> None:
+    """`explain` and the summary table print the spec's path: a carriage return or an
+    escape sequence in a file's name reached the terminal raw (found by tests/fuzzer.py)."""
+    spec = tmp_path / "a\rb\x1b[2J.cnn"
+    spec.write_text("network N {\n    input x: 8\n    relu\n}\n", encoding="utf-8")
+    model = cnnspec.load(spec)
+    for text in (
+        explain.render_text(model),
+        explain.render_markdown(model),
+        summary.render_table(model),
+    ):
+        assert "\r" not in text and "\x1b" not in text
+        assert "a\\rb\\x1b[2J.cnn" in text
+    assert json.loads(explain.render_json(model))["file"] == str(spec)  # JSON: as it is

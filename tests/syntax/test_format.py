@@ -453,3 +453,25 @@ def test_the_pre_commit_hook_runs_fmt_on_cnn_files() -> None:
     assert "- id: cnnspec-fmt" in hooks
     assert "entry: cnnspec fmt" in hooks
     assert "files: \\.cnn$" in hooks
+
+
+def test_fmt_names_a_file_with_control_characters_escaped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`reformatted PATH` printed a carriage return in a file's name raw (found by
+    tests/fuzzer.py)."""
+    ugly = write(tmp_path / "a\rb.cnn", UGLY)
+    assert main(["fmt", str(ugly)]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "a\\rb.cnn" in err
+
+
+@pytest.mark.parametrize(("opener", "depth"), [("residual {", 240), ("if true {", 160)])
+def test_a_spec_nested_as_deep_as_the_parser_takes_formats(opener: str, depth: int) -> None:
+    """The self-check compared the ASTs recursively: a spec nested 199 `residual`s deep
+    parses, and formatting it failed with a RecursionError (found by tests/fuzzer.py)."""
+    nested = f"{opener} " * depth + "relu" + " }" * depth
+    text = f"network N {{\n    input x: 3 x 8 x 8\n    {nested}\n}}\n"
+    once = format_source(text, "deep.cnn")
+    assert format_source(once, "deep.cnn") == once
+    assert fmt.same_ast(parse(once, "deep.cnn"), parse(text, "deep.cnn"))
