@@ -32,7 +32,7 @@ from cnnspec.codegen.symbolic import unary as sym_unary
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
 from cnnspec.graph.naming import BodyNames, body_names
 from cnnspec.ops.binding import bind
-from cnnspec.ops.domain import TOP, Undecidable
+from cnnspec.ops.domain import TOP, Undecidable, format_shape
 from cnnspec.ops.evaluate import FUNCTION_HELPERS
 from cnnspec.ops.registry import (
     REGISTRY,
@@ -45,7 +45,6 @@ from cnnspec.ops.registry import (
     ShapeError,
     coerce,
     dims_of,
-    format_shape,
     lookup,
     resolve_defaults,
     show_value,

@@ -17,7 +17,8 @@ from cnnspec.graph.blockcheck import check_blocks, check_names, reachable
 from cnnspec.graph.elaborate import elaborate_all
 from cnnspec.graph.infer import Totals, infer, totals
 from cnnspec.graph.ir import Graph, lint
-from cnnspec.ops.registry import Shape, format_shape, show_value
+from cnnspec.ops.domain import format_shape
+from cnnspec.ops.registry import Shape, show_value
 from cnnspec.syntax.loader import Program
 
 

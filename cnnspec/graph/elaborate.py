@@ -40,7 +40,7 @@ from cnnspec.diagnostics import (
 from cnnspec.graph.ir import AuxOutput, Graph, Node, Scope, per_position
 from cnnspec.graph.naming import BodyNames, body_names, prefix_of
 from cnnspec.ops.binding import bind
-from cnnspec.ops.domain import Undecidable, concrete, known
+from cnnspec.ops.domain import Undecidable, concrete, format_shape, known
 from cnnspec.ops.evaluate import EvalError, InShape, Unknown, Value, evaluate
 from cnnspec.ops.registry import (
     ALIASES,
@@ -54,7 +54,6 @@ from cnnspec.ops.registry import (
     Shape,
     ShapeError,
     coerce,
-    format_shape,
     lookup,
     output_shape,
     resolve_defaults,

@@ -21,8 +21,9 @@ from cnnspec.graph.ir import Graph, Node, Scope
 from cnnspec.lsp.analysis import Instances, Workspace
 from cnnspec.lsp.index import CallSite, FileIndex, Kind, Ref, Symbol, contains
 from cnnspec.lsp.positions import UTF16, Lines
+from cnnspec.ops.domain import format_shape
 from cnnspec.ops.evaluate import InShape
-from cnnspec.ops.registry import LAYERS, REGISTRY, Op, format_shape, show_value
+from cnnspec.ops.registry import LAYERS, REGISTRY, Op, show_value
 from cnnspec.syntax import ast
 from cnnspec.syntax.loader import Program
 
@@ -527,6 +528,15 @@ def _alternatives(shapes: list[str]) -> str:
 # -------------------------------------------------------- definition, refs
 
 
+def _symbol_under(ws: Workspace, path: str, position: t.Position, encoding: str) -> Symbol | None:
+    """The definition of the name under the cursor (None where there is none)."""
+    index = ws.index(path)
+    if index is None:
+        return None
+    line, col = span_pos(position, lines_of(ws, path, encoding))
+    return _symbol_at(ws, path, index, line, col)
+
+
 def _symbol_at(ws: Workspace, path: str, index: FileIndex, line: int, col: int) -> Symbol | None:
     """The definition of the name at (line, col): the name itself or what it refers to."""
     ref: Ref | None = _at(index.refs, line, col)
@@ -549,11 +559,7 @@ def _symbol_at(ws: Workspace, path: str, index: FileIndex, line: int, col: int) 
 def definition(
     ws: Workspace, path: str, position: t.Position, encoding: str = UTF16
 ) -> list[t.Location]:
-    index = ws.index(path)
-    if index is None:
-        return []
-    line, col = span_pos(position, lines_of(ws, path, encoding))
-    symbol = _symbol_at(ws, path, index, line, col)
+    symbol = _symbol_under(ws, path, position, encoding)
     if symbol is None:
         return []
     if symbol.kind is Kind.USE:
@@ -583,11 +589,7 @@ def _occurrences(ws: Workspace, path: str, symbol: Symbol) -> list[Span]:
 def references(
     ws: Workspace, path: str, position: t.Position, declaration: bool, encoding: str = UTF16
 ) -> list[t.Location]:
-    index = ws.index(path)
-    if index is None:
-        return []
-    line, col = span_pos(position, lines_of(ws, path, encoding))
-    symbol = _symbol_at(ws, path, index, line, col)
+    symbol = _symbol_under(ws, path, position, encoding)
     if symbol is None or symbol.kind is Kind.USE:
         return []
     spans = _occurrences(ws, path, symbol)
@@ -626,11 +628,9 @@ def rename(
 ) -> t.WorkspaceEdit | None:
     from cnnspec.syntax.parser import KEYWORDS
 
-    index = ws.index(path)
-    if index is None:
+    if ws.index(path) is None:
         return None
-    line, col = span_pos(position, lines_of(ws, path, encoding))
-    symbol = _symbol_at(ws, path, index, line, col)
+    symbol = _symbol_under(ws, path, position, encoding)
     if symbol is None or symbol.kind not in RENAMABLE:
         raise RenameError("only blocks and named tensors can be renamed")
     if not NAME.fullmatch(new_name) or new_name in KEYWORDS:

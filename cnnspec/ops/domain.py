@@ -78,3 +78,8 @@ def differ(a: Any, b: Any) -> bool:
 
 def shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) != len(b) or any(differ(x, y) for x, y in zip(a, b, strict=True))
+
+
+def format_shape(shape: tuple[Any, ...]) -> str:
+    """``3 x 224 x 224`` (an unknown size prints as ``?``)."""
+    return " x ".join(str(d) for d in shape)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cnnspec.diagnostics import Diagnostic, error, suggestion
-from cnnspec.ops.registry import SPATIAL_NAMES, Shape, format_shape, show_value
+from cnnspec.ops.domain import format_shape
+from cnnspec.ops.registry import SPATIAL_NAMES, Shape, show_value
 from cnnspec.syntax import ast
 
 Value = Any

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from cnnspec.ops.domain import format_shape
+
 Shape = tuple[int, ...]
 
 DIMENSION_NAMES = {1: (), 2: ("length",), 3: ("height", "width"), 4: ("depth", "height", "width")}
@@ -85,10 +87,6 @@ def num(n: int | Fraction) -> str:
 
 def product(factors: Sequence[int]) -> str:
     return "·".join(str(f) for f in factors)
-
-
-def _shape(shape: Shape) -> str:
-    return " x ".join(str(n) for n in shape)
 
 
 def _units(layer: Layer, dims: Sequence[int], n: int | None = None) -> str:
@@ -197,7 +195,7 @@ def _same_padding(layer: Layer) -> list[Step]:
 
 
 def _unchanged(layer: Layer, note: str = "") -> Step:
-    return Step("shape", "unchanged", _shape(layer.input), None, note)
+    return Step("shape", "unchanged", format_shape(layer.input), None, note)
 
 
 def _kept(shape: Shape) -> list[Step]:
@@ -342,7 +340,9 @@ def global_pool(layer: Layer) -> list[Step]:
             Step(name, "", "1", 1, f"one window covers all {size}", (i + 1,))
             for i, (name, size) in enumerate(zip(layer.sizes, sizes, strict=True))
         ),
-        Step("params", "", "0", 0, f"one {_shape(sizes)} window per channel; nothing is learnt"),
+        Step(
+            "params", "", "0", 0, f"one {format_shape(sizes)} window per channel; nothing is learnt"
+        ),
     ]
 
 
@@ -415,7 +415,7 @@ def unflatten(layer: Layer) -> list[Step]:
         Step(
             "shape",
             "C x H x W",
-            _shape(out),
+            format_shape(out),
             None,
             f"{product(out)} = {num(math.prod(out))} features",
         ),
@@ -487,7 +487,7 @@ def moved(layer: Layer) -> list[Step]:
         Step(
             "shape",
             "the same sizes, channels moved",
-            f"{_shape(layer.input)} → {_shape(layer.output)}",
+            f"{format_shape(layer.input)} → {format_shape(layer.output)}",
             None,
             "a view: no copy, nothing learnt",
         )
@@ -523,11 +523,11 @@ def along(layer: Layer) -> list[Step]:
 
 
 def declared(layer: Layer) -> list[Step]:
-    return [Step("shape", "as declared", _shape(layer.output), None)]
+    return [Step("shape", "as declared", format_shape(layer.output), None)]
 
 
 def add(layer: Layer) -> list[Step]:
-    shapes = " = ".join(_shape(s) for s in layer.inputs)
+    shapes = " = ".join(format_shape(s) for s in layer.inputs)
     return [
         Step(
             "shape",
@@ -541,12 +541,12 @@ def add(layer: Layer) -> list[Step]:
 
 
 def mul(layer: Layer) -> list[Step]:
-    shapes = " × ".join(_shape(s) for s in layer.inputs)
+    shapes = " × ".join(format_shape(s) for s in layer.inputs)
     return [
         Step(
             "shape",
             "equal shapes, a size of 1 stretched (broadcast)",
-            f"{shapes} → {_shape(layer.output)}",
+            f"{shapes} → {format_shape(layer.output)}",
             None,
             "a C x 1 x 1 gate scales every position of its channel",
         )
@@ -557,7 +557,9 @@ def concat(layer: Layer) -> list[Step]:
     channels = [s[0] for s in layer.inputs]
     total = sum(channels)
     rest = {s[1:] for s in layer.inputs}
-    same = f"{_shape(next(iter(rest)))} in every branch" if len(rest) == 1 and rest != {()} else ""
+    same = ""
+    if len(rest) == 1 and rest != {()}:
+        same = f"{format_shape(next(iter(rest)))} in every branch"
     return [
         _channels(
             total,

@@ -27,6 +27,7 @@ from cnnspec.ops.domain import (
     Undecidable,
     concrete,
     differ,
+    format_shape,
     known,
     shapes_differ,
     surely,
@@ -565,10 +566,6 @@ def _check_rank(op: str, inp: Shape, ranks: tuple[int, ...]) -> None:
 
 
 _RANK_NAMES = {2: "C x L", 3: "C x H x W", 4: "C x D x H x W"}
-
-
-def format_shape(shape: Shape) -> str:
-    return " x ".join(str(d) for d in shape)
 
 
 def _out_size(

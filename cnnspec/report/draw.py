@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import graphviz
 
 from cnnspec.fileio import atomic_write
-from cnnspec.ops.registry import Family, format_shape
+from cnnspec.ops.domain import format_shape
+from cnnspec.ops.registry import Family
 from cnnspec.report.summary import describe_scope, groups, human, op_text
 
 if TYPE_CHECKING:
@@ -305,18 +306,25 @@ def layout(graph: Graph, depth: int | None, fold: bool) -> Layout:
                     seen.add(edge)
                     edges.append(edge)
 
+    return Layout(items, key_of, edges, _clusters(graph, items), depth)
+
+
+def _clusters(graph: Graph, items: Mapping[str, Item], root: str = "") -> dict[str, list[str]]:
+    """Each cluster's children, in order, "" the top (``root``: the scope drawn as the
+    top of a view)."""
     clusters: dict[str, list[str]] = {"": []}
     for item in items.values():
         child, parent = item.key, item.parent
         while True:
-            known = parent in clusters
-            siblings = clusters.setdefault(parent, [])
+            slot = "" if parent == root else parent
+            known = slot in clusters
+            siblings = clusters.setdefault(slot, [])
             if child not in siblings:
                 siblings.append(child)
-            if known or not parent:
+            if known or not slot:
                 break
             child, parent = parent, parent_scope(graph, parent)
-    return Layout(items, key_of, edges, clusters, depth)
+    return clusters
 
 
 def _folded(key: str, fold_key: Mapping[str, str]) -> str:
@@ -724,19 +732,7 @@ def scope_layout(graph: Graph, path: str) -> Layout:
     items = {k: item for k, item in full.items.items() if k.startswith(inside)}
     key_of = {n: k for n, k in full.key_of.items() if k in items}
     edges = [e for e in full.edges if e[0] in items and e[1] in items]
-    clusters: dict[str, list[str]] = {"": []}
-    for item in items.values():
-        child, parent = item.key, item.parent
-        while True:
-            slot = "" if parent == path else parent
-            known = slot in clusters
-            siblings = clusters.setdefault(slot, [])
-            if child not in siblings:
-                siblings.append(child)
-            if known or not slot:
-                break
-            child, parent = parent, parent_scope(graph, parent)
-    return Layout(items, key_of, edges, clusters, full.depth)
+    return Layout(items, key_of, edges, _clusters(graph, items, path), full.depth)
 
 
 def render_scope_dot(model: Checked, path: str, options: DrawOptions | None = None) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from cnnspec.diagnostics import escape
 from cnnspec.graph.ir import per_position
+from cnnspec.ops.domain import format_shape
 from cnnspec.ops.formulas import DIMENSION_NAMES, Layer, Step, num, receptive_field
 from cnnspec.report.summary import header, op_text
 
@@ -204,7 +205,7 @@ def latex(text: str) -> str:
 
 
 def _shape(shape: tuple[int, ...]) -> str:
-    return " x ".join(map(str, shape)) if shape else "?"
+    return format_shape(shape) if shape else "?"
 
 
 # ------------------------------------------------------------------- one layer type

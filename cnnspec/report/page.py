@@ -36,7 +36,8 @@ import jinja2
 from cnnspec.diagnostics import escape
 from cnnspec.fileio import atomic_write
 from cnnspec.graph.infer import BYTES_PER_ELEMENT
-from cnnspec.ops.registry import format_shape, show_value
+from cnnspec.ops.domain import format_shape
+from cnnspec.ops.registry import show_value
 from cnnspec.report.draw import (
     THEMES,
     DrawOptions,

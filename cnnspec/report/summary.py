@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from cnnspec.diagnostics import escape
 from cnnspec.graph.infer import BYTES_PER_ELEMENT
-from cnnspec.ops.registry import Family, format_shape
+from cnnspec.ops.domain import format_shape
+from cnnspec.ops.registry import Family
 
 if TYPE_CHECKING:
     from cnnspec.graph.check import Checked
