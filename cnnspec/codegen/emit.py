@@ -31,6 +31,7 @@ from cnnspec.codegen.symbolic import ternary as sym_ternary
 from cnnspec.codegen.symbolic import unary as sym_unary
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
 from cnnspec.graph.naming import BodyNames, body_names
+from cnnspec.graph.walk import At, Open, Walk
 from cnnspec.ops.binding import bind
 from cnnspec.ops.domain import TOP, Undecidable, format_shape
 from cnnspec.ops.evaluate import FUNCTION_HELPERS
@@ -504,7 +505,11 @@ def _kind(value: Any) -> str:
 
 
 @dataclass
-class ClassCompiler:
+class ClassCompiler(Walk[Flow]):
+    """The walk over symbolic block parameters: each step writes the class's
+    constructor and forward lines; an `if` its values do not decide is a Python `if`, a
+    repeat a loop (cnnspec.graph.walk)."""
+
     em: Emitter
     name: str
     instance: str | None  # graph path of the first instance ("" for the network)
@@ -535,6 +540,7 @@ class ClassCompiler:
     # The class body's one item (`block b() { repeat 2 { ... } }`): as in the checked graph,
     # it takes the instance's own path instead of a name of its own below it.
     solo_item: ast.Item | None = None
+    names: BodyNames = field(default_factory=BodyNames)  # leaf names of the class body's items
 
     def pick_flow_var(self, body: ast.Body, taken: Iterable[str] = ()) -> None:
         names = {*taken, *_tensor_names(body.stmts)}
@@ -627,15 +633,15 @@ class ClassCompiler:
             dims = [self.locals.claim(f"{tensor}_{d}") for d in _dim_names(rank_of)]
             self.tensor_shape[var] = tuple(sym_name(d) for d in dims)
             outer.extend((tensor, i, d) for i, d in enumerate(dims))
-        names = body_names(block.body)
+        self.names = body_names(block.body)
         solo = _solo(block.body)
         if solo is not None and not outer:
-            built = self.solo_class(block, solo, flow, names, params)
+            built = self.solo_class(block, solo, flow, params)
         elif solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
             built = self.looping_class(block, solo, flow, params, forward_args)
         else:
             self.solo_item = solo
-            out = self.body(block.body, flow, names)
+            out = self.body(block.body, flow)
             self.fwd.append(f"return {out.var}")
             what = self.em.body_docs.get(block.name, "").removesuffix(".") or (
                 f"Block `{block.name}` ({self.where(block.span)})"
@@ -676,7 +682,7 @@ class ClassCompiler:
             self.tensors[tensor], self.tensor_shape[var] = var, outer[tensor][1]
             forward_args.append(f"{var}: Tensor")
         flow = Flow(self.x, shape, "", self.instance or "")
-        names = body_names(block.body)
+        self.names = body_names(block.body)
         values = ", ".join(f"{n} = {show_value(v)}" for n, v in args)
         doc = (
             f"Block `{block.name}` ({self.where(block.span)}) as `{self.instance}` uses it"
@@ -687,7 +693,7 @@ class ClassCompiler:
         )
         solo = _solo(block.body)
         if solo is not None and len(forward_args) == 1:
-            built = self.solo_class(block, solo, flow, names, [])
+            built = self.solo_class(block, solo, flow, [])
             built.doc = doc
             return built
         if solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
@@ -695,7 +701,7 @@ class ClassCompiler:
             built.doc = doc
             return built
         self.solo_item = solo
-        out = self.body(block.body, flow, names)
+        out = self.body(block.body, flow)
         self.fwd.append(f"return {out.var}")
         return PyClass(self.name, "nn.Module", doc, [], self.init, forward_args, self.fwd)
 
@@ -736,7 +742,6 @@ class ClassCompiler:
         block: ast.BlockDef,
         item: ast.Item,
         flow: Flow,
-        names: BodyNames,
         params: list[PyParam],
     ) -> PyClass:
         """A block that is one item is that item: subclass its module (or nn.Sequential)."""
@@ -766,52 +771,52 @@ class ClassCompiler:
         return PyClass(self.name, base, doc, params, self.init, has_forward=False)
 
     # ------------------------------------------------------------ bodies
-    def body(self, body: ast.Body, flow: Flow, names: BodyNames) -> Flow:
-        for stmt in body.stmts:
-            flow = self.stmt(stmt, flow, names)
+    def defined_blocks(self) -> Mapping[str, ast.BlockDef]:
+        return self.em.model.program.blocks
+
+    def is_tensor(self, name: str, flow: Flow) -> bool:
+        return name == "_" or name in self.tensors
+
+    def body(self, body: ast.Body, flow: Flow) -> Flow:
+        return self.stmts(body.stmts, flow)
+
+    def assign(self, stmt: ast.Assign, flow: Flow) -> Flow:
+        at = len(self.fwd)
+        flow = self.chain(stmt.chain, flow)
+        var = self.locals.claim(stmt.name)
+        self.tensors[stmt.name] = var
+        self.tensor_shape[var] = flow.shape
+        last = self.fwd[-1] if len(self.fwd) > at else ""
+        named = var + last[len(flow.var) :]
+        if (
+            flow.var == self.x and last.startswith(f"{self.x} = ") and len(named) <= _WIDTH.get()
+        ):  # `skip = self.conv1(x)`, not `x = self.conv1(x)` then `skip = x`
+            self.fwd[-1] = named
+            return Flow(var, flow.shape, "", flow.path)
+        self.fwd.append(f"{var} = {flow.var}")
+        return Flow(flow.var, flow.shape, "", flow.path)
+
+    def aux(self, stmt: ast.Aux, flow: Flow) -> Flow:
+        self.aux_head(stmt, flow, None)
         return flow
 
-    def stmt(self, stmt: ast.Stmt, flow: Flow, names: BodyNames) -> Flow:
-        if isinstance(stmt, ast.Chain):
-            return self.chain(stmt, flow, names)
-        if isinstance(stmt, ast.Assign) and stmt.others:
-            return self.split_assign(stmt, flow, names)
-        if isinstance(stmt, ast.Assign):
-            at = len(self.fwd)
-            flow = self.chain(stmt.chain, flow, names)
-            var = self.locals.claim(stmt.name)
-            self.tensors[stmt.name] = var
-            self.tensor_shape[var] = flow.shape
-            last = self.fwd[-1] if len(self.fwd) > at else ""
-            named = var + last[len(flow.var) :]
-            if (
-                flow.var == self.x
-                and last.startswith(f"{self.x} = ")
-                and len(named) <= _WIDTH.get()
-            ):  # `skip = self.conv1(x)`, not `x = self.conv1(x)` then `skip = x`
-                self.fwd[-1] = named
-                return Flow(var, flow.shape, "", flow.path)
-            self.fwd.append(f"{var} = {flow.var}")
-            return Flow(flow.var, flow.shape, "", flow.path)
-        if isinstance(stmt, ast.If):
-            return self.if_stmt(stmt, flow, names)
-        if isinstance(stmt, ast.Aux):
-            self.aux(stmt, flow, names, None)
-            return flow
-        if isinstance(stmt, ast.OutputDecl):
-            self.outputs.extend(self.tensor_var(r.name, flow, r.span) for r in stmt.names)
-            self.output_names.extend(r.name for r in stmt.names)
-            return flow
-        if isinstance(stmt, ast.InitDecl):
-            return flow  # read from the graph by the network's class
+    def output_decl(self, stmt: ast.OutputDecl, flow: Flow) -> Flow:
+        self.outputs.extend(self.tensor_var(r.name, flow, r.span) for r in stmt.names)
+        self.output_names.extend(r.name for r in stmt.names)
+        return flow
+
+    def init_decl(self, stmt: ast.InitDecl, flow: Flow) -> Flow:
+        return flow  # read from the graph by the network's class
+
+    def input_decl(self, stmt: ast.InputDecl, flow: Flow) -> Flow:
         raise _unsupported(stmt.span, "inputs belong to the network", "")
 
-    def split_assign(self, stmt: ast.Assign, flow: Flow, names: BodyNames) -> Flow:
+    def split_assign(self, stmt: ast.Assign, flow: Flow) -> Flow:
         """`left, right = chunk(2)` as `left, right = x.chunk(2, 1)` (the op's
         `split_call`): every part a local; the flow goes on from the last."""
         *head, last = stmt.chain.items
         for index, item in enumerate(head):
-            flow = self.item(item, flow, names, first=index == 0)
+            flow = self.item(item, flow, first=index == 0)
         call = last.primary
         op = lookup(call.name) if isinstance(call, ast.Call) else None
         assert isinstance(call, ast.Call) and op is not None  # the checker saw to it
@@ -827,83 +832,86 @@ class ClassCompiler:
             self.tensor_shape[var] = shape
         return Flow(parts[-1], shape, "", "")
 
-    def chain(self, chain: ast.Chain, flow: Flow, names: BodyNames) -> Flow:
-        for index, item in enumerate(chain.items):
-            flow = self.item(item, flow, names, first=index == 0)
-        return flow
+    def item(self, item: ast.Item, flow: Flow, first: bool) -> Flow:
+        # in a concrete class, sizes no Python form gave: the checked ones
+        return super().item(item, self.settle(flow), first)
 
-    def item(self, item: ast.Item, flow: Flow, names: BodyNames, first: bool) -> Flow:
-        flow = self.settle(flow)  # in a concrete class, sizes no Python form gave: checked
+    def times(self, item: ast.Item, flow: Flow, at: At) -> Flow:
+        return self.loop_item(item, flow)
+
+    def repeat(self, rep: ast.Repeat, flow: Flow, at: At) -> Flow:
+        assert at.item is not None
+        return self.loop_item(at.item, flow)
+
+    def loop_item(self, item: ast.Item, flow: Flow) -> Flow:
+        """`item * n` or `repeat`: an nn.Sequential its loop fills, or an nn.ModuleList
+        where its body reads tensors from outside it."""
         prim = item.primary
-        if item.times is not None or isinstance(prim, ast.Repeat):
-            leaf = names[item if item.times is not None else prim]
-            attr = self.attrs.claim(leaf)
-            where = self.instance if item is self.solo_item else self.full(leaf)
-            if self.outer_reads(
-                prim.body if item.times is None and isinstance(prim, ast.Repeat) else prim
-            ):
-                return self.module_list(item, flow, attr, where)
-            shape = self.loop_shape(item, flow, attr, where, "nn.Sequential")
-            return self.apply(attr, flow, shape, producer="", path=where, span=item.span)
-        if isinstance(prim, ast.Residual):
-            return self.residual(prim, item, flow, names)
-        if isinstance(prim, ast.ConcatBlock):
-            return self.concat(prim, flow, names)
-        if isinstance(prim, ast.Sequential):
-            attr = self.attrs.claim(names[prim])
-            where = self.instance if item is self.solo_item else self.full(names[prim])
-            lines: list[str] = []
-            node, shape = self.group(prim.body, flow, lines, where, local=attr)
-            constants = all(self.env[n].const for n in _name_refs(prim) if n in self.env)
-            if self.concrete and _known(flow.shape) and (None in shape or constants) and where:
-                shape = self.em.checked_size(where, flow.shape) or shape  # as loop_shape
-            self.init.extend(lines)
-            self.init.extend(_stmt(node, 0, f"self.{attr} = "))
-            return self.apply(attr, flow, shape, producer="", path=where, span=prim.span)
-        if isinstance(prim, ast.ChannelsLast):
-            return self.channels_last(prim, flow, names)
-        assert isinstance(prim, ast.Call)
-        op = lookup(prim.name)
-        if op is not None and op.merge:
-            return self.merge(prim, op, flow)
-        if op is None and prim.name not in self.em.model.program.blocks:
-            var = self.tensor_var(prim.name, flow, prim.span)  # a chain from a tensor
-            return Flow(var, self.tensor_shape.get(var, flow.shape), "", flow.path)
-        if op is not None and op.functional:
-            return self.functional(op, prim, flow, names[prim])
-        if op is not None and op.parameter:
-            return self.parameter(op, prim, flow, names[prim])
-        attr = self.attrs.claim(names[prim])
-        node, shape = self.module(prim, flow, first=first, path=self.full(names[prim]))
-        self.init.extend(_stmt(node, 0, f"self.{attr} = "))
-        return self.apply(
-            attr,
-            flow,
-            shape,
-            producer=_producer(op, flow.producer),
-            path=self.full(names[prim]),
-            span=prim.span,
-        )
+        leaf = self.names[item if item.times is not None else prim]
+        attr = self.attrs.claim(leaf)
+        where = self.instance if item is self.solo_item else self.full(leaf)
+        if self.outer_reads(
+            prim.body if item.times is None and isinstance(prim, ast.Repeat) else prim
+        ):
+            return self.module_list(item, flow, attr, where)
+        shape = self.loop_shape(item, flow, attr, where, "nn.Sequential")
+        return self.apply(attr, flow, shape, producer="", path=where, span=item.span)
 
-    def channels_last(self, group: ast.ChannelsLast, flow: Flow, names: BodyNames) -> Flow:
+    def sequential(self, seq: ast.Sequential, flow: Flow, at: At) -> Flow:
+        attr = self.attrs.claim(self.names[seq])
+        where = self.instance if at.item is self.solo_item else self.full(self.names[seq])
+        lines: list[str] = []
+        node, shape = self.group(seq.body, flow, lines, where, local=attr)
+        constants = all(self.env[n].const for n in _name_refs(seq) if n in self.env)
+        if self.concrete and _known(flow.shape) and (None in shape or constants) and where:
+            shape = self.em.checked_size(where, flow.shape) or shape  # as loop_shape
+        self.init.extend(lines)
+        self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+        return self.apply(attr, flow, shape, producer="", path=where, span=seq.span)
+
+    def from_tensor(self, call: ast.Call, flow: Flow) -> Flow:
+        var = self.tensor_var(call.name, flow, call.span)  # a chain from a tensor
+        return Flow(var, self.tensor_shape.get(var, flow.shape), "", flow.path)
+
+    def unknown_call(self, call: ast.Call, flow: Flow) -> Flow:
+        return self.from_tensor(call, flow)  # the checker reported any other
+
+    def layer(self, call: ast.Call, op: Op, flow: Flow, at: At) -> Flow:
+        if op.functional:
+            return self.functional(op, call, flow, self.names[call])
+        if op.parameter:
+            return self.parameter(op, call, flow, self.names[call])
+        return self.module_item(call, op, flow, at)
+
+    def block_call(self, call: ast.Call, block: ast.BlockDef, flow: Flow, at: At) -> Flow:
+        return self.module_item(call, None, flow, at)
+
+    def module_item(self, call: ast.Call, op: Op | None, flow: Flow, at: At) -> Flow:
+        """A layer or block call as a module of the class, applied in forward."""
+        attr = self.attrs.claim(self.names[call])
+        path = self.full(self.names[call])
+        node, shape = self.module(call, flow, first=at.first, path=path)
+        self.init.extend(_stmt(node, 0, f"self.{attr} = "))
+        producer = _producer(op, flow.producer)
+        return self.apply(attr, flow, shape, producer=producer, path=path, span=call.span)
+
+    def channels_last(self, group: ast.ChannelsLast, flow: Flow, at: At) -> Flow:
         """`channels_last { ... }` in forward: the channels moved last, the layers over
         features (built for one position's features), the channels moved back."""
         flow = self.settle(flow)
-        inner = self.move(group, "channels_last", flow, names, flow.shape[:1])
-        for stmt in group.body.stmts:
-            inner = self.stmt(stmt, inner, names)
-        return self.move(group.body, "channels_first", inner, names, _moved_back(inner, flow))
+        inner = self.move(group, "channels_last", flow, flow.shape[:1])
+        inner = self.stmts(group.body.stmts, inner)
+        return self.move(group.body, "channels_first", inner, _moved_back(inner, flow))
 
     def move(
         self,
         key: ast.ChannelsLast | ast.Body,
         op: str,
         flow: Flow,
-        names: BodyNames,
         shape: SymShape,
     ) -> Flow:
         """A `channels_last`'s move of the channels, written as its call in forward."""
-        path = self.full(names[key])
+        path = self.full(self.names[key])
         call = REGISTRY[op].functional.format(x=flow.var)
         self.fwd.extend(_stmt(call, 0, f"{self.x} = ", self.comment(path, key.span)))
         return Flow(self.x, shape, "", path or "")
@@ -994,7 +1002,7 @@ class ClassCompiler:
         shape."""
         op = lookup(call.name)
         if op is None:
-            return self.block_call(call, flow, path)
+            return self.block_ctor(call, flow, path)
         flow = self.settle(flow)
         args = self.op_args(op, call, flow)
         inplace = _fresh(flow.producer)
@@ -1023,7 +1031,7 @@ class ClassCompiler:
                 )
         return args
 
-    def block_call(self, call: ast.Call, flow: Flow, path: str | None) -> tuple[Call, SymShape]:
+    def block_ctor(self, call: ast.Call, flow: Flow, path: str | None) -> tuple[Call, SymShape]:
         block = self.em.model.program.blocks[call.name]
         given, _ = bind(call, [p.name for p in block.params], frozenset(), call.name)
         bound = {key: self.sym(a.value, flow) for key, a in given.items()}
@@ -1709,18 +1717,18 @@ class ClassCompiler:
         return shape
 
     # --------------------------------------------------------- structure
-    def residual(self, res: ast.Residual, item: ast.Item, flow: Flow, names: BodyNames) -> Flow:
+    def residual(self, res: ast.Residual, flow: Flow, at: At) -> Flow:
         identity = self.locals.claim("identity")
         forward_at = len(self.fwd)
         body_flow = Flow(flow.var, flow.shape, "", flow.path)
-        out = self.body(res.body, body_flow, names)  # registered first, as in the graph
+        out = self.body(res.body, body_flow)  # registered first, as in the graph
         sc = res.shortcut
         shortcut_line = [f"{identity} = {flow.var}"]
         cond = self.sym(sc.cond, flow) if sc is not None and sc.cond is not None else const(True)
         if sc is not None and not (cond.const and not cond.value):
-            attr = self.attrs.claim(names[sc])
+            attr = self.attrs.claim(self.names[sc])
             lines: list[str] = []
-            node, _ = self.sub_module(sc.body, flow, lines, self.full(names[sc]))
+            node, _ = self.sub_module(sc.body, flow, lines, self.full(self.names[sc]))
             extra = self.extra
             if cond.const:
                 self.init.extend(lines)
@@ -1734,7 +1742,7 @@ class ClassCompiler:
                 Call(f"self.{attr}", (flow.var, *extra)), 0, f"{identity} = ", self.where(sc.span)
             )
         self.fwd[forward_at:forward_at] = shortcut_line  # the identity comes first
-        path = self.full(names[res])
+        path = self.full(self.names[res])
         comment = self.comment(path, res.span)
         if not res.body.stmts:
             self.fwd.append(f"{self.x} = {flow.var} + {identity}")
@@ -1759,27 +1767,27 @@ class ClassCompiler:
             return self.body_class(body, flow, path, "layer")
         return self.sequential_of(body, flow, lines, path)
 
-    def concat(self, block: ast.ConcatBlock, flow: Flow, names: BodyNames) -> Flow:
+    def concat(self, block: ast.ConcatBlock, flow: Flow, at: At) -> Flow:
         outs: list[str] = []
         shapes: list[SymShape] = []
         for branch in block.branches:
-            attr = self.attrs.claim(names[branch])
+            attr = self.attrs.claim(self.names[branch])
             lines: list[str] = []
-            node, shape = self.sub_module(branch.body, flow, lines, self.full(names[branch]))
+            node, shape = self.sub_module(branch.body, flow, lines, self.full(self.names[branch]))
             self.init.extend(lines)
             self.init.extend(_stmt(node, 0, f"self.{attr} = "))
-            var = self.locals.claim(names[branch])
+            var = self.locals.claim(self.names[branch])
             self.fwd.extend(
                 _stmt(
                     Call(f"self.{attr}", (flow.var, *self.extra)),
                     0,
                     f"{var} = ",
-                    self.comment(self.full(names[branch]), branch.span),
+                    self.comment(self.full(self.names[branch]), branch.span),
                 )
             )
             outs.append(var)
             shapes.append(shape)
-        path = self.full(names[block])
+        path = self.full(self.names[block])
         self.fwd.extend(
             _stmt(
                 Call("torch.cat", (List(tuple(outs)), "1")),
@@ -1791,7 +1799,7 @@ class ClassCompiler:
         shape = self.named(_merge_shape(REGISTRY["concat"], shapes))
         return Flow(self.x, shape, "concat", path or "")
 
-    def merge(self, call: ast.Call, op: Op, flow: Flow) -> Flow:
+    def merge(self, call: ast.Call, op: Op, flow: Flow, at: At) -> Flow:
         refs = [a.value for a in call.args]
         vars_ = [self.tensor_var(r.name, flow, r.span) for r in refs if isinstance(r, ast.NameRef)]
         shapes = [flow.shape if v == flow.var else self.tensor_shape.get(v, (None,)) for v in vars_]
@@ -1802,19 +1810,26 @@ class ClassCompiler:
         self.fwd.extend(_stmt(cat, 0, f"{self.x} = "))
         return Flow(self.x, _merge_shape(op, shapes), op.name, "")
 
-    def if_stmt(self, stmt: ast.If, flow: Flow, names: BodyNames) -> Flow:
-        cond = self.sym(stmt.cond, flow)
-        if cond.const:
-            chosen = stmt.then if cond.value else stmt.otherwise
-            return self.body(chosen, flow, names) if chosen is not None else flow
+    def decide(self, cond: ast.Expr, flow: Flow) -> bool | Open:
+        value = self.sym(cond, flow)
+        return bool(value.value) if value.const else Open(value)
+
+    def side(self, body: ast.Body, flow: Flow) -> Flow:
+        return self.body(body, flow)
+
+    def open_if(self, stmt: ast.If, decided: Open, flow: Flow) -> Flow:
+        """An `if` on parameters: aux heads the constructor makes or not, else a Python
+        `if` (:meth:`python_if`), else in a concrete class the checked side
+        (:meth:`fixed_if`)."""
+        cond: Sym = decided.cond
         if stmt.otherwise is None and all(isinstance(s, ast.Aux) for s in stmt.then.stmts):
             for aux in stmt.then.stmts:
                 assert isinstance(aux, ast.Aux)
-                self.aux(aux, flow, names, cond)
+                self.aux_head(aux, flow, cond)
             return flow
         mark = self.mark()
         try:
-            out = self.python_if(stmt, cond, flow, names)
+            out = self.python_if(stmt, cond, flow)
             if self.fix_ifs and any(d is None or not d.const for d in out.shape):
                 raise _unsupported(stmt.span, "the sides of this `if` give other sizes", "")
             return out
@@ -1822,7 +1837,7 @@ class ClassCompiler:
             if not self.concrete:
                 raise  # the block is compiled per instance instead
             self.rollback(mark)
-            return self.fixed_if(stmt, flow, names)
+            return self.fixed_if(stmt, flow)
 
     def refuse_others(self, test: str, message: str) -> None:
         """The constructor raises ValueError(message) when ``test`` holds: it was compiled
@@ -1852,13 +1867,13 @@ class ClassCompiler:
         self.output_names, self.tensors = mark["output_names"], mark["tensors"]
         self.tensor_shape, self.hoisted = mark["tensor_shape"], mark["hoisted"]
 
-    def fixed_if(self, stmt: ast.If, flow: Flow, names: BodyNames) -> Flow:
+    def fixed_if(self, stmt: ast.If, flow: Flow) -> Flow:
         """An `if` on network parameters whose two sides cannot both be built by one
         class (the other side gives another rank, or is not even valid): compiled for the
         checked values, and the constructor refuses any other (fail-fast ValueError)."""
         saved = self.env
         checked = self.em.model.graph.params
-        taken = self.checked_side(stmt, names)
+        taken = self.checked_side(stmt)
         if taken is None:  # neither side made a node: decide it on the checked values
             self.env = {k: const(checked[k]) if k in checked else v for k, v in saved.items()}
             try:
@@ -1879,16 +1894,16 @@ class ClassCompiler:
             "the network's shapes in a way one class cannot build",
         )
         chosen = stmt.then if taken else stmt.otherwise
-        return self.body(chosen, flow, names) if chosen is not None else flow
+        return self.body(chosen, flow) if chosen is not None else flow
 
-    def checked_side(self, stmt: ast.If, names: BodyNames) -> bool | None:
+    def checked_side(self, stmt: ast.If) -> bool | None:
         """The side of ``stmt`` the checker took, read from the graph: the one whose
         items made nodes (None when neither did). Evaluating the condition here would
         use this class's symbolic sizes (`in.channels` after another `if`), not the
         checked ones."""
 
         def made(body: ast.Body | None) -> bool:
-            leaves = (names.names.get(id(n)) for n in _nodes(body))  # nothing for None
+            leaves = (self.names.names.get(id(n)) for n in _nodes(body))  # nothing for None
             paths = (self.full(leaf) for leaf in leaves if leaf is not None)
             return any(p is not None and p in self.em.last_shape for p in paths)
 
@@ -1896,17 +1911,17 @@ class ClassCompiler:
             return True
         return False if made(stmt.otherwise) else None
 
-    def python_if(self, stmt: ast.If, cond: Sym, flow: Flow, names: BodyNames) -> Flow:
+    def python_if(self, stmt: ast.If, cond: Sym, flow: Flow) -> Flow:
         """An `if` on parameters around layers: a Python `if` in the constructor, and on
         a flag the constructor keeps, in forward (as torchvision writes it)."""
-        flag = self.attrs.claim("use_" + _first_name(stmt.then, names))
+        flag = self.attrs.claim("use_" + _first_name(stmt.then, self.names))
         self.flags.add(flag)
         self.init.append(f"self.{flag} = {cond.code}")
         aux_before = len(self.aux_vars)
         before = set(self.attrs.used)
-        then = self.branch(stmt.then, flow, names)
+        then = self.branch(stmt.then, flow)
         then_attrs, self.attrs.used = self.attrs.used, set(before)
-        otherwise = self.branch(stmt.otherwise, flow, names)
+        otherwise = self.branch(stmt.otherwise, flow)
         then_only = [a for a in _assigned(then[1]) if a not in self.attrs.used]
         else_only = [a for a in _assigned(otherwise[1]) if a not in then_attrs]
         self.attrs.used |= then_attrs
@@ -1954,16 +1969,14 @@ class ClassCompiler:
             )
         return Flow(self.x, self.named(shape), "", flow.path)
 
-    def branch(
-        self, body: ast.Body | None, flow: Flow, names: BodyNames
-    ) -> tuple[Flow, list[str], list[str]]:
+    def branch(self, body: ast.Body | None, flow: Flow) -> tuple[Flow, list[str], list[str]]:
         """One side of an `if`: its flow and its constructor and forward lines, ending
         with the tensor in the flow variable."""
         saved_init, saved_fwd = self.init, self.fwd
         self.init, self.fwd = [], []
         width = _WIDTH.set(_WIDTH.get() - 4)
         try:
-            out = self.body(body, flow, names) if body is not None else flow
+            out = self.body(body, flow) if body is not None else flow
             if out.var != self.x:
                 self.fwd.append(f"{self.x} = {out.var}")
             return out, self.init, self.fwd
@@ -1971,13 +1984,14 @@ class ClassCompiler:
             self.init, self.fwd = saved_init, saved_fwd
             _WIDTH.reset(width)
 
-    def aux(self, stmt: ast.Aux, flow: Flow, names: BodyNames, cond: Sym | None) -> None:
-        path = self.full(names[stmt])
+    def aux_head(self, stmt: ast.Aux, flow: Flow, cond: Sym | None) -> None:
+        """An aux head, made where ``cond`` holds (None: always)."""
+        path = self.full(self.names[stmt])
         reads = [n for n in _name_refs(stmt) if n in self.env]  # what it makes depends on
         constants = self.concrete and all(self.env[n].const for n in reads)
         if not stmt.body.stmts or (constants and path is not None and self.em.made_nothing(path)):
             return  # a head that makes no layer gives no output, as the checker has it
-        attr = self.attrs.claim(names[stmt])
+        attr = self.attrs.claim(self.names[stmt])
         source = (
             self.tensor_var(stmt.source.name, flow, stmt.source.span)
             if (stmt.source is not None)
@@ -1985,7 +1999,7 @@ class ClassCompiler:
         )
         lines: list[str] = []
         shape = self.tensor_shape.get(source, flow.shape) if source != flow.var else flow.shape
-        node, _ = self.sub_module(stmt.body, Flow(source, shape), lines, self.full(names[stmt]))
+        node, _ = self.sub_module(stmt.body, Flow(source, shape), lines, path)
         extra = self.extra
         var = self.locals.claim(stmt.name)
         if cond is None:
@@ -2005,7 +2019,7 @@ class ClassCompiler:
                 Call(f"self.{attr}", (source, *extra)),
                 4,
                 f"{var} = ",
-                self.comment(self.full(names[stmt]), stmt.span),
+                self.comment(self.full(self.names[stmt]), stmt.span),
             )
         )
         self.aux_vars.append((stmt.name, var))
@@ -2088,7 +2102,7 @@ class Dry(ClassCompiler):
             if p.name not in self.env and p.default is not None:
                 self.env[p.name] = self.sym(p.default, Flow("x", shape))
         flow = Flow("x", shape)
-        names = body_names(self.block_def.body)
+        self.names = body_names(self.block_def.body)
         self.solo_item = _solo(self.block_def.body)
         solo = self.solo_item if not outer else None  # as ClassCompiler.block
         if solo is not None and (solo.times is not None or isinstance(solo.primary, ast.Repeat)):
@@ -2098,7 +2112,7 @@ class Dry(ClassCompiler):
                 if not self.concrete:
                     raise
                 return self.unroll(solo, flow, self.instance or "")[1]  # as solo_class
-        return self.body(self.block_def.body, flow, names).shape
+        return self.body(self.block_def.body, flow).shape
 
 
 def _drop_unused(init: list[str], names: list[str]) -> None:
@@ -2492,7 +2506,7 @@ class NetworkCompiler(ClassCompiler):
         if self.fix_params and params:
             self.fix_network_params(net, params)
         forward_args: list[str] = []
-        names = body_names(
+        self.names = body_names(
             net.body, [s.name for s in net.body.stmts if isinstance(s, ast.InputDecl)]
         )
         flow = Flow(self.x, ())
@@ -2505,7 +2519,7 @@ class NetworkCompiler(ClassCompiler):
                 flow = Flow(var, tuple(const(d) for d in shape), "", stmt.name)
                 self.tensor_shape[var] = flow.shape
                 continue
-            flow = self.stmt(stmt, flow, names)
+            flow = self.stmt(stmt, flow)
         outputs = self.outputs or [flow.var]
         _drop_unused(self.init, self.hoisted)
         if graph.init == "torchvision":

@@ -39,6 +39,7 @@ from cnnspec.diagnostics import (
 )
 from cnnspec.graph.ir import AuxOutput, Graph, Node, Scope, per_position
 from cnnspec.graph.naming import BodyNames, body_names, prefix_of
+from cnnspec.graph.walk import At, Open, Walk
 from cnnspec.ops.binding import bind
 from cnnspec.ops.domain import Undecidable, concrete, format_shape, known
 from cnnspec.ops.evaluate import EvalError, InShape, Unknown, Value, evaluate
@@ -113,7 +114,9 @@ class _Abort(Exception):  # noqa: N818 -- control flow; the error is already rep
 
 
 @dataclass
-class Elaborator:
+class Elaborator(Walk[Frame]):
+    """The walk over the checker's concrete values: each step adds nodes to the graph."""
+
     program: Program
     graph: Graph
     diags: Collector = field(default_factory=Collector)
@@ -343,23 +346,7 @@ class Elaborator:
             self.name_cache[id(body)] = body_names(body, inputs)
         return self.name_cache[id(body)]
 
-    def stmt(self, stmt: ast.Stmt, frame: Frame) -> None:
-        if isinstance(stmt, ast.Chain):
-            self.chain(stmt, frame)
-        elif isinstance(stmt, ast.Assign):
-            self.assign(stmt, frame)
-        elif isinstance(stmt, ast.InputDecl):
-            self.input_decl(stmt, frame)
-        elif isinstance(stmt, ast.OutputDecl):
-            self.output_decl(stmt, frame)
-        elif isinstance(stmt, ast.If):
-            self.if_stmt(stmt, frame)
-        elif isinstance(stmt, ast.Aux):
-            self.aux(stmt, frame)
-        elif isinstance(stmt, ast.InitDecl):
-            self.init_decl(stmt, frame)
-
-    def init_decl(self, stmt: ast.InitDecl, frame: Frame) -> None:
+    def init_decl(self, stmt: ast.InitDecl, frame: Frame) -> Frame:
         if frame.scope or frame.trace:
             self.report(
                 error(
@@ -384,19 +371,15 @@ class Elaborator:
             )
         else:
             self.graph.init = stmt.scheme
+        return frame
 
-    def chain(self, chain: ast.Chain, frame: Frame) -> None:
-        for index, item in enumerate(chain.items):
-            self.item(item, frame, first=index == 0)
-
-    def assign(self, stmt: ast.Assign, frame: Frame) -> None:
-        if stmt.others:
-            return self.split_assign(stmt, frame)
+    def assign(self, stmt: ast.Assign, frame: Frame) -> Frame:
         self.chain(stmt.chain, frame)
         if frame.current is not None:
             self.bind(stmt.name, stmt.name_span, frame.current, frame, warn_unused=True)
+        return frame
 
-    def split_assign(self, stmt: ast.Assign, frame: Frame) -> None:
+    def split_assign(self, stmt: ast.Assign, frame: Frame) -> Frame:
         """`left, right = chunk(2)`: the chain's last item is an op of several parts
         (its `splits` argument counts them); each name gets one part, a node of its own,
         and the flow goes on from the last."""
@@ -427,8 +410,7 @@ class Elaborator:
                 ),
                 frame,
             )
-            self.chain(stmt.chain, frame)
-            return
+            return self.chain(stmt.chain, frame)
         for index, item in enumerate(head):
             self.item(item, frame, first=index == 0)
         source = frame.current
@@ -440,7 +422,7 @@ class Elaborator:
             self.item(last._replace(primary=part), frame, first=not head and index == 0)
             node = frame.current
             if node is None or node == source:
-                return
+                return frame
             if index == 0:
                 parts = self.graph.nodes[node].args.get(op.splits)
                 if isinstance(parts, int) and parts != len(names):
@@ -454,9 +436,10 @@ class Elaborator:
                         ),
                         frame,
                     )
-                    return
+                    return frame
             # the flow goes on from the last part: using it so is using it
             self.bind(ref.name, ref.span, node, frame, warn_unused=index < len(names) - 1)
+        return frame
 
     def bind(self, name: str, span: Span, node: str, frame: Frame, warn_unused: bool) -> None:
         if name in _maps(frame.tensors)[0]:
@@ -487,7 +470,7 @@ class Elaborator:
         frame.tensors[name] = binding
         self.bindings.append((name, binding))
 
-    def input_decl(self, stmt: ast.InputDecl, frame: Frame) -> None:
+    def input_decl(self, stmt: ast.InputDecl, frame: Frame) -> Frame:
         if frame.scope or frame.trace:
             self.report(
                 error(
@@ -499,7 +482,7 @@ class Elaborator:
                 ),
                 frame,
             )
-            return
+            return frame
         shape = self.input_shape(stmt, frame)
         name = stmt.name
         if self.graph.taken(name):
@@ -509,11 +492,12 @@ class Elaborator:
                 ),
                 frame,
             )
-            return
+            return frame
         self.add_node(frame, name, "input", {}, [], stmt.span, shape)
         self.graph.inputs.append(name)
         self.bind(name, stmt.name_span, name, frame, warn_unused=False)
         frame.current = name
+        return frame
 
     def input_shape(self, stmt: ast.InputDecl, frame: Frame) -> Shape | None:
         if stmt.name in self.input_overrides:
@@ -552,7 +536,7 @@ class Elaborator:
             return None
         return tuple(dims)
 
-    def output_decl(self, stmt: ast.OutputDecl, frame: Frame) -> None:
+    def output_decl(self, stmt: ast.OutputDecl, frame: Frame) -> Frame:
         if frame.scope or frame.trace:
             self.report(
                 error(
@@ -564,11 +548,12 @@ class Elaborator:
                 ),
                 frame,
             )
-            return
+            return frame
         for ref in stmt.names:
             node = self.tensor_ref(ref, frame)
             if node is not None:
                 self.graph.outputs.append(node)
+        return frame
 
     def tensor_ref(self, ref: ast.NameRef, frame: Frame) -> str | None:
         if ref.name == "_":
@@ -607,20 +592,29 @@ class Elaborator:
         binding.used = True
         return binding.node
 
-    def if_stmt(self, stmt: ast.If, frame: Frame) -> None:
-        chosen = self.chosen(stmt, frame)
-        if chosen is not None:
-            self.body(chosen, frame, transparent=True)
+    def decide(self, cond: ast.Expr, frame: Frame) -> bool | Open:
+        ok, value = self.value(cond, frame)
+        return bool(value) if ok else Open(None)
+
+    def open_if(self, stmt: ast.If, decided: Open, frame: Frame) -> Frame:
+        """An `if` whose condition could not be evaluated (reported): either side might
+        have changed the shape, so it is unknown after it."""
+        self.poison(frame, stmt.span)
+        return frame
+
+    def side(self, body: ast.Body, frame: Frame) -> Frame:
+        self.body(body, frame, transparent=True)
+        return frame
 
     def chosen(self, stmt: ast.If, frame: Frame) -> ast.Body | None:
         """The side of an `if` its condition picks (None: neither, or an error)."""
-        ok, cond = self.value(stmt.cond, frame)
-        if not ok:  # either side might have changed the shape: it is unknown after it
-            self.poison(frame, stmt.span)
+        decided = self.decide(stmt.cond, frame)
+        if isinstance(decided, Open):
+            self.open_if(stmt, decided, frame)
             return None
-        return stmt.then if cond else stmt.otherwise
+        return stmt.then if decided else stmt.otherwise
 
-    def aux(self, stmt: ast.Aux, frame: Frame) -> None:
+    def aux(self, stmt: ast.Aux, frame: Frame) -> Frame:
         weight = 1.0
         for a in stmt.args:
             if a.name not in (None, "weight"):
@@ -645,7 +639,7 @@ class Elaborator:
                 pass
         source = self.tensor_ref(stmt.source, frame) if stmt.source else frame.current
         if source is None:
-            return
+            return frame
         path = self.claim(frame, stmt, stmt.name, stmt.span, "aux")
         self.open_scope(path, "aux", f"aux {stmt.name} (weight {weight:g})", stmt.span)
         inner = frame.child(path, current=source, training_only=True)
@@ -653,9 +647,10 @@ class Elaborator:
         self.body(stmt.body, inner)
         if inner.current is not None and inner.current != source:
             self.graph.aux.append(AuxOutput(stmt.name, inner.current, weight, stmt.span))
+        return frame
 
     # ------------------------------------------------------------------- items
-    def item(self, item: ast.Item, frame: Frame, first: bool) -> None:
+    def item(self, item: ast.Item, frame: Frame, first: bool) -> Frame:
         if item.template is not None and item.alias_span is not None:
             self.report(
                 error(
@@ -667,13 +662,14 @@ class Elaborator:
                 ),
                 frame,
             )
-        if item.times is None:
-            self.primary(item.primary, frame, item.alias, item.alias_span, first)
-            return
+        return super().item(item, frame, first)
+
+    def times(self, item: ast.Item, frame: Frame, at: At) -> Frame:
+        assert item.times is not None
         count = self.count(item.times, frame)
         if count is None:
             self.poison(frame, item.span)
-            return
+            return frame
         path = self.claim(frame, item, item.alias, item.alias_span, prefix_of(item.primary))
         label = f"{_describe(item.primary)} x {count}"
         self.open_scope(path, "repeat", label, item.span, (("count", count),))
@@ -684,8 +680,9 @@ class Elaborator:
         for index in range(count):
             inner.solo = True
             inner.scope = self.join(path, str(index))
-            self.primary(item.primary, inner, None, None, first and index == 0)
+            self.primary(item.primary, inner, At(item, None, None, at.first and index == 0))
         frame.current = inner.current
+        return frame
 
     def count(self, expr: ast.Expr, frame: Frame, start: int = 0) -> int | None:
         ok, value = self.value(expr, frame)
@@ -751,57 +748,34 @@ class Elaborator:
         )
         self.poison(frame, span)
 
-    def primary(
-        self,
-        prim: ast.Primary,
-        frame: Frame,
-        alias: str | None,
-        alias_span: Span | None,
-        first: bool,
-    ) -> None:
-        if isinstance(prim, ast.Call):
-            self.call(prim, frame, alias, alias_span, first)
-        elif isinstance(prim, ast.Residual):
-            self.residual(prim, frame, alias, alias_span)
-        elif isinstance(prim, ast.ConcatBlock):
-            self.concat_block(prim, frame, alias, alias_span)
-        elif isinstance(prim, ast.Repeat):
-            self.repeat(prim, frame, alias, alias_span)
-        elif isinstance(prim, ast.Sequential):
-            self.sequential(prim, frame, alias, alias_span)
-        elif isinstance(prim, ast.ChannelsLast):
-            self.channels_last(prim, frame, None)
+    def defined_blocks(self) -> Mapping[str, ast.BlockDef]:
+        return self.blocks
 
-    def call(
-        self, call: ast.Call, frame: Frame, alias: str | None, alias_span: Span | None, first: bool
-    ) -> None:
-        op = lookup(call.name)
-        if op is not None and op.merge:
-            self.merge(call, op, frame, alias, alias_span)
-        elif op is not None:
-            self.layer(call, op, frame, alias, alias_span)
-        elif call.name in self.blocks:
-            self.block_call(call, self.blocks[call.name], frame, alias, alias_span)
-        elif not call.has_parens and first and alias is None and _is_tensor(call.name, frame):
-            node = self.tensor_ref(ast.NameRef(call.name, call.name_span), frame)
-            frame.current = node
-        else:
-            hints = unknown_layer_hints(call.name, [*self.blocks, *frame.tensors])
-            if not hints:
-                hints = ["see `cnnspec layers` for the layer list, or define a `block`"]
-            if call.name in frame.tensors:
-                hints = [f"`{call.name}` is a tensor: start a chain with it, `{call.name} -> ...`"]
-            self.report(
-                error(
-                    "unknown-layer",
-                    call.name_span,
-                    f"unknown layer or block `{call.name}`",
-                    "not defined",
-                    hints,
-                ),
-                frame,
-            )
-            self.recover(call, frame)
+    def is_tensor(self, name: str, frame: Frame) -> bool:
+        return _is_tensor(name, frame)
+
+    def from_tensor(self, call: ast.Call, frame: Frame) -> Frame:
+        frame.current = self.tensor_ref(ast.NameRef(call.name, call.name_span), frame)
+        return frame
+
+    def unknown_call(self, call: ast.Call, frame: Frame) -> Frame:
+        hints = unknown_layer_hints(call.name, [*self.blocks, *frame.tensors])
+        if not hints:
+            hints = ["see `cnnspec layers` for the layer list, or define a `block`"]
+        if call.name in frame.tensors:
+            hints = [f"`{call.name}` is a tensor: start a chain with it, `{call.name} -> ...`"]
+        self.report(
+            error(
+                "unknown-layer",
+                call.name_span,
+                f"unknown layer or block `{call.name}`",
+                "not defined",
+                hints,
+            ),
+            frame,
+        )
+        self.recover(call, frame)
+        return frame
 
     def recover(self, call: ast.Call, frame: Frame) -> None:
         """Go on after an unknown layer without inventing follow-up errors.
@@ -840,12 +814,11 @@ class Elaborator:
             self.report(diagnostic, frame)
         return None if found else bound
 
-    def layer(
-        self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
-    ) -> None:
+    def layer(self, call: ast.Call, op: Op, frame: Frame, at: At) -> Frame:
         bound = self.bind_args(call, op.arg_names, op.required_args, frame, f"`{op.name}`")
         if frame.current is None:
-            return self.no_input(call.span, f"`{op.name}`", frame)
+            self.no_input(call.span, f"`{op.name}`", frame)
+            return frame
         args = self.layer_args(op, bound, frame) if bound is not None else None
         inp = self.shape_of(frame.current)
         if inp is None and not frame.channels_last:
@@ -864,10 +837,11 @@ class Elaborator:
             except (Undecidable, TypeError, ValueError):  # a size it needs is unknown
                 if all(known(d) for d in inp):
                     raise
-        name = self.claim(frame, call, alias, alias_span, op.name_prefix)
+        name = self.claim(frame, call, at.alias, at.alias_span, op.name_prefix)
         frame.current = self.add_node(
             frame, name, op.name, args or {}, [frame.current], call.span, self.settle(name, shape)
         )
+        return frame
 
     def layer_args(
         self,
@@ -907,9 +881,7 @@ class Elaborator:
                 ok = False
         return resolve_defaults(op, values, spatial or 2) if ok else None
 
-    def merge(
-        self, call: ast.Call, op: Op, frame: Frame, alias: str | None, alias_span: Span | None
-    ) -> None:
+    def merge(self, call: ast.Call, op: Op, frame: Frame, at: At) -> Frame:
         sources: list[str] = []
         labels: list[str] = []  # the tensors as written: `skip`, `_`
         failed = False
@@ -946,9 +918,10 @@ class Elaborator:
             )
         if failed or len(sources) < 2:  # a partial merge would give a wrong shape
             self.poison(frame, call.span)
-            return
-        name = self.claim(frame, call, alias, alias_span, op.name)
+            return frame
+        name = self.claim(frame, call, at.alias, at.alias_span, op.name)
         self.merge_node(frame, op.name, name, sources, call.span, call.span, labels)
+        return frame
 
     def merge_node(  # noqa: PLR0917
         self,
@@ -978,12 +951,11 @@ class Elaborator:
                     raise
         frame.current = self.add_node(frame, name, op, {}, sources, span, self.settle(name, shape))
 
-    def residual(
-        self, res: ast.Residual, frame: Frame, alias: str | None, alias_span: Span | None
-    ) -> None:
+    def residual(self, res: ast.Residual, frame: Frame, at: At) -> Frame:
         start = frame.current
         if start is None:
-            return self.no_input(res.span, "`residual`", frame)
+            self.no_input(res.span, "`residual`", frame)
+            return frame
         frame.solo = False  # a compound item: its parts never take the enclosing scope's name
         body = frame.child(frame.scope)
         self.body(res.body, body, transparent=True)
@@ -1003,7 +975,7 @@ class Elaborator:
             res.span.line,
             res.span.col + len("residual"),
         )
-        name = self.claim(frame, res, alias, alias_span, "add")
+        name = self.claim(frame, res, at.alias, at.alias_span, "add")
         self.merge_node(
             frame,
             "add",
@@ -1013,6 +985,7 @@ class Elaborator:
             keyword,
             ["body", "shortcut"],
         )
+        return frame
 
     def shortcut_applies(self, sc: ast.Shortcut, frame: Frame) -> bool:
         if sc.cond is None:
@@ -1020,12 +993,11 @@ class Elaborator:
         ok, cond = self.value(sc.cond, frame)
         return bool(cond) if ok else True
 
-    def concat_block(
-        self, block: ast.ConcatBlock, frame: Frame, alias: str | None, alias_span: Span | None
-    ) -> None:
+    def concat(self, block: ast.ConcatBlock, frame: Frame, at: At) -> Frame:
         start = frame.current
         if start is None:
-            return self.no_input(block.span, "`concat`", frame)
+            self.no_input(block.span, "`concat`", frame)
+            return frame
         frame.solo = False  # a compound item: its parts never take the enclosing scope's name
         outputs: list[str] = []
         labels: list[str] = []
@@ -1047,7 +1019,7 @@ class Elaborator:
                 ),
                 frame,
             )
-            return
+            return frame
         keyword = Span(
             block.span.file,
             block.span.line,
@@ -1055,8 +1027,9 @@ class Elaborator:
             block.span.line,
             block.span.col + len("concat"),
         )
-        name = self.claim(frame, block, alias, alias_span, "concat")
+        name = self.claim(frame, block, at.alias, at.alias_span, "concat")
         self.merge_node(frame, "concat", name, outputs, keyword, keyword, labels)
+        return frame
 
     def repeat_range(self, rep: ast.Repeat, frame: Frame) -> tuple[int, int] | None:
         """A repeat's first index and count (None after an error: reported)."""
@@ -1078,14 +1051,13 @@ class Elaborator:
         count = self.count(rep.stop, frame, start)
         return None if count is None else (start, count)
 
-    def repeat(
-        self, rep: ast.Repeat, frame: Frame, alias: str | None, alias_span: Span | None
-    ) -> None:
+    def repeat(self, rep: ast.Repeat, frame: Frame, at: At) -> Frame:
         found = self.repeat_range(rep, frame)
         if found is None:
-            return self.poison(frame, rep.span)
+            self.poison(frame, rep.span)
+            return frame
         start, count = found
-        path = self.claim(frame, rep, alias, alias_span, "repeat")
+        path = self.claim(frame, rep, at.alias, at.alias_span, "repeat")
         solo = _solo_item(rep.body)
         what = _describe(solo.primary) if solo else "repeat"
         self.open_scope(path, "repeat", f"{what} x {count}", rep.span, (("count", count),))
@@ -1095,21 +1067,22 @@ class Elaborator:
             inner.solo = True
             self.body(rep.body, inner)
             frame.current = inner.current
+        return frame
 
     # ------------------------------------------------------------- sequential
-    def sequential(
-        self, seq: ast.Sequential, frame: Frame, alias: str | None, alias_span: Span | None
-    ) -> None:
+    def sequential(self, seq: ast.Sequential, frame: Frame, at: At) -> Frame:
         """`sequential { ... }`: its items are named by position (`features.0`, ...) or
         by their own `as`, as nn.Sequential names its children; `if` and `repeat` inside
         it add their items to the same list."""
         if frame.current is None:
-            return self.no_input(seq.span, "`sequential`", frame)
-        path = self.claim(frame, seq, alias, alias_span, "sequential")
+            self.no_input(seq.span, "`sequential`", frame)
+            return frame
+        path = self.claim(frame, seq, at.alias, at.alias_span, "sequential")
         self.open_scope(path, "sequential", "sequential", seq.span)
         inner = frame.child(path, tensors={}, names=BodyNames())
         self.seq_stmts(seq.body.stmts, inner, [0])
         frame.current = inner.current
+        return frame
 
     def seq_stmts(self, stmts: Sequence[ast.Stmt], frame: Frame, position: list[int]) -> None:
         for stmt in stmts:
@@ -1141,7 +1114,7 @@ class Elaborator:
             self.seq_repeat(item, frame, position)
             return
         if isinstance(prim, ast.ChannelsLast):
-            self.channels_last(prim, frame, position)
+            self.channels_last_at(prim, frame, position)
             return
         op = lookup(prim.name) if isinstance(prim, ast.Call) else None
         module = isinstance(prim, ast.Sequential) or (
@@ -1160,7 +1133,7 @@ class Elaborator:
             return
         name = self.seq_name(item, frame, str(position[0]))
         position[0] += 1
-        self.primary(prim, frame, name, item.alias_span or item.span, first=False)
+        self.primary(prim, frame, At(item, name, item.alias_span or item.span, False))
 
     def seq_repeat(self, item: ast.Item, frame: Frame, position: list[int]) -> None:
         prim = item.primary
@@ -1237,7 +1210,11 @@ class Elaborator:
         )
 
     # ---------------------------------------------------------- channels last
-    def channels_last(
+    def channels_last(self, group: ast.ChannelsLast, frame: Frame, at: At) -> Frame:
+        self.channels_last_at(group, frame, None)
+        return frame
+
+    def channels_last_at(
         self, group: ast.ChannelsLast, frame: Frame, position: list[int] | None
     ) -> None:
         """`channels_last { ... }`: the channels moved last, the layers over features
@@ -1304,7 +1281,7 @@ class Elaborator:
                     continue
                 name = self.seq_name(item, frame, str(position[0]))
                 position[0] += 1
-                self.primary(prim, frame, name, item.alias_span or item.span, first=False)
+                self.primary(prim, frame, At(item, name, item.alias_span or item.span, False))
 
     def not_per_position(self, span: Span, what: str, frame: Frame) -> None:
         per_position = ", ".join(sorted(n for n in LAYERS if REGISTRY[n].per_position))
@@ -1323,14 +1300,7 @@ class Elaborator:
             frame,
         )
 
-    def block_call(
-        self,
-        call: ast.Call,
-        block: ast.BlockDef,
-        frame: Frame,
-        alias: str | None,
-        alias_span: Span | None,
-    ) -> None:
+    def block_call(self, call: ast.Call, block: ast.BlockDef, frame: Frame, at: At) -> Frame:
         if block.name in frame.blocks:
             chain = " -> ".join([*frame.blocks[frame.blocks.index(block.name) :], block.name])
             self.report(
@@ -1343,14 +1313,17 @@ class Elaborator:
                 ),
                 frame,
             )
-            return self.poison(frame, call.span)
+            self.poison(frame, call.span)
+            return frame
         if frame.current is None:
-            return self.no_input(call.span, f"`{block.name}`", frame)
+            self.no_input(call.span, f"`{block.name}`", frame)
+            return frame
         names = [p.name for p in block.params]
         required = {p.name for p in block.params if p.default is None}
         bound = self.bind_args(call, names, required, frame, f"block `{block.name}`")
         if bound is None:
-            return self.poison(frame, call.span)
+            self.poison(frame, call.span)
+            return frame
         env: dict[str, Value] = {}
         try:
             for key, a in bound.items():
@@ -1366,10 +1339,12 @@ class Elaborator:
                     )
         except EvalError as exc:
             self.report(exc.diagnostic, frame)
-            return self.poison(frame, call.span)
+            self.poison(frame, call.span)
+            return frame
         except Unknown:
-            return self.poison(frame, call.span)
-        path = self.claim(frame, call, alias, alias_span, block.name)
+            self.poison(frame, call.span)
+            return frame
+        path = self.claim(frame, call, at.alias, at.alias_span, block.name)
         self.open_block_scope(path, block, env, call.span)
         note = Note(call.span, f"in block `{block.name}` called as `{path}`")
         inner = frame.child(
@@ -1385,6 +1360,7 @@ class Elaborator:
         scope = self.graph.scopes[path]
         if scope.output is None:
             self.graph.scopes[path] = replace(scope, output=inner.current)
+        return frame
 
 
 def _recovered(exc: ShapeError, inp: tuple[Any, ...], channels_last: bool) -> Any:
