@@ -14,7 +14,7 @@ import builtins
 import hashlib
 import keyword
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -159,6 +159,11 @@ class Namespace:
 
     reserved: frozenset[str] = RESERVED
     used: set[str] = field(default_factory=set)
+    # Names that share the scope with these, handed out by another namespace in any
+    # order (a module's class names and its constructors' locals: a parameter `G`
+    # must not shadow the class `G` the constructor builds), and where to record ours.
+    avoid: set[str] = field(default_factory=set)
+    shared: set[str] = field(default_factory=set)
 
     def claim(self, wanted: str) -> str:
         # No leading underscore: `_modules`, `_parameters`, ... are nn.Module's own state,
@@ -169,10 +174,11 @@ class Namespace:
         if base in self.reserved or base in AMBIGUOUS:
             base += "_"
         name, n = base, 1
-        while name in self.used or name in self.reserved:
+        while name in self.used or name in self.reserved or name in self.avoid:
             n += 1
             name = f"{base}_{n}"
         self.used.add(name)
+        self.shared.add(name)
         return name
 
 
@@ -307,8 +313,10 @@ class Emitter:
     body_tuples: dict[str, set[str]] = field(default_factory=dict)  # see tuple_params
     scope_out: dict[str, tuple[int, ...] | None] = field(default_factory=dict)
     named_tuple: tuple[str, list[str], int] | None = None  # outputs: name, fields, main
+    local_names: set[str] = field(default_factory=set)  # every class's locals so far
 
     def __post_init__(self) -> None:
+        self.class_names.avoid = self.local_names
         graph = self.model.graph
         for node in graph:  # the shape at the end of every scope, for comments
             parts = node.name.split(".")
@@ -504,8 +512,18 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """Inside a `sequential { }` being compiled: the flow, the nn.Sequential being built,
+    and the indent of the lines that add to it."""
+
+    flow: Flow
+    build: _Build
+    indent: str
+
+
 @dataclass
-class ClassCompiler(Walk[Flow]):
+class ClassCompiler(Walk[Flow, Grouping]):
     """The walk over symbolic block parameters: each step writes the class's
     constructor and forward lines; an `if` its values do not decide is a Python `if`, a
     repeat a loop (cnnspec.graph.walk)."""
@@ -541,6 +559,9 @@ class ClassCompiler(Walk[Flow]):
     # it takes the instance's own path instead of a name of its own below it.
     solo_item: ast.Item | None = None
     names: BodyNames = field(default_factory=BodyNames)  # leaf names of the class body's items
+
+    def __post_init__(self) -> None:
+        self.locals.avoid, self.locals.shared = self.em.class_names.used, self.em.local_names
 
     def pick_flow_var(self, body: ast.Body, taken: Iterable[str] = ()) -> None:
         names = {*taken, *_tensor_names(body.stmts)}
@@ -1360,11 +1381,12 @@ class ClassCompiler(Walk[Flow]):
             nonlocal shape, producer, first
             for stmt in stmts:
                 if isinstance(stmt, ast.If):
-                    test = self.sym(stmt.cond, Flow("x", shape))
-                    if test.const:
-                        chosen = stmt.then if test.value else stmt.otherwise
+                    decided = self.decide(stmt.cond, Flow("x", shape))
+                    if not isinstance(decided, Open):
+                        chosen = stmt.then if decided else stmt.otherwise
                         walk(chosen.stmts if chosen else (), cond)
                         continue
+                    test: Sym = decided.cond
                     before = shape
                     walk(stmt.then.stmts, test if cond is None else sym_binary("and", cond, test))
                     then_shape, shape = shape, before
@@ -1467,67 +1489,73 @@ class ClassCompiler(Walk[Flow]):
         return var, shape
 
     def group_stmts(
-        self, stmts: Iterable[ast.Stmt], flow: Flow, build: _Build, indent: str
+        self, stmts: Sequence[ast.Stmt], flow: Flow, build: _Build, indent: str
     ) -> SymShape:
-        """Add the items of ``stmts``; the shape after them. The flow's path is the
-        graph path of the item before (where positions are known), so that a concrete
-        class takes the checked sizes where it computed none."""
-        cur = flow
-        for stmt in stmts:
-            cur = self.settle(cur)
-            if isinstance(stmt, ast.If):
-                test = self.sym(stmt.cond, cur)
-                if test.const:
-                    chosen = stmt.then if test.value else stmt.otherwise
-                    if chosen is not None:
-                        shape = self.group_stmts(chosen.stmts, cur, build, indent)
-                        cur = Flow("x", shape, "", build.last)
-                    continue
-                build.unfixed()
-                build.lines.append(f"{indent}if {test.code}:")
-                then = self.group_stmts(stmt.then.stmts, cur, build, indent + "    ")
-                if build.lines[-1] == f"{indent}if {test.code}:":
-                    build.lines.append(f"{indent}    pass")
-                otherwise = cur.shape
-                if stmt.otherwise is not None and stmt.otherwise.stmts:
-                    build.lines.append(f"{indent}else:")
-                    otherwise = self.group_stmts(stmt.otherwise.stmts, cur, build, indent + "    ")
-                    if build.lines[-1] == f"{indent}else:":  # it added nothing
-                        build.lines.pop()
-                joined = _join_shapes(test, then, otherwise)
-                if _code_of(then[:1]) != _code_of(otherwise[:1]):  # an `if` chose them
-                    joined = self.group_named(joined, build, indent)
-                cur = Flow("x", joined)
-                continue
-            if not isinstance(stmt, ast.Chain):  # on a side of an `if` the checker skipped
-                raise _not_sequential(stmt.span, "a named tensor")
-            for item in stmt.items:
-                cur = self.settle(cur)
-                prim = item.primary
-                if item.times is not None or isinstance(prim, ast.Repeat):
-                    cur = Flow("x", self.group_loop(item, cur, build, indent), "", build.last)
-                    continue
-                if isinstance(prim, ast.ChannelsLast):
-                    cur = self.group_channels_last(prim, cur, build, indent)
-                    continue
-                here = build.child_path(item)
-                name = self.group_name(item, cur)
-                if isinstance(prim, ast.Sequential):
-                    sub: list[str] = []
-                    node, out = self.group(prim.body, cur, sub, here)
-                    build.lines.extend(indent + line for line in sub)
-                    build.straight = build.straight and not sub  # the lines must run
-                else:
-                    op = lookup(prim.name) if isinstance(prim, ast.Call) else None
-                    if not isinstance(prim, ast.Call) or (op is not None and op.merge):
-                        raise _not_sequential(item.span, "a residual, a concat or a merge")
-                    node, out = self.module(prim, cur, False, here)
-                build.add(name, node, indent)
-                build.last = here or ""
-                op = lookup(prim.name) if isinstance(prim, ast.Call) else None
-                out = self.group_named(out, build, indent)
-                cur = Flow("x", out, _producer(op, cur.producer), here or "")
-        return cur.shape
+        """Add the items of ``stmts`` (the walk's `sequential` part); the shape after
+        them. The flow's path is the graph path of the item before (where positions are
+        known), so that a concrete class takes the checked sizes where it computed none."""
+        return self.seq_stmts(stmts, Grouping(flow, build, indent)).flow.shape
+
+    def seq_decide(self, cond: ast.Expr, at: Grouping) -> bool | Open:
+        return self.decide(cond, at.flow)
+
+    def seq_is_tensor(self, name: str, at: Grouping) -> bool:
+        return self.is_tensor(name, at.flow)
+
+    def seq_side(self, body: ast.Body, at: Grouping) -> Grouping:
+        shape = self.group_stmts(body.stmts, self.settle(at.flow), at.build, at.indent)
+        return replace(at, flow=Flow("x", shape, "", at.build.last))
+
+    def seq_open_if(self, stmt: ast.If, decided: Open, at: Grouping) -> Grouping:
+        """An `if` the class decides when built: the items of each side added in a
+        Python `if` (the nn.Sequential is built item by item)."""
+        cur, build, indent = self.settle(at.flow), at.build, at.indent
+        test: Sym = decided.cond
+        build.unfixed()
+        build.lines.append(f"{indent}if {test.code}:")
+        then = self.group_stmts(stmt.then.stmts, cur, build, indent + "    ")
+        if build.lines[-1] == f"{indent}if {test.code}:":
+            build.lines.append(f"{indent}    pass")
+        otherwise = cur.shape
+        if stmt.otherwise is not None and stmt.otherwise.stmts:
+            build.lines.append(f"{indent}else:")
+            otherwise = self.group_stmts(stmt.otherwise.stmts, cur, build, indent + "    ")
+            if build.lines[-1] == f"{indent}else:":  # it added nothing
+                build.lines.pop()
+        joined = _join_shapes(test, then, otherwise)
+        if _code_of(then[:1]) != _code_of(otherwise[:1]):  # an `if` chose them
+            joined = self.group_named(joined, build, indent)
+        return replace(at, flow=Flow("x", joined))
+
+    def seq_loop(self, item: ast.Item, at: Grouping) -> Grouping:
+        shape = self.group_loop(item, self.settle(at.flow), at.build, at.indent)
+        return replace(at, flow=Flow("x", shape, "", at.build.last))
+
+    def seq_channels_last(self, group: ast.ChannelsLast, at: Grouping) -> Grouping:
+        flow = self.group_channels_last(group, self.settle(at.flow), at.build, at.indent)
+        return replace(at, flow=flow)
+
+    def seq_module(self, item: ast.Item, at: Grouping) -> Grouping:
+        cur, build, indent = self.settle(at.flow), at.build, at.indent
+        prim = item.primary
+        here = build.child_path(item)
+        name = self.group_name(item, cur)
+        if isinstance(prim, ast.Sequential):
+            sub: list[str] = []
+            node, out = self.group(prim.body, cur, sub, here)
+            build.lines.extend(indent + line for line in sub)
+            build.straight = build.straight and not sub  # the lines must run
+        else:
+            assert isinstance(prim, ast.Call)
+            node, out = self.module(prim, cur, False, here)
+        build.add(name, node, indent)
+        build.last = here or ""
+        op = lookup(prim.name) if isinstance(prim, ast.Call) else None
+        out = self.group_named(out, build, indent)
+        return replace(at, flow=Flow("x", out, _producer(op, cur.producer), here or ""))
+
+    def not_sequential(self, span: Span, what: str, at: Grouping) -> Grouping:
+        raise _not_sequential(span, what)  # on a side of an `if` the checker did not take
 
     def group_channels_last(
         self, group: ast.ChannelsLast, flow: Flow, build: _Build, indent: str

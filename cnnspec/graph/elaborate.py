@@ -109,12 +109,20 @@ def _maps(tensors: MutableMapping[str, Binding]) -> list[MutableMapping[str, Bin
     return list(tensors.maps) if isinstance(tensors, ChainMap) else [tensors]
 
 
+@dataclass
+class InSequential:
+    """Inside a `sequential { }`: the frame, and the position of its next item."""
+
+    frame: Frame
+    position: list[int]
+
+
 class _Abort(Exception):  # noqa: N818 -- control flow; the error is already reported
     """Elaboration cannot go on (the spec is absurdly large)."""
 
 
 @dataclass
-class Elaborator(Walk[Frame]):
+class Elaborator(Walk[Frame, InSequential]):
     """The walk over the checker's concrete values: each step adds nodes to the graph."""
 
     program: Program
@@ -1080,82 +1088,69 @@ class Elaborator(Walk[Frame]):
         path = self.claim(frame, seq, at.alias, at.alias_span, "sequential")
         self.open_scope(path, "sequential", "sequential", seq.span)
         inner = frame.child(path, tensors={}, names=BodyNames())
-        self.seq_stmts(seq.body.stmts, inner, [0])
+        self.seq_stmts(seq.body.stmts, InSequential(inner, [0]))
         frame.current = inner.current
         return frame
 
-    def seq_stmts(self, stmts: Sequence[ast.Stmt], frame: Frame, position: list[int]) -> None:
-        for stmt in stmts:
-            if isinstance(stmt, ast.Chain):
-                for item in stmt.items:
-                    self.seq_item(item, frame, position)
-            elif isinstance(stmt, ast.If):
-                chosen = self.chosen(stmt, frame)
-                if chosen is not None:
-                    self.seq_stmts(chosen.stmts, frame, position)
-            else:
-                what = "a named tensor" if isinstance(stmt, ast.Assign) else "this statement"
-                self.not_sequential(stmt.span, what, frame)
+    def seq_decide(self, cond: ast.Expr, at: InSequential) -> bool | Open:
+        return self.decide(cond, at.frame)
 
-    def seq_item(self, item: ast.Item, frame: Frame, position: list[int]) -> None:
-        prim = item.primary
-        if isinstance(prim, ast.Repeat) or item.times is not None:
-            if item.alias_span is not None:
-                self.report(
-                    error(
-                        "bad-name",
-                        item.alias_span,
-                        "a repeat inside a `sequential` adds its items to it: it has no name",
-                        "names nothing",
-                        ['name the repeated items: `block(...) as "block{i}"`'],
-                    ),
-                    frame,
-                )
-            self.seq_repeat(item, frame, position)
-            return
-        if isinstance(prim, ast.ChannelsLast):
-            self.channels_last_at(prim, frame, position)
-            return
-        op = lookup(prim.name) if isinstance(prim, ast.Call) else None
-        module = isinstance(prim, ast.Sequential) or (
-            isinstance(prim, ast.Call)
-            and not (op is not None and not op.module_form)
-            and not (op is None and prim.name not in self.blocks and _is_tensor(prim.name, frame))
-        )
-        if not module:
-            what = {ast.Residual: "a residual", ast.ConcatBlock: "a concat"}.get(
-                type(prim),
-                f"`{prim.name}`, which has no module form,"
-                if isinstance(prim, ast.Call) and op is not None and not op.merge
-                else "a merge or a named tensor",
+    def seq_is_tensor(self, name: str, at: InSequential) -> bool:
+        return _is_tensor(name, at.frame)
+
+    def seq_side(self, body: ast.Body, at: InSequential) -> InSequential:
+        return self.seq_stmts(body.stmts, at)
+
+    def seq_open_if(self, stmt: ast.If, decided: Open, at: InSequential) -> InSequential:
+        self.open_if(stmt, decided, at.frame)
+        return at
+
+    def seq_loop(self, item: ast.Item, at: InSequential) -> InSequential:
+        frame = at.frame
+        if item.alias_span is not None:
+            self.report(
+                error(
+                    "bad-name",
+                    item.alias_span,
+                    "a repeat inside a `sequential` adds its items to it: it has no name",
+                    "names nothing",
+                    ['name the repeated items: `block(...) as "block{i}"`'],
+                ),
+                frame,
             )
-            self.not_sequential(item.span, what, frame)
-            return
-        name = self.seq_name(item, frame, str(position[0]))
-        position[0] += 1
-        self.primary(prim, frame, At(item, name, item.alias_span or item.span, False))
-
-    def seq_repeat(self, item: ast.Item, frame: Frame, position: list[int]) -> None:
         prim = item.primary
         if item.times is not None:
             count = self.count(item.times, frame)
             if count is None:
-                return self.poison(frame, item.span)
+                self.poison(frame, item.span)
+                return at
             once = ast.Item(prim, None, None, item.span)  # its name: refused above
             for _ in range(count):
-                self.seq_item(once, frame, position)
-            return
+                at = self.seq_item(once, at)
+            return at
         assert isinstance(prim, ast.Repeat)
         found = self.repeat_range(prim, frame)
         if found is None:
-            return self.poison(frame, prim.span)
+            self.poison(frame, prim.span)
+            return at
         start, count = found
         outer = frame.env
         for index in range(count):
             if prim.var:
                 frame.env = ChainMap({prim.var: start + index}, dict(outer))
-            self.seq_stmts(prim.body.stmts, frame, position)
+            at = self.seq_stmts(prim.body.stmts, at)
         frame.env = outer
+        return at
+
+    def seq_channels_last(self, group: ast.ChannelsLast, at: InSequential) -> InSequential:
+        self.channels_last_at(group, at.frame, at.position)
+        return at
+
+    def seq_module(self, item: ast.Item, at: InSequential) -> InSequential:
+        name = self.seq_name(item, at.frame, str(at.position[0]))
+        at.position[0] += 1
+        self.primary(item.primary, at.frame, At(item, name, item.alias_span or item.span, False))
+        return at
 
     def seq_name(self, item: ast.Item, frame: Frame, position: str) -> str:
         """An item's name in a `sequential`: its `as` (a template filled in), else its
@@ -1197,7 +1192,7 @@ class Elaborator(Walk[Frame]):
             return position
         return name
 
-    def not_sequential(self, span: Span, what: str, frame: Frame) -> None:
+    def not_sequential(self, span: Span, what: str, at: InSequential) -> InSequential:
         self.report(
             error(
                 "sequential-item",
@@ -1206,8 +1201,9 @@ class Elaborator(Walk[Frame]):
                 "not a layer or block",
                 ["put it in a block and call the block inside the `sequential`"],
             ),
-            frame,
+            at.frame,
         )
+        return at
 
     # ---------------------------------------------------------- channels last
     def channels_last(self, group: ast.ChannelsLast, frame: Frame, at: At) -> Frame:

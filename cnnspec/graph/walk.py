@@ -23,13 +23,14 @@ import enum
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from cnnspec.diagnostics import Span
 from cnnspec.ops.registry import Op, lookup
 from cnnspec.syntax import ast
 
 State = TypeVar("State")
+Listing = TypeVar("Listing")  # the state inside a `sequential { }`
 
 
 class CallKind(enum.Enum):
@@ -42,8 +43,7 @@ class CallKind(enum.Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class At:
+class At(NamedTuple):  # a tuple: one is made per item
     """Where an item stands: the item itself (None for one a walk made up), the name it
     is given (its `as`, or its position in a `sequential`) and where, and whether it
     starts its chain."""
@@ -62,6 +62,9 @@ class Open:
     cond: Any
 
 
+_NOT_MODULE = "a merge or a named tensor"
+
+
 def call_kind(call: ast.Call, op: Op | None, blocks: Mapping[str, Any], tensor: bool) -> CallKind:
     """What ``call`` is: ``op`` its registry entry (None: not a layer), ``tensor``
     whether its name is a tensor a chain may start from here."""
@@ -72,12 +75,14 @@ def call_kind(call: ast.Call, op: Op | None, blocks: Mapping[str, Any], tensor: 
     return CallKind.TENSOR if tensor and not call.has_parens else CallKind.UNKNOWN
 
 
-class Walk(ABC, Generic[State]):
+class Walk(ABC, Generic[State, Listing]):
     """The walk over bodies, statements and items; subclasses are the domains.
 
     Every method takes the state the walk threads (the elaborator's frame, mutated and
     handed back; the compiler's flow, a new one per step) and returns the state after
-    the construct."""
+    the construct. Inside a `sequential { }` it threads a listing instead: the state
+    plus where the next item goes (the elaborator's position, the compiler's
+    nn.Sequential being built)."""
 
     # ------------------------------------------------------------- the domain
     @abstractmethod
@@ -165,6 +170,82 @@ class Walk(ABC, Generic[State]):
         if kind is CallKind.TENSOR:
             return self.from_tensor(call, state)
         return self.unknown_call(call, state)
+
+    # ------------------------------------------------------------ sequential
+    def seq_stmts(self, stmts: Sequence[ast.Stmt], listing: Listing) -> Listing:
+        """The statements of a `sequential { }`: layers and blocks, and `if`s and
+        repeats that add theirs to the same list; anything else is refused."""
+        for stmt in stmts:
+            if isinstance(stmt, ast.Chain):
+                for item in stmt.items:
+                    listing = self.seq_item(item, listing)
+            elif isinstance(stmt, ast.If):
+                listing = self.seq_if(stmt, listing)
+            else:
+                what = "a named tensor" if isinstance(stmt, ast.Assign) else "this statement"
+                listing = self.not_sequential(stmt.span, what, listing)
+        return listing
+
+    def seq_if(self, stmt: ast.If, listing: Listing) -> Listing:
+        decided = self.seq_decide(stmt.cond, listing)
+        if isinstance(decided, Open):
+            return self.seq_open_if(stmt, decided, listing)
+        chosen = stmt.then if decided else stmt.otherwise
+        return self.seq_side(chosen, listing) if chosen is not None else listing
+
+    def seq_item(self, item: ast.Item, listing: Listing) -> Listing:
+        prim = item.primary
+        if item.times is not None or isinstance(prim, ast.Repeat):
+            return self.seq_loop(item, listing)
+        if isinstance(prim, ast.ChannelsLast):
+            return self.seq_channels_last(prim, listing)
+        what = self.no_module(prim, listing)
+        if what is not None:
+            return self.not_sequential(item.span, what, listing)
+        return self.seq_module(item, listing)
+
+    def no_module(self, prim: ast.Primary, listing: Listing) -> str | None:
+        """What ``prim`` is, where a `sequential` holds modules only; None for a module
+        (a layer with a module form, a block, a `sequential`, or an unknown name, which
+        is reported as such)."""
+        if isinstance(prim, ast.Residual):
+            return "a residual"
+        if isinstance(prim, ast.ConcatBlock):
+            return "a concat"
+        if not isinstance(prim, ast.Call):
+            return None
+        op = lookup(prim.name)
+        if op is not None and not op.module_form:
+            return f"`{prim.name}`, which has no module form," if not op.merge else _NOT_MODULE
+        if op is None and prim.name not in self.defined_blocks():
+            return _NOT_MODULE if self.seq_is_tensor(prim.name, listing) else None
+        return None
+
+    @abstractmethod
+    def seq_decide(self, cond: ast.Expr, listing: Listing) -> bool | Open: ...
+
+    @abstractmethod
+    def seq_is_tensor(self, name: str, listing: Listing) -> bool: ...
+
+    @abstractmethod
+    def seq_side(self, body: ast.Body, listing: Listing) -> Listing: ...
+
+    @abstractmethod
+    def seq_open_if(self, stmt: ast.If, decided: Open, listing: Listing) -> Listing: ...
+
+    @abstractmethod
+    def seq_loop(self, item: ast.Item, listing: Listing) -> Listing:
+        """A `repeat` or `item * n`: its items added to the same list."""
+
+    @abstractmethod
+    def seq_channels_last(self, group: ast.ChannelsLast, listing: Listing) -> Listing:
+        """Its moves of the channels are items of the list too."""
+
+    @abstractmethod
+    def seq_module(self, item: ast.Item, listing: Listing) -> Listing: ...
+
+    @abstractmethod
+    def not_sequential(self, span: Span, what: str, listing: Listing) -> Listing: ...
 
     # ----------------------------------------------------------------- hooks
     # What each construct makes, in the domain's terms.

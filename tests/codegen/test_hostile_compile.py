@@ -267,6 +267,16 @@ def test_names_python_would_not_take(tmp_path: Path, name: str) -> None:
             old.unlink()
 
 
+def test_a_parameter_never_shadows_a_class(tmp_path: Path) -> None:
+    """`ėþG` (a network parameter) and `ċGţ` (a block) are both `G` in ASCII: the
+    constructor's parameter `G` shadowed the block's class `G` (found by the test
+    above)."""
+    slots = {s: s.lower() if s != "Net" else "Net" for s in NAME_SLOTS}
+    slots.update(p="\u0117\u00feG", blk="\u010bG\u0163", string="ok")
+    text = TEMPLATE.format(**{**slots, "use": "blocks.cnn"})
+    compile_and_run(tmp_path, "net.cnn", "blocks.cnn", text, slots)
+
+
 def test_escaping_functions() -> None:
     for text in ["a\rb", "\u2028", "\x85", "\x1b[2J", "\u202e", "\x00", "\ud800"]:
         assert comment(text).isprintable() and docstring(text).isprintable()

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import pytest
 
 from cnnspec.codegen.emit import ClassCompiler, Dry, NetworkCompiler
+from cnnspec.diagnostics import Span
 from cnnspec.graph.elaborate import Elaborator
 from cnnspec.graph.walk import At, CallKind, Open, Walk, call_kind
 from cnnspec.model import check_program
@@ -16,11 +17,21 @@ from cnnspec.ops.registry import Op, lookup
 from cnnspec.syntax import ast
 from cnnspec.syntax.loader import load_program
 
-DISPATCH = ("stmts", "stmt", "chain", "if_stmt", "primary", "call")
+DISPATCH = (
+    "stmts",
+    "stmt",
+    "chain",
+    "if_stmt",
+    "primary",
+    "call",
+    "seq_stmts",
+    "seq_if",
+    "seq_item",
+)
 
 
 @pytest.mark.parametrize("domain", [Elaborator, ClassCompiler, NetworkCompiler, Dry])
-def test_every_domain_runs_the_one_dispatch(domain: type[Walk[object]]) -> None:
+def test_every_domain_runs_the_one_dispatch(domain: type[Walk[object, object]]) -> None:
     """Neither domain takes constructs apart itself: a second `stmt` or `call` in the
     checker or the compiler would be a second elaborator again."""
     assert issubclass(domain, Walk)
@@ -57,7 +68,7 @@ def test_call_kind(text: str, tensor: bool, kind: CallKind) -> None:
     assert call_kind(call, lookup(call.name), {"stem": object()}, tensor) is kind
 
 
-class Recorder(Walk[list[str]]):
+class Recorder(Walk[list[str], list[str]]):
     """A third domain: records the hooks the walk calls, in order."""
 
     def __init__(self, blocks: Mapping[str, ast.BlockDef], decided: Mapping[str, bool]) -> None:
@@ -136,6 +147,32 @@ class Recorder(Walk[list[str]]):
 
     def channels_last(self, group: ast.ChannelsLast, state: list[str], at: At) -> list[str]:
         return self.log(state, "channels_last")
+
+    # inside a `sequential`: the listing is the same log
+    def seq_decide(self, cond: ast.Expr, listing: list[str]) -> bool | Open:
+        return self.decide(cond, listing)
+
+    def seq_is_tensor(self, name: str, listing: list[str]) -> bool:
+        return self.is_tensor(name, listing)
+
+    def seq_side(self, body: ast.Body, listing: list[str]) -> list[str]:
+        return self.seq_stmts(body.stmts, self.log(listing, "seq side"))
+
+    def seq_open_if(self, stmt: ast.If, decided: Open, listing: list[str]) -> list[str]:
+        return self.log(listing, f"seq open if {decided.cond}")
+
+    def seq_loop(self, item: ast.Item, listing: list[str]) -> list[str]:
+        return self.log(listing, "seq loop")
+
+    def seq_channels_last(self, group: ast.ChannelsLast, listing: list[str]) -> list[str]:
+        return self.log(listing, "seq channels_last")
+
+    def seq_module(self, item: ast.Item, listing: list[str]) -> list[str]:
+        prim = item.primary
+        return self.log(listing, "seq " + (prim.name if isinstance(prim, ast.Call) else "nested"))
+
+    def not_sequential(self, span: Span, what: str, listing: list[str]) -> list[str]:
+        return self.log(listing, f"refused {what}")
 
 
 SPEC = textwrap.dedent(
@@ -230,3 +267,56 @@ def test_both_domains_agree_on_a_spec_through_the_one_walk() -> None:
     source = model.source()
     assert "if t != 1:" in source  # the open `if` went to the compiler's hook
     assert "unit1.conv1" in model.graph.nodes and "unit2.conv1" not in model.graph.nodes
+
+
+def test_a_sequential_takes_its_items_apart_in_the_walk_too() -> None:
+    text = textwrap.dedent(
+        """
+        block stem(w) { conv(w, 3) }
+        network N {
+            input x: 3 x 8 x 8
+            sequential {
+                stem(4)
+                if yes { relu } else { gelu }
+                if open { relu }
+                repeat 2 { relu }
+                relu * 2
+                channels_last { layernorm }
+                sequential { relu }
+                residual { relu }
+                concat { branch { } branch { relu } }
+                add(x, _)
+                x -> relu
+                skip = relu
+                flatten
+                rleu
+            }
+        }
+        """
+    )
+    program = load_program("n.cnn", text, {}.get)
+    net = program.modules[program.entry].networks[0]
+    chain = net.body.stmts[1]
+    assert isinstance(chain, ast.Chain) and isinstance(chain.items[0].primary, ast.Sequential)
+    seq = chain.items[0].primary
+    listing = Recorder(program.blocks, {"yes": True}).seq_stmts(seq.body.stmts, [])
+    flatten = lookup("flatten")
+    assert flatten is not None
+    assert listing == [
+        "seq stem",
+        "seq side",
+        "seq relu",
+        "seq open if open",
+        "seq loop",
+        "seq loop",
+        "seq channels_last",
+        "seq nested",
+        "refused a residual",
+        "refused a concat",
+        "refused a merge or a named tensor",
+        "refused a merge or a named tensor",
+        "seq relu",
+        "refused a named tensor",
+        "seq flatten" if flatten.module_form else "refused `flatten`, which has no module form,",
+        "seq rleu",  # an unknown name: the module hook reports it
+    ]
