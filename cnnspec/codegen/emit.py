@@ -1554,8 +1554,8 @@ class ClassCompiler(Walk[Flow, Grouping]):
         out = self.group_named(out, build, indent)
         return replace(at, flow=Flow("x", out, _producer(op, cur.producer), here or ""))
 
-    def not_sequential(self, span: Span, what: str, at: Grouping) -> Grouping:
-        raise _not_sequential(span, what)  # on a side of an `if` the checker did not take
+    def not_sequential(self, node: ast.Stmt | ast.Item, what: str, at: Grouping) -> Grouping:
+        raise _not_sequential(node.span, what)  # on a side of an `if` the checker did not take
 
     def group_channels_last(
         self, group: ast.ChannelsLast, flow: Flow, build: _Build, indent: str

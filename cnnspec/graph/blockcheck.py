@@ -1,20 +1,24 @@
 """Check blocks that no network instantiates (a library file, an unused block).
 
-Without an input shape a block cannot be elaborated, but its names can be checked:
-every layer or block it calls exists, every keyword argument is one the callee takes,
-no call passes too many positional arguments, and every name an expression reads is a
-parameter, a loop variable or a constant. Instantiated blocks get the full check from
+Without an input shape a block cannot be elaborated over values, but the one walk of a
+spec (:mod:`cnnspec.graph.walk`) runs over it in a third domain, names only: every layer
+or block it calls exists, every keyword argument is one the callee takes, no call passes
+too many positional arguments, every tensor a merge reads is bound, and every name an
+expression reads is a parameter, a loop variable or a constant. No value decides an
+`if` here: both sides are checked. Instantiated blocks get the full check from
 elaboration instead, so nothing is reported twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from cnnspec.diagnostics import Diagnostic, error, suggestion
+from cnnspec.graph.walk import At, Open, Walk
 from cnnspec.ops.binding import bind
 from cnnspec.ops.evaluate import CONSTANTS, FUNCTIONS
-from cnnspec.ops.registry import LAYERS, lookup, unknown_layer_hints
+from cnnspec.ops.registry import LAYERS, Op, unknown_layer_hints
 from cnnspec.syntax import ast
 from cnnspec.syntax.loader import Program
 
@@ -37,101 +41,210 @@ def check_names(program: Program) -> list[Diagnostic]:
 
 def check_blocks(program: Program, skip: Iterable[str] = ()) -> list[Diagnostic]:
     """Diagnostics for every block of ``program`` not named in ``skip``."""
-    blocks = program.blocks
     skipped = set(skip)
-    out: list[Diagnostic] = []
-    for block in blocks.values():
-        if block.name in skipped:
-            continue
-        names = {p.name for p in block.params}
-        out.extend(_body(block.body, names, set(), blocks))
-    return out
+    check = NameCheck(program.blocks)
+    for block in program.blocks.values():
+        if block.name not in skipped:
+            check.body(block.body, Names({p.name for p in block.params}, set()))
+    return check.found
 
 
-def _body(
-    body: ast.Body, names: set[str], tensors: set[str], blocks: dict[str, ast.BlockDef]
-) -> Iterator[Diagnostic]:
-    tensors = set(tensors)
-    for stmt in body.stmts:
-        if isinstance(stmt, ast.Chain | ast.Assign):
-            chain = stmt if isinstance(stmt, ast.Chain) else stmt.chain
-            for index, item in enumerate(chain.items):
-                yield from _item(item, names, tensors, blocks, first=index == 0)
-            if isinstance(stmt, ast.Assign):
-                tensors.update([stmt.name, *(r.name for r in stmt.others)])
-        elif isinstance(stmt, ast.If):
-            yield from _expr(stmt.cond, names)
-            yield from _body(stmt.then, names, tensors, blocks)
-            if stmt.otherwise is not None:
-                yield from _body(stmt.otherwise, names, tensors, blocks)
-        elif isinstance(stmt, ast.Aux):
-            for a in stmt.args:
-                yield from _expr(a.value, names)
-            yield from _body(stmt.body, names, tensors, blocks)
+def reachable(program: Program, roots: Iterable[ast.Body]) -> set[str]:
+    """The blocks that ``roots`` call, directly or through other blocks."""
+    check = NameCheck(program.blocks)
+    todo = list(roots)
+    while todo:
+        before = set(check.called)
+        check.body(todo.pop(), Names(set(), set()))
+        todo.extend(program.blocks[name].body for name in check.called - before)
+    return check.called
 
 
-def _item(
-    item: ast.Item, names: set[str], tensors: set[str], blocks: dict[str, ast.BlockDef], first: bool
-) -> Iterator[Diagnostic]:
-    if item.times is not None:
-        yield from _expr(item.times, names)
-    prim = item.primary
-    if isinstance(prim, ast.Call):
-        yield from _call(prim, names, tensors, blocks, first)
-    elif isinstance(prim, ast.Residual):
-        yield from _body(prim.body, names, tensors, blocks)
-        if prim.shortcut is not None:
-            if prim.shortcut.cond is not None:
-                yield from _expr(prim.shortcut.cond, names)
-            yield from _body(prim.shortcut.body, names, tensors, blocks)
-    elif isinstance(prim, ast.ConcatBlock):
-        for branch in prim.branches:
-            yield from _body(branch.body, names, tensors, blocks)
-    elif isinstance(prim, ast.Sequential | ast.ChannelsLast):
-        yield from _body(prim.body, names, tensors, blocks)
-    elif isinstance(prim, ast.Repeat):
-        for bound in (prim.start, prim.stop):
-            if bound is not None:
-                yield from _expr(bound, names)
-        inner = names | ({prim.var} if prim.var else set())
-        yield from _body(prim.body, inner, tensors, blocks)
+@dataclass
+class Names:
+    """What is in scope in a body walked with no values: the parameters and loop
+    variables, and the tensors bound so far."""
+
+    names: set[str]
+    tensors: set[str]
+
+    def inner(self, *extra: str) -> Names:
+        """A nested body's: what it binds stays in it."""
+        return Names(self.names | set(extra), set(self.tensors))
 
 
-def _call(
-    call: ast.Call, names: set[str], tensors: set[str], blocks: dict[str, ast.BlockDef], first: bool
-) -> Iterator[Diagnostic]:
-    op = lookup(call.name)
-    if op is not None and op.merge:
+@dataclass
+class NameCheck(Walk[Names, Names]):
+    """The walk over names only: diagnostics in :attr:`found`, the blocks it met in
+    :attr:`called`."""
+
+    blocks: Mapping[str, ast.BlockDef]
+    found: list[Diagnostic] = field(default_factory=list)
+    called: set[str] = field(default_factory=set)
+
+    def body(self, body: ast.Body, scope: Names, *extra: str) -> Names:
+        self.stmts(body.stmts, scope.inner(*extra))
+        return scope
+
+    def expr(self, expr: ast.Expr | None, scope: Names) -> None:
+        if expr is not None:
+            self.found.extend(_expr(expr, scope.names))
+
+    # ------------------------------------------------------------- the domain
+    def defined_blocks(self) -> Mapping[str, ast.BlockDef]:
+        return self.blocks
+
+    def is_tensor(self, name: str, scope: Names) -> bool:
+        return name == "_" or name in scope.tensors
+
+    def decide(self, cond: ast.Expr, scope: Names) -> bool | Open:
+        self.expr(cond, scope)
+        return Open(None)  # no values: both sides are checked
+
+    def open_if(self, stmt: ast.If, decided: Open, scope: Names) -> Names:
+        self.body(stmt.then, scope)
+        return self.body(stmt.otherwise, scope) if stmt.otherwise is not None else scope
+
+    def side(self, body: ast.Body, scope: Names) -> Names:
+        return self.body(body, scope)
+
+    # ------------------------------------------------------------ statements
+    def assign(self, stmt: ast.Assign, scope: Names) -> Names:
+        self.chain(stmt.chain, scope)
+        scope.tensors.add(stmt.name)
+        return scope
+
+    def split_assign(self, stmt: ast.Assign, scope: Names) -> Names:
+        self.chain(stmt.chain, scope)
+        scope.tensors.update([stmt.name, *(r.name for r in stmt.others)])
+        return scope
+
+    def input_decl(self, stmt: ast.InputDecl, scope: Names) -> Names:
+        return scope  # a network's (in a block, elaboration says where it belongs)
+
+    def output_decl(self, stmt: ast.OutputDecl, scope: Names) -> Names:
+        return scope
+
+    def init_decl(self, stmt: ast.InitDecl, scope: Names) -> Names:
+        return scope
+
+    def aux(self, stmt: ast.Aux, scope: Names) -> Names:
+        for a in stmt.args:
+            self.expr(a.value, scope)
+        return self.body(stmt.body, scope)
+
+    # ----------------------------------------------------------------- items
+    def times(self, item: ast.Item, scope: Names, at: At) -> Names:
+        self.expr(item.times, scope)
+        return self.primary(item.primary, scope, at)
+
+    def layer(self, call: ast.Call, op: Op, scope: Names, at: At) -> Names:
+        return self.arguments(call, [a.name for a in op.args], f"`{call.name}`", scope)
+
+    def block_call(self, call: ast.Call, block: ast.BlockDef, scope: Names, at: At) -> Names:
+        self.called.add(block.name)
+        params = [p.name for p in block.params]
+        return self.arguments(call, params, f"block `{call.name}`", scope)
+
+    def arguments(self, call: ast.Call, accepted: list[str], what: str, scope: Names) -> Names:
+        # the checker's binder; a missing argument is only known when the block is called
+        self.found.extend(bind(call, accepted, frozenset(), what)[1])
+        for a in call.args:
+            self.expr(a.value, scope)
+        return scope
+
+    def merge(self, call: ast.Call, op: Op, scope: Names, at: At) -> Names:
         for a in call.args:
             ref = a.value
-            if isinstance(ref, ast.NameRef) and ref.name != "_" and ref.name not in tensors:
-                yield error(
-                    "undefined-name",
-                    ref.span,
-                    f"no tensor named `{ref.name}`",
-                    "unknown tensor",
-                    suggestion(ref.name, tensors),
+            if isinstance(ref, ast.NameRef) and not self.is_tensor(ref.name, scope):
+                self.found.append(
+                    error(
+                        "undefined-name",
+                        ref.span,
+                        f"no tensor named `{ref.name}`",
+                        "unknown tensor",
+                        suggestion(ref.name, scope.tensors),
+                    )
                 )
-        return
-    if op is None and call.name not in blocks:
-        if not call.has_parens and first and (call.name in tensors or call.name == "_"):
-            return  # a chain that starts from a named tensor
-        yield error(
-            "unknown-layer",
-            call.name_span,
-            f"unknown layer or block `{call.name}`",
-            "not defined",
-            unknown_layer_hints(call.name, blocks),
+        return scope
+
+    def from_tensor(self, call: ast.Call, scope: Names) -> Names:
+        return scope
+
+    def unknown_call(self, call: ast.Call, scope: Names) -> Names:
+        self.found.append(
+            error(
+                "unknown-layer",
+                call.name_span,
+                f"unknown layer or block `{call.name}`",
+                "not defined",
+                unknown_layer_hints(call.name, self.blocks),
+            )
         )
-        return
-    accepted = (
-        [a.name for a in op.args] if op is not None else [p.name for p in blocks[call.name].params]
-    )
-    what = f"`{call.name}`" if op is not None else f"block `{call.name}`"
-    # the checker's binder; a missing argument is only known when the block is called
-    yield from bind(call, accepted, frozenset(), what)[1]
-    for a in call.args:
-        yield from _expr(a.value, names)
+        return scope
+
+    def residual(self, res: ast.Residual, scope: Names, at: At) -> Names:
+        self.body(res.body, scope)
+        if res.shortcut is not None:
+            self.expr(res.shortcut.cond, scope)
+            self.body(res.shortcut.body, scope)
+        return scope
+
+    def concat(self, block: ast.ConcatBlock, scope: Names, at: At) -> Names:
+        for branch in block.branches:
+            self.body(branch.body, scope)
+        return scope
+
+    def repeat(self, rep: ast.Repeat, scope: Names, at: At) -> Names:
+        self.expr(rep.start, scope)
+        self.expr(rep.stop, scope)
+        return self.body(rep.body, scope, *([rep.var] if rep.var else []))
+
+    def sequential(self, seq: ast.Sequential, scope: Names, at: At) -> Names:
+        self.seq_stmts(seq.body.stmts, scope.inner())
+        return scope
+
+    def channels_last(self, group: ast.ChannelsLast, scope: Names, at: At) -> Names:
+        return self.body(group.body, scope)
+
+    # ------------------------------------------------------------ sequential
+    def seq_decide(self, cond: ast.Expr, scope: Names) -> bool | Open:
+        return self.decide(cond, scope)
+
+    def seq_is_tensor(self, name: str, scope: Names) -> bool:
+        return self.is_tensor(name, scope)
+
+    def seq_side(self, body: ast.Body, scope: Names) -> Names:
+        return self.seq_stmts(body.stmts, scope)
+
+    def seq_open_if(self, stmt: ast.If, decided: Open, scope: Names) -> Names:
+        for side in (stmt.then, stmt.otherwise):
+            if side is not None:
+                self.seq_stmts(side.stmts, scope.inner())
+        return scope
+
+    def seq_loop(self, item: ast.Item, scope: Names) -> Names:
+        prim = item.primary
+        if item.times is not None:
+            self.expr(item.times, scope)
+            return self.seq_item(ast.Item(prim, None, None, item.span), scope)
+        assert isinstance(prim, ast.Repeat)
+        self.expr(prim.start, scope)
+        self.expr(prim.stop, scope)
+        self.seq_stmts(prim.body.stmts, scope.inner(*([prim.var] if prim.var else [])))
+        return scope
+
+    def seq_channels_last(self, group: ast.ChannelsLast, scope: Names) -> Names:
+        return self.body(group.body, scope)
+
+    def seq_module(self, item: ast.Item, scope: Names) -> Names:
+        return self.primary(item.primary, scope, At(item, item.alias, item.alias_span, False))
+
+    def not_sequential(self, node: ast.Stmt | ast.Item, what: str, scope: Names) -> Names:
+        # Elaboration refuses it where its `if`s take it; its names are checked here.
+        if isinstance(node, ast.Item):
+            return self.item(node, scope, first=True)
+        return self.stmt(node, scope)
 
 
 def _expr(expr: ast.Expr, names: set[str]) -> Iterator[Diagnostic]:
@@ -167,41 +280,3 @@ def _expr(expr: ast.Expr, names: set[str]) -> Iterator[Diagnostic]:
     elif isinstance(expr, ast.TupleExpr):
         for part in expr.items:
             yield from _expr(part, names)
-
-
-def reachable(program: Program, roots: Iterable[ast.Body]) -> set[str]:
-    """The blocks that ``roots`` call, directly or through other blocks."""
-    blocks = program.blocks
-    seen: set[str] = set()
-    todo = list(roots)
-    while todo:
-        for name in _calls(todo.pop().stmts):
-            if name in blocks and name not in seen:
-                seen.add(name)
-                todo.append(blocks[name].body)
-    return seen
-
-
-def _calls(stmts: Iterable[ast.Stmt]) -> Iterator[str]:
-    for stmt in stmts:
-        if isinstance(stmt, ast.Chain | ast.Assign):
-            chain = stmt if isinstance(stmt, ast.Chain) else stmt.chain
-            for item in chain.items:
-                prim = item.primary
-                if isinstance(prim, ast.Call):
-                    yield prim.name
-                elif isinstance(prim, ast.Residual):
-                    yield from _calls(prim.body.stmts)
-                    if prim.shortcut is not None:
-                        yield from _calls(prim.shortcut.body.stmts)
-                elif isinstance(prim, ast.ConcatBlock):
-                    for branch in prim.branches:
-                        yield from _calls(branch.body.stmts)
-                elif isinstance(prim, ast.Repeat | ast.Sequential | ast.ChannelsLast):
-                    yield from _calls(prim.body.stmts)
-        elif isinstance(stmt, ast.If):
-            yield from _calls(stmt.then.stmts)
-            if stmt.otherwise is not None:
-                yield from _calls(stmt.otherwise.stmts)
-        elif isinstance(stmt, ast.Aux):
-            yield from _calls(stmt.body.stmts)

@@ -1192,11 +1192,13 @@ class Elaborator(Walk[Frame, InSequential]):
             return position
         return name
 
-    def not_sequential(self, span: Span, what: str, at: InSequential) -> InSequential:
+    def not_sequential(
+        self, node: ast.Stmt | ast.Item, what: str, at: InSequential
+    ) -> InSequential:
         self.report(
             error(
                 "sequential-item",
-                span,
+                node.span,
                 f"{what} cannot be part of a `sequential`, which holds layers and blocks",
                 "not a layer or block",
                 ["put it in a block and call the block inside the `sequential`"],

@@ -3,16 +3,18 @@
 The language's constructs are taken apart in this one place: which statement is which,
 what an item is (an item repeated with `* n`, a layer, a merge, a block call, a chain
 from a named tensor, a residual, a concat, a `repeat`, a `sequential`, a
-`channels_last`), and which side of an `if` runs. Two domains run it, as an abstract
-interpreter runs one program over two kinds of value:
+`channels_last`), what a `sequential` may hold, and which side of an `if` runs. Three
+domains run it, as an abstract interpreter runs one program over several kinds of value:
 
 - :class:`~cnnspec.graph.elaborate.Elaborator`, over the checker's concrete values: each
   step adds nodes to the graph, every `if` is decided, a repeat is unrolled;
 - :class:`~cnnspec.codegen.emit.ClassCompiler`, over symbolic block parameters: each
   step writes a class's constructor and forward lines; an `if` its values cannot decide
-  becomes a Python `if`, a repeat a loop.
+  becomes a Python `if`, a repeat a loop;
+- :class:`~cnnspec.graph.blockcheck.NameCheck`, over names only, for the blocks no
+  network instantiates: each step checks what it calls and reads; no `if` is decided.
 
-What a domain does at each step is one of the hooks below; the shapes both compute come
+What a domain does at each step is one of the hooks below; the shapes the first two compute come
 from the same registry rules (:func:`cnnspec.ops.registry.output_shape` over ints, or
 over :class:`cnnspec.ops.domain.Symbolic` expressions).
 """
@@ -183,7 +185,7 @@ class Walk(ABC, Generic[State, Listing]):
                 listing = self.seq_if(stmt, listing)
             else:
                 what = "a named tensor" if isinstance(stmt, ast.Assign) else "this statement"
-                listing = self.not_sequential(stmt.span, what, listing)
+                listing = self.not_sequential(stmt, what, listing)
         return listing
 
     def seq_if(self, stmt: ast.If, listing: Listing) -> Listing:
@@ -201,7 +203,7 @@ class Walk(ABC, Generic[State, Listing]):
             return self.seq_channels_last(prim, listing)
         what = self.no_module(prim, listing)
         if what is not None:
-            return self.not_sequential(item.span, what, listing)
+            return self.not_sequential(item, what, listing)
         return self.seq_module(item, listing)
 
     def no_module(self, prim: ast.Primary, listing: Listing) -> str | None:
@@ -245,7 +247,8 @@ class Walk(ABC, Generic[State, Listing]):
     def seq_module(self, item: ast.Item, listing: Listing) -> Listing: ...
 
     @abstractmethod
-    def not_sequential(self, span: Span, what: str, listing: Listing) -> Listing: ...
+    def not_sequential(self, node: ast.Stmt | ast.Item, what: str, listing: Listing) -> Listing:
+        """A statement or item a `sequential` cannot hold (``what`` says what it is)."""
 
     # ----------------------------------------------------------------- hooks
     # What each construct makes, in the domain's terms.

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 
 from cnnspec.codegen.emit import ClassCompiler, Dry, NetworkCompiler
-from cnnspec.diagnostics import Span
+from cnnspec.graph.blockcheck import NameCheck
 from cnnspec.graph.elaborate import Elaborator
 from cnnspec.graph.walk import At, CallKind, Open, Walk, call_kind
 from cnnspec.model import check_program
@@ -30,7 +30,7 @@ DISPATCH = (
 )
 
 
-@pytest.mark.parametrize("domain", [Elaborator, ClassCompiler, NetworkCompiler, Dry])
+@pytest.mark.parametrize("domain", [Elaborator, ClassCompiler, NetworkCompiler, Dry, NameCheck])
 def test_every_domain_runs_the_one_dispatch(domain: type[Walk[object, object]]) -> None:
     """Neither domain takes constructs apart itself: a second `stmt` or `call` in the
     checker or the compiler would be a second elaborator again."""
@@ -171,7 +171,7 @@ class Recorder(Walk[list[str], list[str]]):
         prim = item.primary
         return self.log(listing, "seq " + (prim.name if isinstance(prim, ast.Call) else "nested"))
 
-    def not_sequential(self, span: Span, what: str, listing: list[str]) -> list[str]:
+    def not_sequential(self, node: ast.Stmt | ast.Item, what: str, listing: list[str]) -> list[str]:
         return self.log(listing, f"refused {what}")
 
 
