@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -245,6 +246,45 @@ def test_deep_nesting_is_refused_at_once_without_lark(monkeypatch: pytest.Monkey
 
 def test_nesting_just_below_the_limit_still_parses() -> None:
     parse("network N { input i: 3x8x8\n" + "if true {" * 160 + "relu" + "}" * 160 + "}")
+
+
+def _residuals(depth: int) -> str:
+    body = "conv(8, 3, padding = 1)"
+    for _ in range(depth):
+        body = f"residual {{ {body} }}"
+    return body
+
+
+def test_residuals_nested_140_deep_check_and_compile(tmp_path: Path) -> None:
+    """Each level of nesting costs the walk (cnnspec/graph/walk.py) a few Python frames:
+    6 in the checker, as many as before the walk was shared (8 made this fail). In a
+    fresh process, as a user runs it."""
+    spec = tmp_path / "deep.cnn"
+    spec.write_text(f"network N {{\n    input x: 8 x 8 x 8\n    {_residuals(140)}\n}}\n")
+    for argv in (["check"], ["compile", "--stdout"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "cnnspec", *argv, str(spec)],
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+
+
+def test_nesting_past_the_recursion_limit_is_a_diagnostic(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A network nested past Python's limit is `too-large`, also where the block check
+    walks it after an error (an internal error when that walk became the shared one,
+    found by the fuzzer); so is an unused block nested as deep."""
+    Path("deep.cnn").write_text(
+        f"network N {{\n    input x: 8 x 8 x 8\n    {_residuals(240)}\n    rleu\n}}\n"
+    )
+    _, err = check_cli(["check", "deep.cnn"], capsys)
+    assert "the spec is nested too deeply to check" in err, err
+    Path("lib.cnn").write_text(f"block deep() {{\n    {_residuals(240)}\n}}\n")
+    _, err = check_cli(["check", "lib.cnn"], capsys)
+    assert "error[too-large]: block `deep` is nested too deeply to check" in err
 
 
 # --------------------------------------------------------- many diagnostics (item 6)

@@ -30,11 +30,11 @@ from cnnspec.codegen.symbolic import name as sym_name
 from cnnspec.codegen.symbolic import ternary as sym_ternary
 from cnnspec.codegen.symbolic import unary as sym_unary
 from cnnspec.diagnostics import Diagnostic, DiagnosticError, Span, error
-from cnnspec.graph.naming import BodyNames, body_names
+from cnnspec.graph.naming import MODULE_ATTRS, BodyNames, body_names
 from cnnspec.graph.walk import At, Open, Walk
 from cnnspec.ops.binding import bind
 from cnnspec.ops.domain import TOP, Undecidable, format_shape
-from cnnspec.ops.evaluate import FUNCTION_HELPERS
+from cnnspec.ops.evaluate import FUNCTION_HELPERS, EvalError
 from cnnspec.ops.registry import (
     REGISTRY,
     SPATIAL_NAMES,
@@ -57,70 +57,6 @@ if TYPE_CHECKING:
     from cnnspec.graph.check import Checked
 
 SymShape = tuple[Sym | None, ...]
-
-# nn.Module's own attributes: a layer named `forward` or `training` must not shadow them.
-MODULE_ATTRS = frozenset(
-    [
-        "T_destination",
-        "add_module",
-        "apply",
-        "bfloat16",
-        "buffers",
-        "call_super_init",
-        "children",
-        "compile",
-        "cpu",
-        "cuda",
-        "double",
-        "dump_patches",
-        "eval",
-        "extra_repr",
-        "float",
-        "forward",
-        "get_buffer",
-        "get_extra_state",
-        "get_parameter",
-        "get_submodule",
-        "half",
-        "ipu",
-        "load_state_dict",
-        "modules",
-        "mtia",
-        "named_buffers",
-        "named_children",
-        "named_modules",
-        "named_parameters",
-        "parameters",
-        "register_backward_hook",
-        "register_buffer",
-        "register_forward_hook",
-        "register_forward_pre_hook",
-        "register_full_backward_hook",
-        "register_full_backward_pre_hook",
-        "register_load_state_dict_post_hook",
-        "register_load_state_dict_pre_hook",
-        "register_module",
-        "register_parameter",
-        "register_state_dict_post_hook",
-        "register_state_dict_pre_hook",
-        "requires_grad_",
-        "set_extra_state",
-        "set_submodule",
-        "share_memory",
-        "state_dict",
-        "to",
-        "to_empty",
-        "train",
-        "training",
-        "type",
-        "xpu",
-        "zero_grad",
-        "append",
-        "extend",
-        "insert",
-        "pop",
-    ]
-)
 
 
 def _helper_name(source: str) -> str:
@@ -611,6 +547,8 @@ class ClassCompiler(Walk[Flow, Grouping]):
 
         try:
             return translate(expr, self.env, shape_attr)
+        except EvalError as exc:  # what the checker says of a constant it would refuse
+            raise CompileError(exc.diagnostic) from None
         except SymbolicError as exc:
             span = exc.node.span if exc.node is not None else expr.span
             raise _unsupported(
@@ -799,7 +737,9 @@ class ClassCompiler(Walk[Flow, Grouping]):
         return name == "_" or name in self.tensors
 
     def body(self, body: ast.Body, flow: Flow) -> Flow:
-        return self.stmts(body.stmts, flow)
+        for stmt in body.stmts:  # (not `stmts`: one frame less per level of nesting)
+            flow = self.stmt(stmt, flow)
+        return flow
 
     def assign(self, stmt: ast.Assign, flow: Flow) -> Flow:
         at = len(self.fwd)
@@ -853,9 +793,8 @@ class ClassCompiler(Walk[Flow, Grouping]):
             self.tensor_shape[var] = shape
         return Flow(parts[-1], shape, "", "")
 
-    def item(self, item: ast.Item, flow: Flow, first: bool) -> Flow:
-        # in a concrete class, sizes no Python form gave: the checked ones
-        return super().item(item, self.settle(flow), first)
+    def enter_item(self, item: ast.Item, flow: Flow) -> Flow:
+        return self.settle(flow)  # in a concrete class, sizes no Python form gave: checked
 
     def times(self, item: ast.Item, flow: Flow, at: At) -> Flow:
         return self.loop_item(item, flow)

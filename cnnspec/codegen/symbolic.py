@@ -16,7 +16,12 @@ from typing import Any
 
 from cnnspec.codegen.pyescape import string_literal
 from cnnspec.ops.domain import Symbolic
-from cnnspec.ops.evaluate import FUNCTIONS, OPERATORS  # the same functions the checker evaluates
+from cnnspec.ops.evaluate import (  # the same functions the checker evaluates
+    FUNCTIONS,
+    OPERATORS,
+    InShape,
+    evaluate,
+)
 from cnnspec.syntax import ast
 
 # Python precedence, loosest first (for parentheses).
@@ -301,14 +306,32 @@ def translate(expr: ast.Expr, env: Mapping[str, Sym], shape_attr: Callable[[str]
     if isinstance(expr, ast.Unary):
         return unary(expr.op, translate(expr.operand, env, shape_attr))
     if isinstance(expr, ast.Binary):
-        return binary(
-            expr.op, translate(expr.left, env, shape_attr), translate(expr.right, env, shape_attr)
-        )
+        left, right = translate(expr.left, env, shape_attr), translate(expr.right, env, shape_attr)
+        if left.const and right.const and expr.op not in ("and", "or"):
+            return _folded(
+                expr._replace(left=_literal(left, expr.left), right=_literal(right, expr.right))
+            )
+        return binary(expr.op, left, right)
     if isinstance(expr, ast.FuncCall):
         if expr.name not in FUNCTIONS:
             raise SymbolicError(f"`{expr.name}` is not a function", expr)
-        return call(expr.name, [translate(a, env, shape_attr) for a in expr.args])
+        args = [translate(a, env, shape_attr) for a in expr.args]
+        if all(a.const for a in args):
+            literals = tuple(_literal(a, node) for a, node in zip(args, expr.args, strict=True))
+            return _folded(expr._replace(args=literals))
+        return call(expr.name, args)
     raise SymbolicError(f"cannot compile {type(expr).__name__}", None)
+
+
+def _literal(value: Sym, node: ast.Expr) -> ast.Expr:
+    return ast.Literal(value.value, node.span)
+
+
+def _folded(expr: ast.Expr) -> Sym:
+    """An operation on constants, evaluated by the checker's own evaluator, with its
+    bounds (`2 ** 10 ** 9`, `round(1, -10 ** 70)`: an EvalError with its diagnostic,
+    not a hang) and its errors."""
+    return const(evaluate(expr, {}, InShape(None)))
 
 
 def uses(sym: Sym, ident: str) -> bool:

@@ -44,18 +44,27 @@ def check_blocks(program: Program, skip: Iterable[str] = ()) -> list[Diagnostic]
     skipped = set(skip)
     check = NameCheck(program.blocks)
     for block in program.blocks.values():
-        if block.name not in skipped:
+        if block.name in skipped:
+            continue
+        try:
             check.body(block.body, Names({p.name for p in block.params}, set()))
+        except RecursionError:  # as elaboration says of a network nested so deeply
+            message = f"block `{block.name}` is nested too deeply to check"
+            check.found.append(error("too-large", block.name_span, message))
     return check.found
 
 
 def reachable(program: Program, roots: Iterable[ast.Body]) -> set[str]:
-    """The blocks that ``roots`` call, directly or through other blocks."""
+    """The blocks that ``roots`` call, directly or through other blocks (all of them
+    where a body is nested too deeply to walk: elaboration has said so)."""
     check = NameCheck(program.blocks)
     todo = list(roots)
     while todo:
         before = set(check.called)
-        check.body(todo.pop(), Names(set(), set()))
+        try:
+            check.body(todo.pop(), Names(set(), set()))
+        except RecursionError:
+            return set(program.blocks)
         todo.extend(program.blocks[name].body for name in check.called - before)
     return check.called
 
@@ -83,7 +92,9 @@ class NameCheck(Walk[Names, Names]):
     called: set[str] = field(default_factory=set)
 
     def body(self, body: ast.Body, scope: Names, *extra: str) -> Names:
-        self.stmts(body.stmts, scope.inner(*extra))
+        inner = scope.inner(*extra)
+        for stmt in body.stmts:  # (not `stmts`: one frame less per level of nesting)
+            self.stmt(stmt, inner)
         return scope
 
     def expr(self, expr: ast.Expr | None, scope: Names) -> None:

@@ -38,7 +38,7 @@ from cnnspec.diagnostics import (
     warning,
 )
 from cnnspec.graph.ir import AuxOutput, Graph, Node, Scope, per_position
-from cnnspec.graph.naming import BodyNames, body_names, prefix_of
+from cnnspec.graph.naming import BodyNames, body_names, module_attribute, prefix_of
 from cnnspec.graph.walk import At, Open, Walk
 from cnnspec.ops.binding import bind
 from cnnspec.ops.domain import Undecidable, concrete, format_shape, known
@@ -658,7 +658,7 @@ class Elaborator(Walk[Frame, InSequential]):
         return frame
 
     # ------------------------------------------------------------------- items
-    def item(self, item: ast.Item, frame: Frame, first: bool) -> Frame:
+    def enter_item(self, item: ast.Item, frame: Frame) -> Frame:
         if item.template is not None and item.alias_span is not None:
             self.report(
                 error(
@@ -670,7 +670,7 @@ class Elaborator(Walk[Frame, InSequential]):
                 ),
                 frame,
             )
-        return super().item(item, frame, first)
+        return frame
 
     def times(self, item: ast.Item, frame: Frame, at: At) -> Frame:
         assert item.times is not None
@@ -1156,7 +1156,8 @@ class Elaborator(Walk[Frame, InSequential]):
         """An item's name in a `sequential`: its `as` (a template filled in), else its
         position."""
         if item.template is None:
-            return item.alias or position
+            alias = item.alias
+            return (self.module_name(item, alias, frame) if alias else None) or position
         parts: list[str] = []
         for part in item.template:
             if isinstance(part, str):
@@ -1190,7 +1191,30 @@ class Elaborator(Walk[Frame, InSequential]):
                 frame,
             )
             return position
-        return name
+        return self.module_name(item, name, frame) or position
+
+    def module_name(self, item: ast.Item, name: str, frame: Frame) -> str | None:
+        """``name``, where PyTorch can name an item of an nn.Sequential so (None else:
+        reported)."""
+        if not module_attribute(name):
+            return name
+        assert item.alias_span is not None
+        self.report(
+            error(
+                "bad-name",
+                item.alias_span,
+                f"`{name}` names an attribute of nn.Sequential, which PyTorch refuses as "
+                "the name of one of its layers",
+                "an attribute's name",
+                [
+                    f"call it `{name.strip('_')}_layer` or similar"
+                    if name.strip("_")
+                    else "choose another name"
+                ],
+            ),
+            frame,
+        )
+        return None
 
     def not_sequential(
         self, node: ast.Stmt | ast.Item, what: str, at: InSequential

@@ -19,6 +19,79 @@ from dataclasses import dataclass, field
 from cnnspec.ops.registry import lookup
 from cnnspec.syntax import ast
 
+# nn.Sequential's public attributes, nn.Module's and its own (a test compares them with
+# torch's): a layer named `forward` or `training` must not shadow them, and PyTorch refuses
+# them (and any name of nn.Module's private state, `_modules`, `__class__`) as the name of
+# an item of an nn.Sequential.
+MODULE_ATTRS = frozenset(
+    [
+        "T_destination",
+        "add_module",
+        "apply",
+        "bfloat16",
+        "buffers",
+        "call_super_init",
+        "children",
+        "compile",
+        "cpu",
+        "cuda",
+        "double",
+        "dump_patches",
+        "eval",
+        "extra_repr",
+        "float",
+        "forward",
+        "get_buffer",
+        "get_extra_state",
+        "get_parameter",
+        "get_submodule",
+        "half",
+        "ipu",
+        "load_state_dict",
+        "modules",
+        "mtia",
+        "named_buffers",
+        "named_children",
+        "named_modules",
+        "named_parameters",
+        "parameters",
+        "register_backward_hook",
+        "register_buffer",
+        "register_forward_hook",
+        "register_forward_pre_hook",
+        "register_full_backward_hook",
+        "register_full_backward_pre_hook",
+        "register_load_state_dict_post_hook",
+        "register_load_state_dict_pre_hook",
+        "register_module",
+        "register_parameter",
+        "register_state_dict_post_hook",
+        "register_state_dict_pre_hook",
+        "requires_grad_",
+        "set_extra_state",
+        "set_submodule",
+        "share_memory",
+        "state_dict",
+        "to",
+        "to_empty",
+        "train",
+        "training",
+        "type",
+        "xpu",
+        "zero_grad",
+        "append",
+        "extend",
+        "insert",
+        "pop",
+    ]
+)
+
+
+def module_attribute(name: str) -> bool:
+    """Whether ``name`` is (or may be) an attribute of an nn.Sequential: PyTorch would
+    refuse it as the name of one of its items."""
+    return name in MODULE_ATTRS or name.startswith("_")
+
 
 @dataclass
 class BodyNames:

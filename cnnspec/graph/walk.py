@@ -138,6 +138,7 @@ class Walk(ABC, Generic[State, Listing]):
 
     # ----------------------------------------------------------------- items
     def item(self, item: ast.Item, state: State, first: bool) -> State:
+        state = self.enter_item(item, state)
         at = At(item, item.alias, item.alias_span, first)
         if item.times is not None:
             return self.times(item, state, at)
@@ -252,6 +253,13 @@ class Walk(ABC, Generic[State, Listing]):
 
     # ----------------------------------------------------------------- hooks
     # What each construct makes, in the domain's terms.
+    def enter_item(self, item: ast.Item, state: State) -> State:
+        """What a domain does first with every item (the checker: a name template out
+        of place; the compiler: the checked sizes in a concrete class). A hook, not an
+        override of :meth:`item`: a spec may nest hundreds deep, and each frame counts
+        against Python's recursion limit."""
+        return state
+
     @abstractmethod
     def assign(self, stmt: ast.Assign, state: State) -> State: ...
 

@@ -315,3 +315,29 @@ def test_undefined_names_are_found_in_every_method() -> None:
     )
     found = _undefined_names(source)  # Python 3.12 inlines the comprehension's scope
     assert found[0][0] == "A.f" and {n for _, names in found for n in names} == {"q", "w"}
+
+
+@pytest.mark.parametrize("default", ["round(1, -10 ** 70)", "2 ** 10 ** 9"])
+def test_an_absurd_default_the_checker_never_evaluates_does_not_hang_compile(
+    tmp_path: Path, default: str
+) -> None:
+    """Every call passes `k`, so the checker never evaluates its default; compile, which
+    writes the default into the class's signature, folded it with Python's own `round`
+    and `**` (10 ** (10 ** 70) digits: forever; found by the fuzzer). It now folds
+    constants with the checker's evaluator and its bounds: the block, with no
+    parameterised form, is compiled per instance."""
+    spec = tmp_path / "absurd.cnn"
+    spec.write_text(
+        f"block b(w, k = {default}) {{ conv(w, 3, padding = k) }}\n"
+        "network N {\n    input x: 3 x 8 x 8\n    b(4, k = 1) -> b(4, k = 0)\n}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnspec", "compile", str(spec), "--stdout"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sizes fixed: this number is too large" in done.stdout
+    ast.parse(done.stdout)

@@ -287,3 +287,14 @@ def test_onnx_export(spec: str, exporter: str) -> None:
     onnx.checker.check_model(proto)
     (got,) = _run_onnx(proto, inputs)
     torch.testing.assert_close(got, eager(net, inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_the_attributes_no_layer_may_take_are_nn_sequentials() -> None:
+    """`cnnspec.graph.naming.MODULE_ATTRS` (which the checker refuses as the name of an
+    item of a `sequential`, and compile never gives a layer) is nn.Sequential's public
+    attributes, for the torch installed."""
+    from torch import nn
+
+    from cnnspec.graph.naming import MODULE_ATTRS
+
+    assert {n for n in dir(nn.Sequential()) if not n.startswith("_")} == MODULE_ATTRS

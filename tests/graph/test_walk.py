@@ -18,6 +18,7 @@ from cnnspec.syntax import ast
 from cnnspec.syntax.loader import load_program
 
 DISPATCH = (
+    "item",
     "stmts",
     "stmt",
     "chain",
