@@ -1414,7 +1414,11 @@ class ClassCompiler(Walk[Flow, Grouping]):
                 return Call("nn.Sequential", nodes, explode=len(nodes) > 1), shape
             lines.extend(_stmt(Call("super().__init__", nodes, explode=len(nodes) > 1), 0))
             return target, shape
-        named = [(n, node) for n, node in build.entries if n and n.isidentifier()]
+        named = [  # names that can be keyword arguments: not `True`, not `class`
+            (n, node)
+            for n, node in build.entries
+            if n and n.isidentifier() and not keyword.iskeyword(n)
+        ]
         if build.straight and len(named) == len(build.entries):
             kws = tuple(Kw(n, node) for n, node in named)
             odict = Call("OrderedDict", kws, explode=True)

@@ -147,3 +147,20 @@ def test_repeat_of_one_is_no_loop() -> None:
     built = build_text(text)
     assert "range(1)" not in built.model.source()
     assert verify(built.model, built=built) == []
+
+
+def test_items_named_with_python_keywords() -> None:
+    """A quoted name may be a reserved word (`as "True"`, `as "class"`): it cannot be a
+    keyword argument of `OrderedDict(...)` (compile wrote `OrderedDict(True=...)`, which
+    does not parse; found by the fuzzer), so those items are added by name."""
+    built = build_text(
+        "network Keywords {\n"
+        "    input image: 3 x 8 x 8\n"
+        '    sequential { conv(4, 3) as "True" -> relu as "class" -> flatten as "ok" }'
+        " as features\n"
+        "}\n"
+    )
+    source = built.model.source()
+    assert 'features.add_module("True", nn.Conv2d(' in source
+    assert [n for n, _ in built.net.features.named_children()] == ["True", "class", "ok"]
+    assert verify(built.model, built=built) == []
