@@ -207,9 +207,16 @@ class NameCheck(Walk[Names, Names]):
         return scope
 
     def repeat(self, rep: ast.Repeat, scope: Names, at: At) -> Names:
+        inner = self.loop_scope(rep, scope)
+        for stmt in rep.body.stmts:
+            self.stmt(stmt, inner)
+        return scope
+
+    def loop_scope(self, rep: ast.Repeat, scope: Names) -> Names:
+        """A repeat's bounds checked; the scope of its body (its variable added)."""
         self.expr(rep.start, scope)
         self.expr(rep.stop, scope)
-        return self.body(rep.body, scope, *([rep.var] if rep.var else []))
+        return scope.inner(*([rep.var] if rep.var else []))
 
     def sequential(self, seq: ast.Sequential, scope: Names, at: At) -> Names:
         self.seq_stmts(seq.body.stmts, scope.inner())
@@ -240,9 +247,7 @@ class NameCheck(Walk[Names, Names]):
             self.expr(item.times, scope)
             return self.seq_item(ast.Item(prim, None, None, item.span), scope)
         assert isinstance(prim, ast.Repeat)
-        self.expr(prim.start, scope)
-        self.expr(prim.stop, scope)
-        self.seq_stmts(prim.body.stmts, scope.inner(*([prim.var] if prim.var else [])))
+        self.seq_stmts(prim.body.stmts, self.loop_scope(prim, scope))
         return scope
 
     def seq_channels_last(self, group: ast.ChannelsLast, scope: Names) -> Names:

@@ -59,7 +59,8 @@ class At(NamedTuple):  # a tuple: one is made per item
 @dataclass(frozen=True)
 class Open:
     """A condition the domain's values do not decide: a symbolic expression when
-    compiling (the class decides it when built), None after an error (reported)."""
+    compiling (the class decides it when built); None where there is no value at all
+    (the checker after an error it reported, the block check, which has no values)."""
 
     cond: Any
 
